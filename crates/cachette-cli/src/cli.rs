@@ -1,0 +1,84 @@
+//! The command line: global options and the list of subcommands. Each
+//! subcommand's own arguments live next to its code in [`crate::commands`].
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{backends, bench, ops, sim};
+
+const AFTER_HELP: &str = "\
+Exit status:
+  0  success
+  1  the key is absent, or a condition kept a write from happening
+     (get, ttl, touch, set --nx/--xx)
+  2  error (a message `error: ...` is printed on stderr)
+
+Examples:
+  cachette backends
+  cachette --url 'memory://?max_entries=10000' bench --duration 5s
+  cachette --url redis://localhost:6379 set greeting hello --ttl 10m --tag demo
+  cachette --url redis://localhost:6379 keys 'user:*' | wc -l
+  cachette sim --zipf 1.0 --capacity 1000,10000 --plot zipf.svg
+
+Logs go to stderr; set RUST_LOG (default: warn) to see more.";
+
+/// Inspect, query and benchmark any cachette backend.
+#[derive(Debug, Parser)]
+#[command(name = "cachette", version, after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    /// The backend to work on, e.g. `memory://?max_entries=10000` or
+    /// `redis://localhost:6379`. A `memory://` store lives only as long as
+    /// this process.
+    #[arg(
+        long,
+        global = true,
+        env = "CACHETTE_URL",
+        default_value = "memory://",
+        hide_env_values = true,
+        value_name = "URL",
+        display_order = 1000
+    )]
+    pub(crate) url: String,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Print what every backend scheme supports (the capability table).
+    Backends(backends::BackendsArgs),
+    /// Replay a trace through each eviction policy and cache size; print the miss ratios.
+    Sim(sim::SimArgs),
+    #[command(flatten)]
+    OnBackend(BackendCommand),
+}
+
+/// The subcommands that work on the backend named by `--url`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum BackendCommand {
+    /// Print the value of a key; exit status 1 and `(miss)` on stderr if absent.
+    Get(ops::GetArgs),
+    /// Write a key; prints `OK`, or exits 1 if --nx/--xx kept it from writing.
+    Set(ops::SetArgs),
+    /// Remove keys; prints how many existed.
+    Del(ops::DelArgs),
+    /// Print the remaining lifetime of a key: `missing`, `persistent` or e.g. `1432ms`.
+    Ttl(ops::KeyArgs),
+    /// Give a present key a new deadline (or none); exits 1 if it is absent.
+    Touch(ops::TouchArgs),
+    /// Add to a counter (created at 0 if missing) and print its new value.
+    Incr(ops::CounterArgs),
+    /// Subtract from a counter (created at 0 if missing) and print its new value.
+    Decr(ops::CounterArgs),
+    /// List the keys that match a glob pattern, one per line.
+    Keys(ops::KeysArgs),
+    /// Remove every key of the backend (its prefix / namespace only); needs --yes.
+    Clear(ops::ClearArgs),
+    /// Print the backend's counters.
+    Stats(ops::StatsArgs),
+    /// Check that the backend answers; prints `PONG` and the latency.
+    Ping,
+    /// Run a Zipf-distributed get/set workload and report throughput and latency.
+    Bench(bench::BenchArgs),
+}

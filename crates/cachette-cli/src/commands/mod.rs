@@ -1,0 +1,65 @@
+//! The subcommands, and what they share: opening the backend named by
+//! `--url` and the outcome that becomes the exit status.
+
+pub(crate) mod backends;
+pub(crate) mod bench;
+pub(crate) mod ops;
+pub(crate) mod sim;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use cachette::Backend;
+
+use crate::cli::{BackendCommand, Cli, Command};
+
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// It did what was asked (exit status 0).
+    Done,
+    /// The key was absent or a condition kept a write from happening (exit
+    /// status 1).
+    Absent,
+}
+
+/// Runs the command given on the command line.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let command = match cli.command {
+        Command::Backends(args) => return backends::run(&args),
+        Command::Sim(args) => return sim::run(&args),
+        Command::OnBackend(command) => command,
+    };
+    let backend = open_backend(&cli.url).await?;
+    let outcome = match command {
+        BackendCommand::Bench(args) => bench::run(Arc::clone(&backend), &args).await,
+        BackendCommand::Get(args) => ops::get(&*backend, &args).await,
+        BackendCommand::Set(args) => ops::set(&*backend, &args).await,
+        BackendCommand::Del(args) => ops::del(&*backend, &args).await,
+        BackendCommand::Ttl(args) => ops::ttl(&*backend, &args).await,
+        BackendCommand::Touch(args) => ops::touch(&*backend, &args).await,
+        BackendCommand::Incr(args) => ops::counter(&*backend, &args, ops::CounterOp::Incr).await,
+        BackendCommand::Decr(args) => ops::counter(&*backend, &args, ops::CounterOp::Decr).await,
+        BackendCommand::Keys(args) => ops::keys(&*backend, &args).await,
+        BackendCommand::Clear(args) => ops::clear(&*backend, &args).await,
+        BackendCommand::Stats(args) => ops::stats(&*backend, &args).await,
+        BackendCommand::Ping => ops::ping(&*backend).await,
+    };
+    if let Err(err) = backend.close().await {
+        tracing::warn!(error = %err, "closing the backend failed");
+    }
+    outcome
+}
+
+/// Opens the backend at `url`. The error names the URL's scheme but never
+/// the whole URL, which may carry a password.
+async fn open_backend(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    let backend = cachette::open(url)
+        .await
+        .with_context(|| match url.split_once("://") {
+            Some((scheme, _)) => format!("cannot open a `{scheme}://` backend"),
+            None => "cannot open the backend".to_owned(),
+        })?;
+    tracing::debug!(backend = backend.name(), "opened the backend");
+    Ok(backend)
+}

@@ -1,0 +1,336 @@
+//! The `cachette` binary, run as a user would run it.
+//!
+//! A `memory://` store lives for one process, so these tests cannot `set`
+//! in one run and `get` in the next; they check what one run prints and its
+//! exit status.
+
+use std::process::{Command, Output};
+
+/// Runs `cachette` with these arguments, isolated from the caller's
+/// `CACHETTE_URL` and `RUST_LOG`.
+fn cachette(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cachette"))
+        .args(args)
+        .env_remove("CACHETTE_URL")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the cachette binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Checks that a run failed the way the CLI promises: exit status 2, one
+/// `error:` message, no panic and no `Debug` dump.
+fn assert_clean_error(output: &Output) -> String {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "stderr: {err}");
+    assert!(err.starts_with("error: "), "stderr: {err}");
+    assert!(!err.contains("panicked"), "stderr: {err}");
+    assert!(!err.contains("Error {"), "stderr: {err}");
+    err
+}
+
+#[test]
+fn backends_prints_a_table_with_the_memory_scheme() {
+    let output = cachette(&["backends"]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let table = stdout(&output);
+    assert!(table.contains("scheme"), "{table}");
+    assert!(table.contains("atomic incr"), "{table}");
+    assert!(table.contains("memory"), "{table}");
+}
+
+#[test]
+fn backends_json_lists_the_memory_scheme_with_its_capabilities() {
+    let output = cachette(&["backends", "--json"]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let schemes: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    let memory = schemes
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|s| s["scheme"] == "memory")
+        .expect("the memory scheme is listed");
+    assert_eq!(memory["enabled"], true);
+    assert_eq!(memory["capabilities"]["atomic_incr"], true);
+    assert_eq!(memory["capabilities"]["ttl_precision"], "milliseconds");
+}
+
+#[test]
+fn get_of_a_missing_key_exits_1_with_a_note_on_stderr() {
+    let output = cachette(&["get", "missing"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    assert_eq!(stderr(&output).trim(), "(miss)");
+}
+
+#[test]
+fn set_exits_0_and_prints_ok() {
+    let output = cachette(&["set", "k", "v", "--ttl", "1500ms", "--tag", "t"]);
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "OK");
+}
+
+#[test]
+fn ttl_of_a_missing_key_prints_missing() {
+    let output = cachette(&["ttl", "missing"]);
+    assert_eq!(stdout(&output).trim(), "missing");
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn incr_and_decr_print_the_new_value() {
+    let output = cachette(&["incr", "counter", "5"]);
+    assert_eq!(stdout(&output).trim(), "5");
+    let output = cachette(&["decr", "counter", "-3"]);
+    assert_eq!(stdout(&output).trim(), "3");
+}
+
+#[test]
+fn keys_of_an_empty_store_prints_nothing() {
+    let output = cachette(&["keys"]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn an_unknown_scheme_is_an_error_naming_the_scheme() {
+    let err = assert_clean_error(&cachette(&["--url", "nosuchscheme://x", "get", "k"]));
+    assert!(err.contains("nosuchscheme"), "stderr: {err}");
+}
+
+#[test]
+fn the_url_comes_from_cachette_url_when_not_given() {
+    let output = Command::new(env!("CARGO_BIN_EXE_cachette"))
+        .args(["ping"])
+        .env("CACHETTE_URL", "fromenv://x")
+        .output()
+        .expect("the cachette binary runs");
+    let err = assert_clean_error(&output);
+    assert!(err.contains("fromenv"), "stderr: {err}");
+}
+
+#[test]
+fn a_password_in_the_url_never_reaches_the_error() {
+    let err = assert_clean_error(&cachette(&[
+        "--url",
+        "redis://user:hunter2@localhost:1",
+        "get",
+        "k",
+    ]));
+    assert!(!err.contains("hunter2"), "stderr: {err}");
+}
+
+#[test]
+fn an_empty_key_is_a_clean_error() {
+    assert_clean_error(&cachette(&["get", ""]));
+}
+
+#[test]
+fn a_zero_ttl_is_refused() {
+    assert_clean_error(&cachette(&["set", "k", "v", "--ttl", "0s"]));
+}
+
+#[test]
+fn clear_requires_yes() {
+    let err = assert_clean_error(&cachette(&["clear"]));
+    assert!(err.contains("--yes"), "stderr: {err}");
+    let output = cachette(&["clear", "--yes"]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+}
+
+#[test]
+fn ping_prints_pong() {
+    let output = cachette(&["ping"]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    assert!(stdout(&output).starts_with("PONG "), "{}", stdout(&output));
+}
+
+#[test]
+fn bench_with_ops_runs_exactly_that_many_and_prints_json() {
+    let output = cachette(&[
+        "bench", "--ops", "20000", "--keys", "1000", "--json", "--seed", "7",
+    ]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert_eq!(report["ops"], 20000);
+    assert_eq!(
+        report["gets"].as_u64().unwrap() + report["sets"].as_u64().unwrap(),
+        20000
+    );
+    let hit_ratio = report["hit_ratio"].as_f64().expect("a hit ratio");
+    assert!((0.0..=1.0).contains(&hit_ratio), "hit ratio {hit_ratio}");
+    for field in [
+        "p50_us",
+        "p99_us",
+        "p999_us",
+        "max_us",
+        "throughput_ops_per_sec",
+    ] {
+        assert!(
+            report[field].as_f64().is_some(),
+            "{field} missing: {report}"
+        );
+    }
+}
+
+#[test]
+fn bench_without_warmup_counts_misses() {
+    let output = cachette(&[
+        "bench",
+        "--ops",
+        "5000",
+        "--keys",
+        "1000",
+        "--no-warmup",
+        "--json",
+    ]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert!(report["misses"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["misses"], report["fills"]);
+    assert_eq!(report["warmup_secs"], serde_json::Value::Null);
+}
+
+#[test]
+fn bench_for_a_duration_prints_a_table() {
+    let output = cachette(&["bench", "--duration", "1s", "--keys", "10000"]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let table = stdout(&output);
+    for row in ["throughput", "hit ratio", "latency p99", "latency max"] {
+        assert!(table.contains(row), "no `{row}` in:\n{table}");
+    }
+}
+
+#[test]
+fn bench_refuses_duration_and_ops_together() {
+    let output = cachette(&["bench", "--duration", "1s", "--ops", "10"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("cannot be used with"));
+}
+
+#[test]
+fn sim_on_a_zipf_trace_prints_json_with_every_policy_and_capacity() {
+    let output = cachette(&[
+        "sim",
+        "--zipf",
+        "1.0",
+        "--keys",
+        "1000",
+        "--requests",
+        "20000",
+        "--capacity",
+        "10,100",
+        "--json",
+    ]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert_eq!(report["trace"]["requests"], 20000);
+    let results = report["results"].as_array().expect("a results array");
+    assert_eq!(results.len(), 8, "{report}");
+    for result in results {
+        assert_eq!(
+            result["hits"].as_u64().unwrap() + result["misses"].as_u64().unwrap(),
+            20000
+        );
+        let miss_ratio = result["miss_ratio"].as_f64().expect("a miss ratio");
+        assert!((0.0..=1.0).contains(&miss_ratio), "{result}");
+    }
+    assert_eq!(results[0]["capacity"], 10);
+    assert_eq!(results[0]["policy"], "lru");
+    assert_eq!(results[7]["capacity"], 100);
+    assert_eq!(results[7]["policy"], "s3fifo");
+}
+
+#[test]
+fn sim_prints_a_table_of_miss_ratios_with_the_trace_above_it() {
+    let output = cachette(&[
+        "sim",
+        "--zipf",
+        "0.8",
+        "--keys",
+        "500",
+        "--requests",
+        "5000",
+        "--capacity",
+        "5%,50",
+        "--policy",
+        "fifo,sieve",
+    ]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let table = stdout(&output);
+    for text in [
+        "requests:  5,000",
+        "distinct:",
+        "fifo",
+        "sieve",
+        "(5%)",
+        "50",
+    ] {
+        assert!(table.contains(text), "no `{text}` in:\n{table}");
+    }
+    assert!(!table.contains("s3fifo"), "{table}");
+}
+
+#[test]
+fn sim_plot_writes_an_svg_file() {
+    let path = std::env::temp_dir().join(format!("cachette-cli-sim-{}.svg", std::process::id()));
+    let output = cachette(&[
+        "sim",
+        "--zipf",
+        "1.0",
+        "--keys",
+        "1000",
+        "--requests",
+        "10000",
+        "--capacity",
+        "10,100,500",
+        "--json",
+        "--plot",
+        path.to_str().expect("a UTF-8 temp path"),
+    ]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let svg = std::fs::read_to_string(&path).expect("the plot was written");
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "{}",
+        &svg[..svg.len().min(200)]
+    );
+    for policy in ["lru", "fifo", "sieve", "s3fifo"] {
+        assert!(svg.contains(policy), "no legend entry for {policy}");
+    }
+}
+
+#[test]
+fn sim_of_a_missing_trace_file_is_a_clean_error() {
+    let output = cachette(&[
+        "sim",
+        "--trace",
+        "/nonexistent/lirs/absent.trace.gz",
+        "--capacity",
+        "10",
+    ]);
+    let err = assert_clean_error(&output);
+    assert!(err.contains("absent.trace.gz"), "{err}");
+}
+
+#[test]
+fn sim_without_a_known_folder_asks_for_the_format() {
+    let output = cachette(&["sim", "--trace", "/nonexistent/x.trace", "--capacity", "10"]);
+    let err = assert_clean_error(&output);
+    assert!(err.contains("--format"), "{err}");
+}
+
+#[test]
+fn sim_needs_a_trace_or_a_zipf_exponent() {
+    let output = cachette(&["sim", "--capacity", "10"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--trace"), "{}", stderr(&output));
+}

@@ -1,0 +1,149 @@
+//! The `file://` URL form, opened by [`crate::open`].
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use ::url::Url;
+
+use super::{FileBackend, NAME};
+use crate::backend::Backend;
+use crate::error::{Error, ErrorKind, Result};
+use crate::manager::url::UrlParams;
+
+/// The parameters of `file://`, in the order the docs list them.
+const PARAMS: &[&str] = &[
+    "max_entries",
+    "max_bytes",
+    "default_ttl",
+    "fsync",
+    "allow_non_empty",
+    "max_key_len",
+    "max_value_len",
+];
+
+/// A boolean parameter: `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+struct Flag(bool);
+
+impl FromStr for Flag {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Flag(true)),
+            "false" | "0" | "no" | "off" => Ok(Flag(false)),
+            _ => Err(Error::config(
+                NAME,
+                format!("expected `true` or `false`, got `{s}`"),
+            )),
+        }
+    }
+}
+
+/// Builds a file backend from `file:///dir?param=value&...`. The directory
+/// is created and scanned on a blocking thread.
+pub(crate) async fn open(url: &Url) -> Result<Arc<dyn Backend>> {
+    let builder = builder(url)?;
+    let backend = tokio::task::spawn_blocking(move || builder.build())
+        .await
+        .map_err(|join| {
+            Error::new(
+                ErrorKind::Backend,
+                NAME,
+                "opening the cache directory did not complete",
+            )
+            .with_source(join)
+        })??;
+    Ok(Arc::new(backend))
+}
+
+fn builder(url: &Url) -> Result<super::FileBuilder> {
+    if url.fragment().is_some() {
+        return Err(Error::config(NAME, "file:// takes no `#fragment`"));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.port().is_some() {
+        return Err(Error::config(
+            NAME,
+            "file:// takes no user, password or port, only a path, e.g. `file:///var/cache/app`",
+        ));
+    }
+    let dir = url.to_file_path().map_err(|()| {
+        Error::config(
+            NAME,
+            format!(
+                "file:// needs an absolute local path, e.g. `file:///var/cache/app` (host `{}` is not this machine)",
+                url.host_str().unwrap_or("")
+            ),
+        )
+    })?;
+    if dir.as_os_str().is_empty() || dir == std::path::Path::new("/") {
+        return Err(Error::config(
+            NAME,
+            "file:// needs a cache directory, e.g. `file:///var/cache/app`",
+        ));
+    }
+    let mut params = UrlParams::parse(url, NAME, PARAMS)?;
+    let mut builder = FileBackend::builder(dir);
+    if let Some(max) = params.integer("max_entries")? {
+        builder = builder.max_entries(max);
+    }
+    if let Some(max) = params.bytes("max_bytes")? {
+        builder = builder.max_bytes(max);
+    }
+    if let Some(ttl) = params.duration("default_ttl")? {
+        builder = builder.default_ttl(ttl);
+    }
+    if let Some(Flag(fsync)) = params.parsed("fsync")? {
+        builder = builder.fsync(fsync);
+    }
+    if let Some(Flag(allow)) = params.parsed("allow_non_empty")? {
+        builder = builder.allow_non_empty(allow);
+    }
+    if let Some(max) = params.integer("max_key_len")? {
+        builder = builder.max_key_len(max);
+    }
+    if let Some(max) = params.bytes("max_value_len")? {
+        builder = builder.max_value_len(usize::try_from(max).unwrap_or(usize::MAX));
+    }
+    Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<super::super::FileBuilder> {
+        builder(&Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn a_url_gives_a_path_and_options() {
+        let b = format!(
+            "{:?}",
+            parse("file:///tmp/my%20cache?max_bytes=64MiB&fsync=true&default_ttl=5m").unwrap()
+        );
+        assert!(b.contains("\"/tmp/my cache\""), "{b}");
+        assert!(
+            b.contains("max_bytes: Some(67108864)") && b.contains("fsync: true"),
+            "{b}"
+        );
+        assert!(parse("file://localhost/tmp/x").is_ok());
+    }
+
+    #[test]
+    fn bad_urls_are_config_errors_that_say_why() {
+        for (url, says) in [
+            ("file://otherhost/tmp/x", "absolute local path"),
+            ("file:///tmp/x?fsync=maybe", "parameter `fsync`"),
+            (
+                "file:///tmp/x?max_entires=1",
+                "unknown parameter `max_entires`",
+            ),
+            ("file:///", "needs a cache directory"),
+            ("file:///tmp/x#frag", "fragment"),
+        ] {
+            let error = parse(url).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config, "{url}");
+            assert!(error.message().contains(says), "{url}: {error}");
+        }
+    }
+}

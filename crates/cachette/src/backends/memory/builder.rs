@@ -1,0 +1,224 @@
+//! The builder of the memory backend and its eviction policies.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+use super::{MemoryBackend, NAME};
+
+/// The eviction policy of the memory engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Policy {
+    /// Least recently used. A hit moves the entry to the front, which needs
+    /// the shard's write lock; under contention the move is skipped.
+    Lru,
+    /// First in, first out. Hits change nothing.
+    Fifo,
+    /// SIEVE: FIFO order with a visited bit and a moving hand. Hits only set
+    /// a bit.
+    Sieve,
+    /// S3-FIFO: a small probationary FIFO, a main FIFO with a 2-bit
+    /// frequency, and a ghost list of recently evicted keys. Hits only bump
+    /// a counter.
+    #[default]
+    S3Fifo,
+}
+
+impl Policy {
+    /// Every policy, in a stable order.
+    pub const ALL: [Policy; 4] = [Policy::Lru, Policy::Fifo, Policy::Sieve, Policy::S3Fifo];
+
+    /// The policy's name as used in URLs and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Lru => "lru",
+            Policy::Fifo => "fifo",
+            Policy::Sieve => "sieve",
+            Policy::S3Fifo => "s3fifo",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Policy {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "lru" => Ok(Policy::Lru),
+            "fifo" => Ok(Policy::Fifo),
+            "sieve" => Ok(Policy::Sieve),
+            "s3fifo" => Ok(Policy::S3Fifo),
+            _ => Err(Error::config(
+                NAME,
+                format!("unknown eviction policy `{s}`; expected one of lru, fifo, sieve, s3fifo"),
+            )),
+        }
+    }
+}
+
+/// Builds a [`MemoryBackend`]. Every setter consumes and returns the
+/// builder; [`build`](MemoryBuilder::build) validates.
+///
+/// ```
+/// use std::time::Duration;
+/// use cachette::{MemoryBackend, Policy};
+///
+/// let cache = MemoryBackend::builder()
+///     .max_entries(10_000)
+///     .max_bytes(64 << 20)
+///     .policy(Policy::Sieve)
+///     .default_ttl(Duration::from_secs(300))
+///     .build()?;
+/// # Ok::<(), cachette::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryBuilder {
+    pub(super) max_entries: Option<u64>,
+    pub(super) max_bytes: Option<u64>,
+    pub(super) policy: Policy,
+    pub(super) default_ttl: Option<Duration>,
+    pub(super) shards: Option<usize>,
+    pub(super) expiry_interval: Duration,
+    pub(super) max_key_len: usize,
+}
+
+impl Default for MemoryBuilder {
+    fn default() -> Self {
+        MemoryBuilder {
+            max_entries: None,
+            max_bytes: None,
+            policy: Policy::default(),
+            default_ttl: None,
+            shards: None,
+            expiry_interval: Duration::from_secs(1),
+            max_key_len: crate::backend::DEFAULT_MAX_KEY_LEN,
+        }
+    }
+}
+
+/// Entries per shard below which the automatic shard count is halved, so
+/// that small caches keep a precise policy.
+const MIN_ENTRIES_PER_SHARD: u64 = 256;
+/// Bytes per shard below which the automatic shard count is halved, so that
+/// one large value still fits in one shard.
+const MIN_BYTES_PER_SHARD: u64 = 4 << 20;
+
+impl MemoryBuilder {
+    /// Bounds the number of entries. Unbounded by default.
+    pub fn max_entries(mut self, max: u64) -> Self {
+        self.max_entries = Some(max);
+        self
+    }
+
+    /// Bounds the total weight in bytes: key + value + tags + a fixed
+    /// per-entry overhead ([`MemoryBackend::ENTRY_OVERHEAD`]). Unbounded by
+    /// default.
+    pub fn max_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = Some(max);
+        self
+    }
+
+    /// Chooses the eviction policy (default: [`Policy::S3Fifo`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The TTL of entries written with [`Expiry::Default`](crate::Expiry::Default).
+    /// No expiry by default.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// The number of shards (a power of two, at most 1024). By default four
+    /// per CPU, reduced so that each shard keeps at least 256 entries and
+    /// 4 MiB of its bound. A single entry must fit within one shard's share
+    /// of `max_bytes`.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// How often the background task removes expired entries (default 1 s).
+    /// It runs only if the backend is built inside a tokio runtime; reads
+    /// check deadlines lazily in any case.
+    pub fn expiry_interval(mut self, interval: Duration) -> Self {
+        self.expiry_interval = interval;
+        self
+    }
+
+    /// The longest key accepted, in bytes (default 4096).
+    pub fn max_key_len(mut self, max: usize) -> Self {
+        self.max_key_len = max;
+        self
+    }
+
+    /// Validates the options and builds the backend.
+    pub fn build(self) -> Result<MemoryBackend> {
+        crate::backend::validate_builder_options(
+            NAME,
+            self.max_entries,
+            self.max_bytes,
+            self.default_ttl,
+        )?;
+        if self.expiry_interval.is_zero() {
+            return Err(Error::config(
+                NAME,
+                "expiry_interval must be greater than zero",
+            ));
+        }
+        if self.max_key_len == 0 {
+            return Err(Error::config(NAME, "max_key_len must be at least 1"));
+        }
+        if let Some(shards) = self.shards
+            && (shards == 0 || !shards.is_power_of_two() || shards > 1024)
+        {
+            return Err(Error::config(
+                NAME,
+                format!("shards must be a power of two between 1 and 1024, not {shards}"),
+            ));
+        }
+        Ok(MemoryBackend::from_builder(self))
+    }
+
+    pub(super) fn shard_count(&self) -> usize {
+        if let Some(shards) = self.shards {
+            return shards;
+        }
+        let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let mut shards = (cpus * 4).next_power_of_two().min(64);
+        if let Some(max) = self.max_entries {
+            while shards > 1 && max / (shards as u64) < MIN_ENTRIES_PER_SHARD {
+                shards /= 2;
+            }
+        }
+        if let Some(max) = self.max_bytes {
+            while shards > 1 && max / (shards as u64) < MIN_BYTES_PER_SHARD {
+                shards /= 2;
+            }
+        }
+        shards
+    }
+}
+
+/// Splits `total` over `parts` so that the shares add up to `total` exactly.
+pub(super) fn share(total: Option<u64>, parts: usize, index: usize) -> u64 {
+    match total {
+        None => u64::MAX,
+        Some(total) => {
+            let parts = parts as u64;
+            let index = index as u64;
+            total / parts + u64::from(index < total % parts)
+        }
+    }
+}

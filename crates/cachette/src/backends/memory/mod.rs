@@ -1,0 +1,567 @@
+//! The in-process memory engine: the default backend and the L1 of the
+//! tiered and near caches.
+//!
+//! - **URL:** `memory://?max_entries=10000&max_bytes=64MiB&policy=s3fifo&default_ttl=5m&shards=8`
+//!   (every parameter optional).
+//! - **Policies:** [`Policy::Lru`], [`Policy::Fifo`], [`Policy::Sieve`],
+//!   [`Policy::S3Fifo`] (default). Reads of the FIFO family take the shard's
+//!   read lock only; a hit sets a bit or bumps a 2-bit counter.
+//! - **Bounds:** by entries and/or by bytes. An entry's weight is its key,
+//!   its value, its tags and [`MemoryBackend::ENTRY_OVERHEAD`]. The bound
+//!   is split evenly over the shards and is never exceeded after an
+//!   operation returns. Overwriting a key never evicts another entry unless
+//!   the new value is heavier, and then only to make room for the
+//!   difference. Unbounded by default.
+//! - **TTL:** millisecond deadlines, checked lazily on every read, removed
+//!   incrementally by writes (two per write) and by a background task
+//!   (when built inside a tokio runtime) that takes each shard's lock for at
+//!   most 256 removals at a time.
+//! - **Tags:** an exact index from tag to entries, per shard, updated on
+//!   insert, overwrite, delete, eviction, expiry and clear.
+//! - **Limits:** keys up to 4096 bytes by default; an entry must fit in one
+//!   shard's share of `max_bytes`.
+//!
+//! For the hot path without dynamic dispatch, [`MemoryBackend`] also has
+//! synchronous methods ([`get_sync`](MemoryBackend::get_sync),
+//! [`set_sync`](MemoryBackend::set_sync), ...), which never block on I/O.
+
+mod builder;
+mod counters;
+mod ghost;
+mod shard;
+#[cfg(test)]
+mod tests;
+pub(crate) mod url;
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::backend::{
+    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetCondition, SetOptions, Stats,
+    TtlPrecision, add_to_counter, format_counter, validate_key,
+};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::glob;
+
+pub use builder::{MemoryBuilder, Policy};
+use shard::{DeadlineUpdate, Removal, ShardInner, Stored};
+
+pub(crate) const NAME: &str = "memory";
+
+/// A shard: its lock, aligned so that two shards never share a cache line.
+#[repr(align(128))]
+struct Shard {
+    inner: RwLock<ShardInner>,
+}
+
+struct Inner {
+    shards: Box<[Shard]>,
+    clock: Clock,
+    reads: counters::ReadCounters,
+    shard_mask: u64,
+    hasher: foldhash::fast::RandomState,
+    policy: Policy,
+    default_ttl: Option<Duration>,
+    max_key_len: usize,
+    max_entries: Option<u64>,
+    max_bytes: Option<u64>,
+    /// The longest value accepted: the smallest shard share minus the
+    /// overhead and the longest key.
+    max_value_len: Option<usize>,
+    sweeper: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.sweeper.get_mut().take() {
+            task.abort();
+        }
+    }
+}
+
+/// The in-process memory backend. Cheap to clone: clones share the store.
+///
+/// ```
+/// use cachette::{MemoryBackend, SetOptions};
+///
+/// let cache = MemoryBackend::builder().max_entries(1_000).build()?;
+/// cache.set_sync("k", "v".into(), &SetOptions::new())?;
+/// assert_eq!(cache.get_sync("k")?.as_deref(), Some(&b"v"[..]));
+/// # Ok::<(), cachette::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct MemoryBackend {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("policy", &self.inner.policy)
+            .field("shards", &self.inner.shards.len())
+            .field("max_entries", &self.inner.max_entries)
+            .field("max_bytes", &self.inner.max_bytes)
+            .field("default_ttl", &self.inner.default_ttl)
+            .finish()
+    }
+}
+
+impl Default for MemoryBackend {
+    /// An unbounded cache with the default policy.
+    fn default() -> Self {
+        MemoryBackend::from_builder(MemoryBuilder::default())
+    }
+}
+
+impl MemoryBackend {
+    /// The fixed per-entry overhead counted in each entry's weight, in bytes.
+    pub const ENTRY_OVERHEAD: u64 = shard::ENTRY_OVERHEAD;
+
+    /// A builder with the defaults: unbounded, [`Policy::S3Fifo`], no TTL.
+    pub fn builder() -> MemoryBuilder {
+        MemoryBuilder::default()
+    }
+
+    /// The capabilities of a memory backend with default options.
+    pub fn default_capabilities() -> Capabilities {
+        Capabilities {
+            atomic_incr: true,
+            conditional_set: true,
+            native_ttl: true,
+            ttl_precision: TtlPrecision::Milliseconds,
+            ttl_inspection: true,
+            tags: true,
+            key_listing: true,
+            clear: true,
+            persistent: false,
+            shared: false,
+            max_key_len: crate::backend::DEFAULT_MAX_KEY_LEN,
+            max_value_len: None,
+        }
+    }
+
+    fn from_builder(builder: MemoryBuilder) -> Self {
+        let count = builder.shard_count();
+        let shards = (0..count)
+            .map(|i| Shard {
+                inner: RwLock::new(ShardInner::new(
+                    builder.policy,
+                    builder::share(builder.max_entries, count, i),
+                    builder::share(builder.max_bytes, count, i),
+                )),
+            })
+            .collect();
+        // Under a byte bound every key within the key limit and every value
+        // within the value limit must fit in the smallest shard: a quarter
+        // of it at most for the key, the rest less overhead for the value.
+        let (max_key_len, max_value_len) = match builder.max_bytes {
+            None => (builder.max_key_len, None),
+            Some(_) => {
+                let smallest_share = builder::share(builder.max_bytes, count, count - 1);
+                let key = builder
+                    .max_key_len
+                    .min(usize::try_from(smallest_share / 4).unwrap_or(usize::MAX))
+                    .max(1);
+                let value = smallest_share.saturating_sub(shard::ENTRY_OVERHEAD + key as u64);
+                (key, Some(usize::try_from(value).unwrap_or(usize::MAX)))
+            }
+        };
+        let inner = Arc::new(Inner {
+            shards,
+            clock: Clock::new(),
+            reads: counters::ReadCounters::default(),
+            shard_mask: count as u64 - 1,
+            hasher: foldhash::fast::RandomState::default(),
+            policy: builder.policy,
+            default_ttl: builder.default_ttl,
+            max_key_len,
+            max_entries: builder.max_entries,
+            max_bytes: builder.max_bytes,
+            max_value_len,
+            sweeper: parking_lot::Mutex::new(None),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let task = runtime.spawn(sweep(Arc::downgrade(&inner), builder.expiry_interval));
+            *inner.sweeper.lock() = Some(task);
+        }
+        MemoryBackend { inner }
+    }
+
+    /// The eviction policy.
+    pub fn policy(&self) -> Policy {
+        self.inner.policy
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    fn locate(&self, key: &str) -> (u64, &Shard) {
+        let hash = self.inner.hasher.hash_one(key);
+        // The table uses the low bits and the top seven; shards use others.
+        let shard = ((hash >> 40) & self.inner.shard_mask) as usize;
+        (hash, &self.inner.shards[shard])
+    }
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        validate_key(NAME, key, self.inner.max_key_len)
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<()> {
+        // Under a byte bound the limit is the smallest shard's share less
+        // the entry overhead and the key limit; unbounded otherwise.
+        match self.inner.max_value_len {
+            Some(max) => crate::backend::validate_value(NAME, value, max),
+            None => Ok(()),
+        }
+    }
+
+    fn deadline(&self, expiry: Expiry) -> Result<u64> {
+        Ok(match expiry.resolve(NAME, self.inner.default_ttl)? {
+            None => 0,
+            Some(ttl) => {
+                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                self.inner.clock.now_ms().saturating_add(millis)
+            }
+        })
+    }
+
+    /// Reads a key without dynamic dispatch or a future.
+    pub fn get_sync(&self, key: &str) -> Result<Option<Bytes>> {
+        self.check_key(key)?;
+        let (hash, shard) = self.locate(key);
+        let guard = shard.inner.read();
+        let Some(index) = guard.find(hash, key) else {
+            drop(guard);
+            self.inner.reads.miss();
+            return Ok(None);
+        };
+        let entry = guard.entry(index);
+        if entry.deadline != 0 && entry.is_expired(self.inner.clock.now_ms()) {
+            drop(guard);
+            let mut guard = shard.inner.write();
+            guard.find_live(hash, key, self.inner.clock.now_ms());
+            drop(guard);
+            self.inner.reads.miss();
+            return Ok(None);
+        }
+        entry.record_hit(self.inner.policy);
+        let value = entry.value.clone();
+        drop(guard);
+        self.inner.reads.hit();
+        if self.inner.policy == Policy::Lru {
+            // LRU's reorder needs the write lock. Under contention it is
+            // skipped: the order is then approximate, never wrong about
+            // what is stored.
+            if let Some(mut guard) = shard.inner.try_write()
+                && let Some(index) = guard.find(hash, key)
+            {
+                guard.move_to_head(index);
+            }
+        }
+        Ok(Some(value))
+    }
+
+    /// Writes a key without dynamic dispatch or a future.
+    pub fn set_sync(&self, key: &str, value: Bytes, options: &SetOptions) -> Result<bool> {
+        self.check_key(key)?;
+        self.check_value(&value)?;
+        let deadline = self.deadline(options.expiry)?;
+        let (hash, shard) = self.locate(key);
+        let stored = shard.inner.write().store(
+            hash,
+            key,
+            value,
+            DeadlineUpdate::Set(deadline),
+            Some(&options.tags),
+            options.condition,
+            self.inner.clock.now_ms(),
+        );
+        self.written(stored)
+    }
+
+    fn written(&self, stored: Stored) -> Result<bool> {
+        match stored {
+            Stored::Written => Ok(true),
+            Stored::ConditionFailed => Ok(false),
+            Stored::TooHeavy { weight, limit } => Err(Error::invalid_input(
+                NAME,
+                format!(
+                    "the entry weighs {weight} bytes (key + value + tags + {} overhead); \
+                     the limit is {limit} bytes (max_bytes divided over {} shards)",
+                    shard::ENTRY_OVERHEAD,
+                    self.inner.shards.len()
+                ),
+            )),
+        }
+    }
+
+    /// Removes a key without dynamic dispatch or a future.
+    pub fn delete_sync(&self, key: &str) -> Result<bool> {
+        self.check_key(key)?;
+        let (hash, shard) = self.locate(key);
+        let mut guard = shard.inner.write();
+        match guard.find_live(hash, key, self.inner.clock.now_ms()) {
+            Some(index) => {
+                guard.remove(index, Removal::Deleted);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Adds `delta` to a counter atomically; see [`Backend::incr`].
+    pub fn incr_sync(&self, key: &str, delta: i64, expiry: Expiry) -> Result<i64> {
+        self.check_key(key)?;
+        let deadline = self.deadline(expiry)?;
+        let (hash, shard) = self.locate(key);
+        let now = self.inner.clock.now_ms();
+        let mut guard = shard.inner.write();
+        let next = match guard.find_live(hash, key, now) {
+            Some(index) => add_to_counter(NAME, &guard.entry(index).value, delta)?,
+            None => delta,
+        };
+        let stored = guard.store(
+            hash,
+            key,
+            format_counter(next),
+            DeadlineUpdate::KeepOr(deadline),
+            None,
+            SetCondition::Always,
+            now,
+        );
+        drop(guard);
+        self.written(stored).map(|_| next)
+    }
+
+    /// Removes up to `limit` expired entries from every shard, taking each
+    /// shard's lock for at most 256 removals at a time.
+    fn purge(&self, limit: u64) -> u64 {
+        const BATCH: usize = 256;
+        let mut removed = 0;
+        for shard in self.inner.shards.iter() {
+            loop {
+                let (count, more) = shard
+                    .inner
+                    .write()
+                    .purge_expired(self.inner.clock.now_ms(), BATCH);
+                removed += count;
+                if !more || removed >= limit {
+                    break;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Checks every shard's internal invariants; for tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        for shard in self.inner.shards.iter() {
+            shard.inner.read().check_invariants();
+        }
+    }
+
+    /// Every tag with the keys it indexes, sorted; for tests.
+    #[cfg(test)]
+    pub(crate) fn tag_index(&self) -> Vec<(String, Vec<String>)> {
+        let mut all: Vec<(String, Vec<String>)> = Vec::new();
+        for shard in self.inner.shards.iter() {
+            for (tag, keys) in shard.inner.read().tag_index() {
+                match all.iter_mut().find(|(t, _)| *t == tag) {
+                    Some((_, existing)) => existing.extend(keys),
+                    None => all.push((tag, keys)),
+                }
+            }
+        }
+        for (_, keys) in &mut all {
+            keys.sort();
+        }
+        all.sort();
+        all
+    }
+}
+
+/// The background expiry task: holds only a weak reference, so dropping the
+/// last `MemoryBackend` ends it.
+async fn sweep(inner: Weak<Inner>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let removed = MemoryBackend { inner }.purge(u64::MAX);
+        if removed > 0 {
+            tracing::trace!(removed, "memory backend removed expired entries");
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = MemoryBackend::default_capabilities();
+        caps.max_key_len = self.inner.max_key_len;
+        caps.max_value_len = self.inner.max_value_len;
+        caps
+    }
+
+    fn get_ready(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        Some(self.get_sync(key))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.get_sync(key)
+    }
+
+    async fn set(&self, key: &str, value: Bytes, options: &SetOptions) -> Result<bool> {
+        self.set_sync(key, value, options)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.delete_sync(key)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        self.check_key(key)?;
+        let (hash, shard) = self.locate(key);
+        let guard = shard.inner.read();
+        Ok(guard
+            .find(hash, key)
+            .is_some_and(|i| !guard.entry(i).is_expired(self.inner.clock.now_ms())))
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        keys.iter().map(|key| self.get_sync(key)).collect()
+    }
+
+    async fn set_many(&self, entries: &[(&str, Bytes)], options: &SetOptions) -> Result<Vec<bool>> {
+        for (key, _) in entries {
+            self.check_key(key)?;
+        }
+        entries
+            .iter()
+            .map(|(key, value)| self.set_sync(key, value.clone(), options))
+            .collect()
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> Result<u64> {
+        for key in keys {
+            self.check_key(key)?;
+        }
+        let mut removed = 0;
+        for key in keys {
+            removed += u64::from(self.delete_sync(key)?);
+        }
+        Ok(removed)
+    }
+
+    async fn incr(&self, key: &str, delta: i64, expiry: Expiry) -> Result<i64> {
+        self.incr_sync(key, delta, expiry)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        self.check_key(key)?;
+        let (hash, shard) = self.locate(key);
+        let guard = shard.inner.read();
+        let now = self.inner.clock.now_ms();
+        Ok(match guard.find(hash, key).map(|i| guard.entry(i)) {
+            None => KeyTtl::Missing,
+            Some(entry) if entry.is_expired(now) => KeyTtl::Missing,
+            Some(entry) if entry.deadline == 0 => KeyTtl::Persistent,
+            Some(entry) => KeyTtl::ExpiresIn(Duration::from_millis((entry.deadline - now).max(1))),
+        })
+    }
+
+    async fn touch(&self, key: &str, expiry: Expiry) -> Result<bool> {
+        self.check_key(key)?;
+        let deadline = self.deadline(expiry)?;
+        let (hash, shard) = self.locate(key);
+        let mut guard = shard.inner.write();
+        match guard.find_live(hash, key, self.inner.clock.now_ms()) {
+            Some(index) => {
+                guard.set_deadline(index, deadline);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn clear(&self) -> Result<()> {
+        for shard in self.inner.shards.iter() {
+            shard.inner.write().clear();
+        }
+        Ok(())
+    }
+
+    async fn keys(&self, pattern: &str) -> Result<KeyStream> {
+        let prefix = glob::literal_prefix(pattern);
+        let now = self.inner.clock.now_ms();
+        let mut keys = Vec::new();
+        for shard in self.inner.shards.iter() {
+            let guard = shard.inner.read();
+            keys.extend(
+                guard
+                    .live_entries(now)
+                    .filter(|e| {
+                        e.key.starts_with(prefix.as_str()) && glob::matches(pattern, &e.key)
+                    })
+                    .map(|e| Ok(e.key.to_string())),
+            );
+        }
+        Ok(Box::pin(futures_util::stream::iter(keys)))
+    }
+
+    async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {
+        let mut removed = 0;
+        for shard in self.inner.shards.iter() {
+            let mut guard = shard.inner.write();
+            for tag in tags {
+                removed += guard.invalidate_tag(tag, self.inner.clock.now_ms());
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        Ok(self.purge(u64::MAX))
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let mut stats = Stats::default();
+        (stats.hits, stats.misses) = self.inner.reads.totals();
+        for shard in self.inner.shards.iter() {
+            let guard = shard.inner.read();
+            let c = guard.counters;
+            stats.inserts += c.inserts;
+            stats.updates += c.updates;
+            stats.deletes += c.deletes;
+            stats.evictions += c.evictions;
+            stats.expirations += c.expirations;
+            stats.invalidations += c.invalidations;
+            stats.entries += guard.len();
+            stats.bytes += guard.weight();
+        }
+        Ok(stats)
+    }
+
+    async fn close(&self) -> Result<()> {
+        if let Some(task) = self.inner.sweeper.lock().take() {
+            task.abort();
+        }
+        Ok(())
+    }
+}

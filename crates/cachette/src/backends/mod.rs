@@ -1,0 +1,11 @@
+//! The backends. Each lives in its own folder with the same shape: a
+//! builder, the backend, and its docs (URL form, options, capabilities).
+
+#[cfg(feature = "file")]
+pub mod file;
+#[cfg(feature = "memory")]
+pub mod memory;
+#[cfg(feature = "redb")]
+pub mod redb;
+#[cfg(feature = "redis")]
+pub mod redis;

@@ -1,0 +1,746 @@
+//! The embedded redb backend: a persistent cache in one ACID database file,
+//! pure Rust, no server.
+//!
+//! - **URL:** `redb:///abs/path/cache.redb?namespace=sessions&default_ttl=5m`
+//!   (an absolute path; every parameter optional):
+//!
+//!   | parameter        | value                                                       |
+//!   |------------------|-------------------------------------------------------------|
+//!   | `namespace`      | ASCII letters, digits, `-_.:`, at most 128 bytes (default `default`) |
+//!   | `default_ttl`    | a duration: `150ms`, `30s`, `5m`                            |
+//!   | `max_entries`    | an integer: evicts the oldest writes first                  |
+//!   | `max_key_len`    | bytes (default 4096)                                        |
+//!   | `max_value_len`  | bytes, e.g. `64MiB` (default 512 MiB)                       |
+//!   | `durability`     | `immediate` (default) or `eventual`                         |
+//!   | `purge_interval` | a duration (default `60s`)                                  |
+//!   | `cache_size`     | bytes of redb's page cache (redb's default: 1 GiB)          |
+//!
+//!   The same options are on [`RedbBuilder`]. A missing file is created
+//!   with mode 0600 (missing directories 0700).
+//! - **Tables:** per namespace, five redb tables named
+//!   `cachette/<namespace>/...`:
+//!
+//!   | table        | rows                                | for                                 |
+//!   |--------------|-------------------------------------|-------------------------------------|
+//!   | `entries`    | key → deadline ‖ write no. ‖ value  | the values (`u64` big-endian header of 16 bytes; deadline in Unix ms, 0 = never) |
+//!   | `expiry`     | (deadline, key) → ()                | TTL purge without a full scan       |
+//!   | `order`      | write no. → key                     | FIFO eviction under `max_entries`   |
+//!   | `tags`       | tag →→ key (multimap)               | `invalidate_tags`                   |
+//!   | `entry_tags` | key →→ tag (multimap)               | exact tag rows on overwrite, delete, expiry |
+//!
+//!   plus one `cachette/meta` table per file with the format version.
+//!   Every operation is one redb transaction, so the five tables change
+//!   together or not at all; a crash (even `SIGKILL` in the middle of a
+//!   write) leaves each key with one of the values written for it, or
+//!   none.
+//! - **Sharing:** several backends (and [`Cache`](crate::Cache)s) in one
+//!   process may open the same file: they share one `redb::Database`,
+//!   each in its own namespace; [`Backend::clear`] empties its own
+//!   namespace only. redb locks the file for **one process**: opening it
+//!   in a second process fails with an error that says so, hence
+//!   `shared: false`.
+//! - **TTL:** millisecond precision, absolute wall-clock deadlines (they
+//!   survive a restart; a clock set back makes entries live longer). An
+//!   expired entry reads as a miss at once; it is removed by the next
+//!   writes (each write transaction removes up to 16 entries past their
+//!   deadline, found through the deadline index), by a background task
+//!   every `purge_interval` (when built inside a tokio runtime), and by
+//!   [`Backend::purge_expired`].
+//! - **Atomicity:** `incr`, conditional sets and `touch` are atomic (one
+//!   write transaction each); `set_many` and `delete_many` are one
+//!   transaction each too. redb runs one write transaction at a time per
+//!   file.
+//! - **Blocking:** every database operation runs on tokio's blocking pool
+//!   (`spawn_blocking`), never on the async worker threads.
+//! - **Durability:** [`RedbDurability::Immediate`] (default) flushes each
+//!   write to the disk before it returns; `Eventual` leaves the flush to
+//!   the OS (safe against a crash of the process, not of the machine).
+//! - **Errors:** redb's errors are [`ErrorKind::Backend`]
+//!   with redb's error as the source, the file named in the message; a
+//!   file that is not a redb database is [`ErrorKind::Config`].
+//!   A stored value too short to hold its header is corrupt: it reads as
+//!   a miss, is counted in [`Stats::corrupt`] and removed by the next
+//!   write of its key.
+//! - **Listing:** [`Backend::keys`] walks the keys that start with the
+//!   pattern's literal prefix in pages of 1024, one read transaction per
+//!   page: a key present during the whole listing is listed once.
+//! - **Limits:** keys up to 4096 bytes, values up to 512 MiB by default
+//!   (redb itself stores values below 3 GiB). Tags are any strings. redb
+//!   grows the file in regions, so even a small cache takes a few MiB on
+//!   disk; space freed by deletes is reused, not returned to the OS.
+//! - **Stats:** hits, misses, inserts, updates, deletes, evictions,
+//!   expirations, invalidations and corrupt count this backend's work
+//!   since it was built; `entries` is the size of the namespace's table
+//!   (expired entries included until removed); `details` has
+//!   `file_bytes`, the size of the file. `bytes` is not tracked.
+//!
+//! ```no_run
+//! use cachette::{Backend, SetOptions};
+//! use cachette::backends::redb::RedbBackend;
+//!
+//! # #[tokio::main] async fn main() -> cachette::Result<()> {
+//! let cache = tokio::task::spawn_blocking(|| {
+//!     RedbBackend::builder("/var/cache/app/cache.redb").namespace("pages").build()
+//! })
+//! .await
+//! .expect("the open did not panic")?;
+//! cache.set("/index.html", "<html>".into(), &SetOptions::new()).await?;
+//!
+//! // Or from a URL:
+//! let same_file = cachette::open("redb:///var/cache/app/cache.redb?namespace=sessions").await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod builder;
+mod registry;
+mod store;
+#[cfg(test)]
+mod tests;
+pub(crate) mod url;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use parking_lot::{Mutex, RwLock};
+use redb::Database;
+
+use crate::backend::{
+    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats, TtlPrecision, validate_key,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::glob;
+
+pub use builder::{
+    DEFAULT_MAX_VALUE_LEN, MAX_NAMESPACE_LEN, MAX_VALUE_LEN_LIMIT, RedbBuilder, RedbDurability,
+};
+use store::{Counts, Found, Reader, TableNames, Writer};
+
+pub(crate) const NAME: &str = "redb";
+
+/// How many entries one page of [`Backend::keys`] scans (one read
+/// transaction each).
+const KEYS_PAGE: usize = 1024;
+
+/// How many expired entries one transaction of `purge_expired` removes.
+const PURGE_BATCH: u64 = 1024;
+
+/// Turns any redb error into a cachette [`ErrorKind::Backend`] error with
+/// redb's error as its source.
+trait RedbResult<T> {
+    fn db(self) -> Result<T>;
+}
+
+impl<T, E: Into<redb::Error>> RedbResult<T> for std::result::Result<T, E> {
+    fn db(self) -> Result<T> {
+        self.map_err(|err| {
+            let err: redb::Error = err.into();
+            let message = match &err {
+                redb::Error::Io(_) | redb::Error::PreviousIo => "an I/O error in the database file",
+                redb::Error::Corrupted(_) => "the database file is corrupted",
+                redb::Error::ValueTooLarge(_) => "a value is too large for redb",
+                _ => "the redb database failed",
+            };
+            Error::new(ErrorKind::Backend, NAME, message).with_source(err)
+        })
+    }
+}
+
+/// This backend's counters since it was built.
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    inserts: AtomicU64,
+    updates: AtomicU64,
+    deletes: AtomicU64,
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+    invalidations: AtomicU64,
+    corrupt: AtomicU64,
+}
+
+impl Counters {
+    fn add(&self, counts: &Counts) {
+        let pairs = [
+            (&self.hits, counts.hits),
+            (&self.misses, counts.misses),
+            (&self.inserts, counts.inserts),
+            (&self.updates, counts.updates),
+            (&self.deletes, counts.deletes),
+            (&self.evictions, counts.evictions),
+            (&self.expirations, counts.expirations),
+            (&self.invalidations, counts.invalidations),
+            (&self.corrupt, counts.corrupt),
+        ];
+        for (counter, delta) in pairs {
+            if delta != 0 {
+                counter.fetch_add(delta, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn fill(&self, stats: &mut Stats) {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        stats.hits = load(&self.hits);
+        stats.misses = load(&self.misses);
+        stats.inserts = load(&self.inserts);
+        stats.updates = load(&self.updates);
+        stats.deletes = load(&self.deletes);
+        stats.evictions = load(&self.evictions);
+        stats.expirations = load(&self.expirations);
+        stats.invalidations = load(&self.invalidations);
+        stats.corrupt = load(&self.corrupt);
+    }
+}
+
+struct Inner {
+    /// `None` after `close`.
+    database: RwLock<Option<Arc<Database>>>,
+    path: PathBuf,
+    namespace: String,
+    tables: TableNames,
+    default_ttl: Option<Duration>,
+    max_entries: Option<u64>,
+    max_key_len: usize,
+    max_value_len: usize,
+    durability: RedbDurability,
+    counters: Counters,
+    purger: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.purger.get_mut().take() {
+            task.abort();
+        }
+    }
+}
+
+impl Inner {
+    fn database(&self) -> Result<Arc<Database>> {
+        self.database.read().clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Backend,
+                NAME,
+                "the backend is closed; build a new one to open the file again",
+            )
+        })
+    }
+
+    /// Runs `work` in one write transaction and commits it (or aborts it
+    /// when nothing changed or `work` failed); counters move only after a
+    /// commit.
+    fn write<T>(&self, work: impl FnOnce(&mut Writer<'_>) -> Result<T>) -> Result<T> {
+        let db = self.database()?;
+        let mut txn = db.begin_write().db()?;
+        txn.set_durability(self.durability.to_redb());
+        let (out, counts, changed) = {
+            let mut writer = Writer::open(&txn, &self.tables, now_ms())?;
+            let out = work(&mut writer)?;
+            writer.finish(self.max_entries)?;
+            (out, writer.counts, writer.changed)
+        };
+        if changed {
+            txn.commit().db()?;
+        } else {
+            txn.abort().db()?;
+        }
+        self.counters.add(&counts);
+        Ok(out)
+    }
+
+    /// Runs `work` in one read transaction.
+    fn read<T>(&self, work: impl FnOnce(&Reader) -> Result<T>) -> Result<T> {
+        let db = self.database()?;
+        let txn = db.begin_read().db()?;
+        let reader = Reader::open(&txn, &self.tables, now_ms())?;
+        work(&reader)
+    }
+
+    /// The absolute deadline of a write now with `expiry`; 0 = never.
+    fn deadline(&self, ttl: Option<Duration>) -> u64 {
+        match ttl {
+            None => 0,
+            Some(ttl) => {
+                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                now_ms().saturating_add(millis).max(1)
+            }
+        }
+    }
+
+    /// Reads one key, counting the hit, miss or corrupt entry.
+    fn get_one(&self, reader: &Reader, key: &str, counts: &mut Counts) -> Result<Option<Bytes>> {
+        match reader.get(key, Bytes::copy_from_slice)? {
+            Found::Live(_, value) => {
+                counts.hits += 1;
+                Ok(Some(value))
+            }
+            Found::Corrupt => {
+                counts.corrupt += 1;
+                counts.misses += 1;
+                Ok(None)
+            }
+            Found::Missing | Found::Expired => {
+                counts.misses += 1;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Removes every expired entry, [`PURGE_BATCH`] per transaction.
+    fn purge(&self) -> Result<u64> {
+        let mut removed = 0;
+        loop {
+            let batch = self.write(|w| w.purge(PURGE_BATCH))?;
+            removed += batch;
+            if batch < PURGE_BATCH {
+                return Ok(removed);
+            }
+        }
+    }
+}
+
+/// The wall clock in Unix milliseconds (deadlines outlive the process).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// A cache in a redb database file. Cheap to clone: clones share the
+/// backend (and every backend on the same file shares the database).
+///
+/// See the [module docs](self) for the URL form, the tables and the
+/// guarantees.
+#[derive(Clone)]
+pub struct RedbBackend {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedbBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbBackend")
+            .field("path", &self.inner.path)
+            .field("namespace", &self.inner.namespace)
+            .field("default_ttl", &self.inner.default_ttl)
+            .field("max_entries", &self.inner.max_entries)
+            .field("durability", &self.inner.durability)
+            .finish()
+    }
+}
+
+impl RedbBackend {
+    /// A builder for a backend on the database file at `path`, with the
+    /// defaults: namespace `default`, no TTL, unbounded, immediate
+    /// durability.
+    pub fn builder(path: impl AsRef<Path>) -> RedbBuilder {
+        RedbBuilder::new(path)
+    }
+
+    /// The capabilities of a redb backend with default options.
+    pub fn default_capabilities() -> Capabilities {
+        Capabilities {
+            atomic_incr: true,
+            conditional_set: true,
+            native_ttl: true,
+            ttl_precision: TtlPrecision::Milliseconds,
+            ttl_inspection: true,
+            tags: true,
+            key_listing: true,
+            clear: true,
+            persistent: true,
+            shared: false,
+            max_key_len: crate::backend::DEFAULT_MAX_KEY_LEN,
+            max_value_len: Some(DEFAULT_MAX_VALUE_LEN),
+        }
+    }
+
+    fn from_builder(builder: RedbBuilder) -> Result<Self> {
+        let (path, db) = registry::open(&builder.path, builder.cache_size)?;
+        let tables = TableNames::new(&builder.namespace);
+        let in_file = |err: Error| match err.kind() {
+            ErrorKind::Backend | ErrorKind::Config => {
+                err.context(format_args!("database file `{}`", path.display()))
+            }
+            _ => err,
+        };
+        let mut txn = db.begin_write().db().map_err(in_file)?;
+        txn.set_durability(builder.durability.to_redb());
+        store::prepare(&txn, &tables).map_err(in_file)?;
+        txn.commit().db().map_err(in_file)?;
+
+        let inner = Arc::new(Inner {
+            database: RwLock::new(Some(db)),
+            path,
+            namespace: builder.namespace,
+            tables,
+            default_ttl: builder.default_ttl,
+            max_entries: builder.max_entries,
+            max_key_len: builder.max_key_len,
+            max_value_len: builder.max_value_len,
+            durability: builder.durability,
+            counters: Counters::default(),
+            purger: Mutex::new(None),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let task = runtime.spawn(purge_periodically(
+                Arc::downgrade(&inner),
+                builder.purge_interval,
+            ));
+            *inner.purger.lock() = Some(task);
+        }
+        Ok(RedbBackend { inner })
+    }
+
+    /// The canonical path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The namespace of this backend.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        validate_key(NAME, key, self.inner.max_key_len)
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<()> {
+        crate::backend::validate_value(NAME, value, self.inner.max_value_len)
+    }
+
+    fn ttl_of(&self, expiry: Expiry) -> Result<Option<Duration>> {
+        expiry.resolve(NAME, self.inner.default_ttl)
+    }
+
+    /// Runs `work` on tokio's blocking pool (inline outside a runtime);
+    /// errors name the operation and, for storage errors, the file.
+    async fn run<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = Arc::clone(&self.inner);
+        let task = move || {
+            work(&inner).map_err(|err| {
+                let err = err.with_operation(operation);
+                match err.kind() {
+                    ErrorKind::Backend => {
+                        err.context(format_args!("database file `{}`", inner.path.display()))
+                    }
+                    _ => err,
+                }
+            })
+        };
+        on_blocking_pool(task)
+            .await
+            .map_err(|err| err.with_operation(operation))
+    }
+}
+
+/// Runs `task` on tokio's blocking pool, or inline outside a runtime. A
+/// panic in the task resumes in the caller.
+async fn on_blocking_pool<T: Send + 'static>(
+    task: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return task();
+    };
+    match runtime.spawn_blocking(task).await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(Error::new(
+            ErrorKind::Backend,
+            NAME,
+            "the blocking task of the redb backend was cancelled",
+        )
+        .with_source(err)),
+    }
+}
+
+/// The background purge: holds only a weak reference, so dropping the
+/// last `RedbBackend` ends it.
+async fn purge_periodically(inner: Weak<Inner>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let backend = RedbBackend { inner };
+        match backend.purge_expired().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::trace!(removed, "redb backend removed expired entries"),
+            Err(err) => {
+                tracing::warn!(error = %err, "redb backend could not remove expired entries")
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for RedbBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = RedbBackend::default_capabilities();
+        caps.max_key_len = self.inner.max_key_len;
+        caps.max_value_len = Some(self.inner.max_value_len);
+        caps
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.check_key(key)?;
+        let key = key.to_owned();
+        self.run("get", move |inner| {
+            let mut counts = Counts::default();
+            let found = inner.read(|r| inner.get_one(r, &key, &mut counts))?;
+            inner.counters.add(&counts);
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn set(&self, key: &str, value: Bytes, options: &SetOptions) -> Result<bool> {
+        self.check_key(key)?;
+        self.check_value(&value)?;
+        let ttl = self.ttl_of(options.expiry)?;
+        let key = key.to_owned();
+        let tags = options.tags.clone();
+        let condition = options.condition;
+        self.run("set", move |inner| {
+            inner.write(|w| w.set(&key, &value, inner.deadline(ttl), &tags, condition))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.check_key(key)?;
+        let key = key.to_owned();
+        self.run("delete", move |inner| inner.write(|w| w.delete(&key)))
+            .await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        self.check_key(key)?;
+        let key = key.to_owned();
+        self.run("exists", move |inner| {
+            inner.read(|r| Ok(matches!(r.get(&key, |_| ())?, Found::Live(..))))
+        })
+        .await
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        for key in keys {
+            self.check_key(key)?;
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = keys.iter().map(|&k| k.to_owned()).collect();
+        self.run("get_many", move |inner| {
+            let mut counts = Counts::default();
+            let found = inner.read(|r| {
+                keys.iter()
+                    .map(|key| inner.get_one(r, key, &mut counts))
+                    .collect()
+            })?;
+            inner.counters.add(&counts);
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn set_many(&self, entries: &[(&str, Bytes)], options: &SetOptions) -> Result<Vec<bool>> {
+        for (key, value) in entries {
+            self.check_key(key)?;
+            self.check_value(value)?;
+        }
+        let ttl = self.ttl_of(options.expiry)?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<(String, Bytes)> = entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let tags = options.tags.clone();
+        let condition = options.condition;
+        self.run("set_many", move |inner| {
+            inner.write(|w| {
+                let deadline = inner.deadline(ttl);
+                entries
+                    .iter()
+                    .map(|(key, value)| w.set(key, value, deadline, &tags, condition))
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> Result<u64> {
+        for key in keys {
+            self.check_key(key)?;
+        }
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<String> = keys.iter().map(|&k| k.to_owned()).collect();
+        self.run("delete_many", move |inner| {
+            inner.write(|w| {
+                let mut removed = 0;
+                for key in &keys {
+                    removed += u64::from(w.delete(key)?);
+                }
+                Ok(removed)
+            })
+        })
+        .await
+    }
+
+    async fn incr(&self, key: &str, delta: i64, expiry: Expiry) -> Result<i64> {
+        self.check_key(key)?;
+        let ttl = self.ttl_of(expiry)?;
+        let key = key.to_owned();
+        self.run("incr", move |inner| {
+            inner.write(|w| w.incr(&key, delta, inner.deadline(ttl)))
+        })
+        .await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        self.check_key(key)?;
+        let key = key.to_owned();
+        self.run("ttl", move |inner| {
+            inner.read(|r| {
+                Ok(match r.get(&key, |_| ())? {
+                    Found::Live(header, ()) if header.deadline == 0 => KeyTtl::Persistent,
+                    Found::Live(header, ()) => {
+                        let left = header.deadline.saturating_sub(now_ms()).max(1);
+                        KeyTtl::ExpiresIn(Duration::from_millis(left))
+                    }
+                    Found::Missing | Found::Expired | Found::Corrupt => KeyTtl::Missing,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn touch(&self, key: &str, expiry: Expiry) -> Result<bool> {
+        self.check_key(key)?;
+        let ttl = self.ttl_of(expiry)?;
+        let key = key.to_owned();
+        self.run("touch", move |inner| {
+            inner.write(|w| w.touch(&key, inner.deadline(ttl)))
+        })
+        .await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.run("clear", move |inner| {
+            let db = inner.database()?;
+            let mut txn = db.begin_write().db()?;
+            txn.set_durability(inner.durability.to_redb());
+            store::clear(&txn, &inner.tables)?;
+            txn.commit().db()
+        })
+        .await
+    }
+
+    async fn keys(&self, pattern: &str) -> Result<KeyStream> {
+        let prefix = glob::literal_prefix(pattern).into_bytes();
+        let pattern = pattern.to_owned();
+        let backend = self.clone();
+        // One read transaction per page, each starting after the last key
+        // of the previous one: a key present all along is listed once.
+        let pages = futures_util::stream::try_unfold(
+            Some(None::<Vec<u8>>),
+            move |cursor: Option<Option<Vec<u8>>>| {
+                let backend = backend.clone();
+                let prefix = prefix.clone();
+                let pattern = pattern.clone();
+                async move {
+                    let Some(after) = cursor else {
+                        return Ok(None);
+                    };
+                    let (keys, next) = backend
+                        .run("keys", move |inner| {
+                            inner.read(|r| {
+                                r.keys_page(&prefix, &pattern, after.as_deref(), KEYS_PAGE)
+                            })
+                        })
+                        .await?;
+                    Ok(Some((keys, next.map(Some))))
+                }
+            },
+        );
+        Ok(pages
+            .map_ok(|keys| futures_util::stream::iter(keys.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed())
+    }
+
+    async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {
+        if tags.is_empty() {
+            return Ok(0);
+        }
+        let tags: Vec<String> = tags.iter().map(|&t| t.to_owned()).collect();
+        self.run("invalidate_tags", move |inner| {
+            inner.write(|w| w.invalidate(&tags))
+        })
+        .await
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        self.run("purge_expired", Inner::purge).await
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        self.run("stats", move |inner| {
+            let mut stats = Stats::default();
+            inner.counters.fill(&mut stats);
+            stats.entries = inner.read(Reader::len)?;
+            if let Ok(meta) = std::fs::metadata(&inner.path) {
+                stats.details.push(("file_bytes".to_owned(), meta.len()));
+            }
+            Ok(stats)
+        })
+        .await
+    }
+
+    async fn health(&self) -> Result<()> {
+        self.run("health", move |inner| inner.read(|_| Ok(())))
+            .await
+    }
+
+    /// Stops the background purge and lets go of the database; the file
+    /// is closed when no other backend in this process uses it.
+    async fn close(&self) -> Result<()> {
+        if let Some(task) = self.inner.purger.lock().take() {
+            task.abort();
+        }
+        let db = self.inner.database.write().take();
+        if db.is_some() {
+            // Dropping the last reference closes the file, which may
+            // write; keep that off the async worker threads.
+            self.run("close", move |_| {
+                drop(db);
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,343 @@
+//! The `redis://`, `rediss://` and `redis+unix://` URL forms, opened by
+//! [`crate::open`].
+
+use std::sync::Arc;
+
+use ::url::Url;
+
+use super::{NAME, RedisBuilder};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::manager::url::{UrlParams, redact};
+
+/// The parameters every form takes.
+const PARAMS: &[&str] = &[
+    "prefix",
+    "connect_timeout",
+    "response_timeout",
+    "default_ttl",
+];
+/// The parameters of `rediss://`.
+const TLS_PARAMS: &[&str] = &[
+    "prefix",
+    "connect_timeout",
+    "response_timeout",
+    "default_ttl",
+    "ca_cert",
+    "insecure_hostname",
+];
+/// The parameters of `redis+unix://`.
+const UNIX_PARAMS: &[&str] = &[
+    "prefix",
+    "connect_timeout",
+    "response_timeout",
+    "default_ttl",
+    "db",
+];
+
+/// The default port of Redis.
+const DEFAULT_PORT: u16 = 6379;
+
+/// Builds a Redis backend from its URL:
+/// `redis://[user[:password]@]host[:port][/db]?prefix=app:&connect_timeout=1s&response_timeout=1s&default_ttl=5m`,
+/// `rediss://...` with `ca_cert=/path/ca.pem` and `insecure_hostname=true`,
+/// or `redis+unix:///path/redis.sock?db=0&...`.
+pub(crate) async fn open(url: &Url) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(builder(url)?.build().await?))
+}
+
+/// The builder a URL describes (without connecting).
+pub(crate) fn builder(url: &Url) -> Result<RedisBuilder> {
+    let shown = redact(url.as_str());
+    if url.fragment().is_some() {
+        return Err(Error::config(
+            NAME,
+            format!("{shown}: a Redis URL takes no `#fragment`"),
+        ));
+    }
+    let scheme = url.scheme();
+    let (mut builder, mut params) = match scheme {
+        "redis" | "rediss" => {
+            let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| {
+                Error::config(
+                    NAME,
+                    format!("{shown}: the URL names no host, e.g. `redis://127.0.0.1:6379/0`"),
+                )
+            })?;
+            // `[::1]` comes back with its brackets.
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port = url.port().unwrap_or(DEFAULT_PORT);
+            let tls = scheme == "rediss";
+            let known = if tls { TLS_PARAMS } else { PARAMS };
+            let mut builder = RedisBuilder::new(host, port).tls(tls);
+            let db = url.path().trim_matches('/');
+            if !db.is_empty() {
+                let db = db
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|db| *db >= 0)
+                    .ok_or_else(|| {
+                        Error::config(
+                            NAME,
+                            format!("{shown}: the path must be a database number, e.g. `/0`"),
+                        )
+                    })?;
+                builder = builder.db(db);
+            }
+            (builder, UrlParams::parse(url, NAME, known)?)
+        }
+        "redis+unix" => {
+            if url.host_str().is_some_and(|h| !h.is_empty()) || url.port().is_some() {
+                return Err(Error::config(
+                    NAME,
+                    format!(
+                        "{shown}: a Unix socket URL takes no host, e.g. `redis+unix:///run/redis.sock`"
+                    ),
+                ));
+            }
+            if url.path().is_empty() || url.path() == "/" {
+                return Err(Error::config(
+                    NAME,
+                    format!(
+                        "{shown}: the URL names no socket path, e.g. `redis+unix:///run/redis.sock`"
+                    ),
+                ));
+            }
+            let builder = RedisBuilder::new("", 0).unix(url.path());
+            let mut params = UrlParams::parse(url, NAME, UNIX_PARAMS)?;
+            let builder = match params.integer::<i64>("db")? {
+                Some(db) => builder.db(db),
+                None => builder,
+            };
+            (builder, params)
+        }
+        other => {
+            return Err(Error::config(
+                NAME,
+                format!("`{other}` is not a Redis scheme"),
+            ));
+        }
+    };
+    if !url.username().is_empty() {
+        let user = percent_decode(url.username());
+        builder = builder.username(user);
+    }
+    if let Some(password) = url.password() {
+        builder = builder.password(percent_decode(password));
+    }
+    if let Some(prefix) = text_param(url, "prefix") {
+        builder = builder.prefix(prefix);
+    }
+    if let Some(timeout) = params.duration("connect_timeout")? {
+        builder = builder.connect_timeout(timeout);
+    }
+    if let Some(timeout) = params.duration("response_timeout")? {
+        builder = builder.response_timeout(timeout);
+    }
+    if let Some(ttl) = params.duration("default_ttl")? {
+        builder = builder.default_ttl(ttl);
+    }
+    if let Some(path) = text_param(url, "ca_cert") {
+        let pem = std::fs::read(&path).map_err(|err| {
+            Error::config(NAME, format!("parameter `ca_cert`: cannot read `{path}`"))
+                .with_source(err)
+        })?;
+        builder = builder.root_certificate_pem(pem);
+    }
+    if let Some(insecure) = text_param(url, "insecure_hostname") {
+        let insecure = match insecure.trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            other => {
+                return Err(Error::config(
+                    NAME,
+                    format!(
+                        "parameter `insecure_hostname`: expected `true` or `false`, got `{other}`"
+                    ),
+                ));
+            }
+        };
+        builder = builder.danger_accept_invalid_hostnames(insecure);
+    }
+    Ok(builder)
+}
+
+/// A parameter taken as text. [`UrlParams::parse`] has already rejected
+/// unknown and repeated names.
+fn text_param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Decodes `%XX` escapes of the user info (a password may hold `@` or `:`).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The parameters of `redis+cluster://`.
+const CLUSTER_PARAMS: &[&str] = &[
+    "prefix",
+    "connect_timeout",
+    "response_timeout",
+    "default_ttl",
+];
+
+/// Builds a Redis Cluster backend from its URL:
+/// `redis+cluster://[user[:password]@]host1:port1,host2:port2,...[/][?prefix=..&connect_timeout=..&response_timeout=..&default_ttl=..]`.
+/// The `url` crate cannot parse several hosts, so the authority is split
+/// here; the query goes through the common parameter checks.
+pub(crate) async fn open_cluster(url: &str) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(cluster_builder(url)?.build().await?))
+}
+
+/// The builder a `redis+cluster://` URL describes (without connecting).
+pub(crate) fn cluster_builder(url: &str) -> Result<RedisBuilder> {
+    let shown = redact(url);
+    let bad = |what: &str| {
+        Error::config(
+            NAME,
+            format!(
+                "{shown}: {what}; expected `redis+cluster://[user[:password]@]host1:port1,host2:port2[?prefix=...]`"
+            ),
+        )
+    };
+    let rest = url
+        .strip_prefix("redis+cluster://")
+        .ok_or_else(|| bad("not a `redis+cluster://` URL"))?;
+    if rest.contains('#') {
+        return Err(bad("a Redis URL takes no `#fragment`"));
+    }
+    let (head, query) = match rest.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (rest, None),
+    };
+    let (authority, path) = match head.find('/') {
+        Some(slash) => (&head[..slash], &head[slash..]),
+        None => (head, ""),
+    };
+    if !matches!(path, "" | "/" | "/0") {
+        return Err(bad(
+            "a cluster has database 0 only, so the URL takes no path but `/0`",
+        ));
+    }
+    // The user info ends at the last `@` (a password may hold `@` as %40).
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+        None => (None, authority),
+    };
+    let mut nodes = Vec::new();
+    for node in hosts.split(',') {
+        let node = node.trim();
+        if node.is_empty() {
+            return Err(bad("a seed node is empty"));
+        }
+        let (host, port) = if let Some(v6) = node.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("an IPv6 address lacks its `]`"))?;
+            match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None if after.is_empty() => (host, None),
+                None => return Err(bad(&format!("cannot read the node `{node}`"))),
+            }
+        } else {
+            match node.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (node, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad(&format!("the node `{node}` names no host")));
+        }
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port != 0)
+                .ok_or_else(|| bad(&format!("the node `{node}` has a bad port")))?,
+        };
+        nodes.push((host.to_owned(), port));
+    }
+    let mut builder = RedisBuilder::new_cluster(nodes);
+    if let Some(info) = userinfo {
+        let (user, password) = match info.split_once(':') {
+            Some((user, password)) => (user, Some(password)),
+            None => (info, None),
+        };
+        if !user.is_empty() {
+            builder = builder.username(percent_decode(user));
+        }
+        if let Some(password) = password {
+            builder = builder.password(percent_decode(password));
+        }
+    }
+    // The query alone, on a URL the `url` crate can read.
+    let query_url = Url::parse(&format!("redis+cluster://seeds/?{}", query.unwrap_or("")))
+        .map_err(|err| bad("cannot read the query").with_source(err))?;
+    let mut params = UrlParams::parse(&query_url, NAME, CLUSTER_PARAMS)?;
+    if let Some(prefix) = text_param(&query_url, "prefix") {
+        builder = builder.prefix(prefix);
+    }
+    if let Some(timeout) = params.duration("connect_timeout")? {
+        builder = builder.connect_timeout(timeout);
+    }
+    if let Some(timeout) = params.duration("response_timeout")? {
+        builder = builder.response_timeout(timeout);
+    }
+    if let Some(ttl) = params.duration("default_ttl")? {
+        builder = builder.default_ttl(ttl);
+    }
+    Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_name_every_seed_node() {
+        let builder = cluster_builder(
+            "redis+cluster://app:p%40ss@10.0.0.1:7000,10.0.0.2,[::1]:7002/?prefix=a:&connect_timeout=250ms",
+        )
+        .unwrap();
+        let shown = format!("{builder:?}");
+        assert!(shown.contains("\"10.0.0.1\", 7000"), "{shown}");
+        assert!(shown.contains("\"10.0.0.2\", 6379"), "{shown}");
+        assert!(shown.contains("\"::1\", 7002"), "{shown}");
+        assert!(shown.contains("\"a:\""), "{shown}");
+        assert!(shown.contains("250ms"), "{shown}");
+        assert!(
+            !shown.contains("p@ss") && !shown.contains("p%40ss"),
+            "{shown}"
+        );
+        for (url, needle) in [
+            ("redis+cluster://h:1,,h:2", "empty"),
+            ("redis+cluster://h:x", "bad port"),
+            ("redis+cluster://h:1/3", "database 0"),
+            ("redis+cluster://h:1?prefx=a", "unknown parameter `prefx`"),
+            ("redis+cluster://u:secret@h:1#f", "fragment"),
+        ] {
+            let err = cluster_builder(url).unwrap_err();
+            assert!(err.message().contains(needle), "{url}: {err}");
+            assert!(!err.message().contains("secret"), "{url}: {err}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Codecs: how the typed front end turns values into bytes and back.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, Result};
+
+use super::raw;
+
+/// The name in errors raised by the typed front end itself.
+pub(super) const NAME: &str = "cache";
+
+/// Turns values into bytes and back for [`Cache`](super::Cache).
+///
+/// A codec is a small value (the built-in ones are zero-sized) chosen with
+/// [`CacheBuilder::codec`](super::CacheBuilder::codec). Its
+/// [`id`](Codec::id) is written into every envelope, so that a value stored
+/// with one codec is never decoded with another: reading it through a cache
+/// with a different codec is an [`ErrorKind::Serialization`] error.
+///
+/// Ids 1 to 63 are reserved for cachette's codecs; pick an id of 128 or
+/// more for your own.
+pub trait Codec: Send + Sync + fmt::Debug + 'static {
+    /// The id written into envelopes. Never 0.
+    fn id(&self) -> u8;
+
+    /// A short name for messages (`"json"`, `"postcard"`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Encodes a value. Errors are [`ErrorKind::Serialization`].
+    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>>;
+
+    /// Decodes a value. Errors (including trailing bytes, where the format
+    /// can tell) are [`ErrorKind::Serialization`].
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T>;
+}
+
+/// The codec of [`Cache`](super::Cache) unless another is chosen:
+/// `Postcard` with the `postcard` feature (on by default), else `Json`
+/// with the `json` feature, else `MessagePack` with `msgpack`, else
+/// [`RawBytes`].
+#[cfg(feature = "postcard")]
+pub type DefaultCodec = Postcard;
+/// The codec of [`Cache`](super::Cache) unless another is chosen:
+/// `Postcard` with the `postcard` feature (on by default), else `Json`
+/// with the `json` feature, else `MessagePack` with `msgpack`, else
+/// [`RawBytes`].
+#[cfg(all(not(feature = "postcard"), feature = "json"))]
+pub type DefaultCodec = Json;
+/// The codec of [`Cache`](super::Cache) unless another is chosen:
+/// `Postcard` with the `postcard` feature (on by default), else `Json`
+/// with the `json` feature, else `MessagePack` with `msgpack`, else
+/// [`RawBytes`].
+#[cfg(all(not(feature = "postcard"), not(feature = "json"), feature = "msgpack"))]
+pub type DefaultCodec = MessagePack;
+/// The codec of [`Cache`](super::Cache) unless another is chosen:
+/// `Postcard` with the `postcard` feature (on by default), else `Json`
+/// with the `json` feature, else `MessagePack` with `msgpack`, else
+/// [`RawBytes`].
+#[cfg(not(any(feature = "postcard", feature = "json", feature = "msgpack")))]
+pub type DefaultCodec = RawBytes;
+
+pub(super) fn encode_error(codec: &'static str, error: impl fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Serialization,
+        NAME,
+        format!("could not encode the value with {codec}: {error}"),
+    )
+    .with_operation("encode")
+}
+
+pub(super) fn decode_error(codec: &'static str, error: impl fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Serialization,
+        NAME,
+        format!("could not decode the stored value with {codec}: {error}"),
+    )
+    .with_operation("decode")
+}
+
+/// JSON (`serde_json`): readable by every other tool, the largest output.
+/// Id 1. Feature `json` (default).
+#[cfg(feature = "json")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Json;
+
+#[cfg(feature = "json")]
+impl Codec for Json {
+    fn id(&self) -> u8 {
+        1
+    }
+
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
+    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>> {
+        serde_json::to_vec(value).map_err(|e| encode_error(self.name(), e))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| decode_error(self.name(), e))
+    }
+}
+
+/// MessagePack (`rmp-serde`), structs as maps with field names so that
+/// other MessagePack readers understand them. Id 2. Feature `msgpack`.
+#[cfg(feature = "msgpack")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct MessagePack;
+
+#[cfg(feature = "msgpack")]
+impl Codec for MessagePack {
+    fn id(&self) -> u8 {
+        2
+    }
+
+    fn name(&self) -> &'static str {
+        "msgpack"
+    }
+
+    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>> {
+        rmp_serde::to_vec_named(value).map_err(|e| encode_error(self.name(), e))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        rmp_serde::from_slice(bytes).map_err(|e| decode_error(self.name(), e))
+    }
+}
+
+/// Postcard: the compact binary codec (varints, no field names), the
+/// default. Not self-describing: a change of the type's fields makes old
+/// entries fail to decode. Trailing bytes are an error. Id 3. Feature
+/// `postcard` (default).
+#[cfg(feature = "postcard")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Postcard;
+
+#[cfg(feature = "postcard")]
+impl Codec for Postcard {
+    fn id(&self) -> u8 {
+        3
+    }
+
+    fn name(&self) -> &'static str {
+        "postcard"
+    }
+
+    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>> {
+        postcard::to_allocvec(value).map_err(|e| encode_error(self.name(), e))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        let (value, rest) =
+            postcard::take_from_bytes(bytes).map_err(|e| decode_error(self.name(), e))?;
+        if rest.is_empty() {
+            Ok(value)
+        } else {
+            Err(decode_error(
+                self.name(),
+                format_args!("{} bytes left over after the value", rest.len()),
+            ))
+        }
+    }
+}
+
+/// Raw bytes: byte strings and strings are stored as they are, with no
+/// framing at all. Id 4. Always available.
+///
+/// Encodes any value that serializes as a byte string or a string
+/// (`Vec<u8>`, `[u8; N]`, `String`, `&str`, `serde_bytes::ByteBuf`, and
+/// newtypes around them); anything else is an
+/// [`ErrorKind::Serialization`] error. It decodes into the same types (a
+/// `String` only from valid UTF-8).
+///
+/// To skip serde altogether, every [`Cache`](super::Cache) (whatever its
+/// codec) also has [`get_bytes`](super::Cache::get_bytes) and
+/// [`set_bytes`](super::Cache::set_bytes), which store
+/// [`Bytes`](bytes::Bytes) as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RawBytes;
+
+/// The codec id of [`RawBytes`], also written by
+/// [`Cache::set_bytes`](super::Cache::set_bytes).
+pub(super) const RAW_BYTES_ID: u8 = 4;
+
+impl Codec for RawBytes {
+    fn id(&self) -> u8 {
+        RAW_BYTES_ID
+    }
+
+    fn name(&self) -> &'static str {
+        "raw bytes"
+    }
+
+    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>> {
+        raw::to_bytes(value).map_err(|e| encode_error(self.name(), e))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        raw::from_bytes(bytes).map_err(|e| decode_error(self.name(), e))
+    }
+}

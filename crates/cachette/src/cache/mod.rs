@@ -1,0 +1,881 @@
+//! The typed front end: [`Cache`] stores serde values over any
+//! [`Backend`], with namespaces and key versions, and
+//! [`get_or_load`](Cache::get_or_load) with single-flight,
+//! stale-while-revalidate, fail-safe, timeouts, negative caching, TTL
+//! jitter and an optional distributed lock. The behaviour follows .NET's
+//! FusionCache, in Rust idiom.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use cachette::MemoryBackend;
+//! use cachette::cache::{Cache, EntryOptions};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! struct User {
+//!     id: u64,
+//!     name: String,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> cachette::Result<()> {
+//! let cache = Cache::builder(Arc::new(MemoryBackend::default()))
+//!     .namespace("users")
+//!     .default_ttl(Duration::from_secs(600))
+//!     .soft_ttl(Duration::from_secs(60)) // stale after a minute: served, refreshed in the background
+//!     .fail_safe(Duration::from_secs(3600)) // on failure, serve values up to an hour old
+//!     .build()
+//!     .await?;
+//!
+//! // Concurrent callers of a missing key share one run of the loader.
+//! let user = cache
+//!     .get_or_load(
+//!         "user:42",
+//!         |_ctx| async move {
+//!             // e.g. SELECT ... FROM users WHERE id = 42
+//!             Ok::<_, std::io::Error>(Some(User { id: 42, name: "Ada".into() }))
+//!         },
+//!         &EntryOptions::new().tags(["team:7"]),
+//!     )
+//!     .await?;
+//! assert_eq!(user.map(|u| u.name).as_deref(), Some("Ada"));
+//!
+//! // Plain reads and writes.
+//! cache.set("user:43", &User { id: 43, name: "Grace".into() }, &EntryOptions::new()).await?;
+//! let grace: Option<User> = cache.get("user:43").await?;
+//! assert_eq!(grace.map(|u| u.id), Some(43));
+//! assert_eq!(cache.stats().loads, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Options and defaults
+//!
+//! Set on the [`CacheBuilder`] (cache-wide defaults); those marked "per
+//! call" can be overridden by [`EntryOptions`] for one write or load.
+//!
+//! | option | default | per call | what it does |
+//! | --- | --- | --- | --- |
+//! | `codec` | [`DefaultCodec`] (postcard) | no | how values become bytes: `Json`, `MessagePack`, `Postcard` (features `json`, `msgpack`, `postcard`), [`RawBytes`], or your own [`Codec`] |
+//! | `namespace` | `"cachette"` | no | first part of every stored key; no `:` |
+//! | `default_ttl` / `ttl` | the backend's default TTL | yes | hard TTL: afterwards the value is gone (with fail-safe, kept only as a fallback) |
+//! | `soft_ttl` | none | yes | afterwards the value is stale: `get_or_load` returns it at once and refreshes it in the background; must be below the TTL |
+//! | `negative_ttl` | none (not cached) | yes | how long a loader's `Ok(None)` ("not found") is cached |
+//! | `jitter` | none | yes | a random extra of up to this much added to the TTL and soft TTL of each write |
+//! | `fail_safe` (`fail_safe_max_age`) | off | yes | when the loader or the backend fails, serve a stale value younger than this instead of the error; at least the soft TTL (or else the TTL) |
+//! | `fail_safe_throttle` | 30 s | no | after fail-safe served a key, serve that stale value this long without calling the loader or the backend |
+//! | `fail_safe_capacity` | 10,000 | no | how many keys' last values this process keeps for the case where the backend itself fails |
+//! | `soft_timeout` | none | yes | a caller that holds a fail-safe value gets it after this long; the load finishes in the background and stores its result |
+//! | `hard_timeout` | none | yes | a load running longer is cancelled: [`ErrorKind::Timeout`], or the stale value if fail-safe has one; above `soft_timeout` |
+//! | `compress_above` (feature `lz4`) | off | no | LZ4-compress payloads of at least this many bytes when that makes them smaller |
+//! | `distributed_lock(lock_ttl, wait)` | off | no | one loader per key across processes (backends with atomic only-if-absent sets) |
+//! | `tags` | none | yes | names for [`Cache::invalidate_tags`]; stored as `{namespace}:{tag}` |
+//! | `clock` | [`SystemClock`] | no | the wall clock of envelope times; [`TokioClock`] for paused-clock tests |
+//!
+//! [`CacheBuilder::build`] rejects zero durations, a soft TTL not below the
+//! TTL, a fail-safe age below the time a value stays fresh, a soft timeout
+//! not below the hard timeout, and a distributed lock over a backend
+//! without conditional sets, with [`ErrorKind::Config`]
+//! naming the option; the same mistakes in [`EntryOptions`] are
+//! [`ErrorKind::InvalidInput`].
+//!
+//! # Keys
+//!
+//! A key `k` is stored as `{namespace}:v{version}:{k}`. [`Cache::bump_version`]
+//! makes every key of the cache unreachable at once, without a scan: it
+//! raises the version of this process and persists it with the backend's
+//! `incr` on `{namespace}:__version`. [`CacheBuilder::build`] reads that
+//! counter, so a cache built later in any process starts at the latest
+//! version; a cache that is already running sees another process's bump
+//! only after [`Cache::refresh_version`]. Old entries are not deleted: they
+//! expire with their TTL.
+//!
+//! A stored key longer than the backend's `max_key_len` (or a key that
+//! itself starts with `#h:`) is hashed: `{namespace}:v{version}:#h:{h}`,
+//! with `h` the 32 hex digits of FNV-1a-128 of the key. Its entry is then
+//! always an envelope holding the original key, and a read compares it: two
+//! keys that hash alike read each other's entry as a miss, never as a value.
+//! Counters ([`Cache::incr`]) hold raw integers with no room for the
+//! original key, so their keys are never hashed: a counter key over the
+//! limit is an error.
+//!
+//! # Stored layouts
+//!
+//! **Plain.** Unless the cache needs an envelope, a value is stored as the
+//! codec's output alone (and [`Cache::set_bytes`] as the bytes alone), so
+//! that other tools can read it.
+//!
+//! **Envelope.** Every entry of a cache with a soft TTL, fail-safe, a
+//! negative TTL or compression is an envelope, and so is an entry with a
+//! hashed key, a cached "not found", a per-call soft TTL or fail-safe, or a
+//! plain value that would begin with the magic bytes. Integers are
+//! little-endian:
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 4 | magic `CC 63 68 74` (`0xCC` then `cht`; never the start of UTF-8 text) |
+//! | 4 | 1 | format version, `1` |
+//! | 5 | 1 | codec id ([`Codec::id`]; `4` for raw bytes) |
+//! | 6 | 1 | flags: `1` = LZ4-compressed, `2` = original key present, `4` = cached "not found" (no payload) |
+//! | 7 | 8 | created, Unix ms |
+//! | 15 | 8 | soft deadline, Unix ms (`0` = none) |
+//! | 23 | 8 | hard deadline, Unix ms (`0` = the backend's TTL is the deadline; set when fail-safe keeps the entry longer) |
+//! | 31 | 4 | uncompressed payload length, only if compressed |
+//! | … | 4 + n | original key: length, then UTF-8, only if flagged |
+//! | … | rest | payload (the codec's output, LZ4 block format if compressed) |
+//!
+//! Reads recognise an envelope by its magic in any cache. A cache that
+//! writes envelopes (or a hashed key) reads any other value as corrupt. An
+//! unknown format version, unknown flags, a truncated header or a payload
+//! that does not decompress is corrupt too: a corrupt entry reads as a miss,
+//! counted in [`CacheStats::corrupt`], and `get_or_load` replaces it. A
+//! value that is readable but does not decode into the requested type (or
+//! was written with another codec) is different: [`Cache::get`] and
+//! `get_or_load` return an [`ErrorKind::Serialization`]
+//! error, count it in [`CacheStats::decode_errors`], and leave the entry as
+//! it is.
+//!
+//! # `get_or_load`
+//!
+//! **Single-flight.** Within one process, concurrent `get_or_load` calls
+//! for the same key of the same cache (or its clones) that find no usable
+//! value share one run of the loader: the first caller starts it as a tokio
+//! task, later callers wait for it, and every caller gets its result — the
+//! value (each decodes its own copy from the encoded bytes, so `T` needs no
+//! `Clone`), the "not found", or the error. The error is one shared
+//! instance: each caller gets its own [`Error`] whose source is
+//! a [`LoaderError`] holding the loader's error in an `Arc` (like moka's
+//! `try_get_with` returning `Arc<E>`); its kind is the loader error's kind
+//! if that is a cachette `Error`, else `Backend`. The load runs with the
+//! options of the caller that started it. Because it is a task of its own,
+//! a caller that gives up (a dropped future, a soft timeout) does not cancel
+//! it: the load finishes, stores its result and answers the other callers.
+//! A loader that panics fails the load for every waiter (an error, never a
+//! hang), and the next call starts afresh. A loader that asks for its own
+//! key, directly or through loads it starts itself, gets an
+//! [`ErrorKind::InvalidInput`] error instead
+//! of waiting for itself (detection follows the chain of loads through a
+//! task-local; a loader that hands the call to a task it spawns, or two
+//! loads that wait on each other from unrelated tasks, are not detected — a
+//! `hard_timeout` bounds them). `get_or_load` needs a tokio runtime.
+//!
+//! **Freshness.** A fresh value is returned. A stale one (past its soft TTL)
+//! is returned at once, and one background load refreshes it. Past the hard
+//! deadline, or on a miss, the caller waits for the load.
+//!
+//! **Writes win over loads.** A [`set`](Cache::set), [`delete`](Cache::delete)
+//! or [`invalidate_tags`](Cache::invalidate_tags) through this cache (or a
+//! clone) that starts after a load of the key started wins: the load's
+//! result is still returned to its callers but not stored. Across processes
+//! (or separate `Cache` values over one backend) the load reads the key
+//! again just before storing and skips the store if the entry changed since
+//! the load began; a write landing between that read and the store can
+//! still be overwritten.
+//!
+//! **Fail-safe.** With `fail_safe_max_age`, entries are kept by the backend
+//! for that long (or their TTL, if longer), and this process keeps the last
+//! value it saw of up to `fail_safe_capacity` keys. When the loader fails
+//! (an error, a panic, a hard timeout) or the backend cannot be read, a
+//! stale value younger than `fail_safe_max_age` is returned instead of the
+//! error, counted in [`CacheStats::fail_safe_activations`] and logged with
+//! `tracing::warn!`; for `fail_safe_throttle` afterwards that key is served
+//! from the kept value without calling the loader or the backend (a write
+//! of the key through this cache ends the throttle). When the backend fails
+//! and no such value exists, the loader still runs and its value is
+//! returned (storing it fails with a warning). Plain [`get`](Cache::get)
+//! does not use fail-safe: it returns the backend's error.
+//!
+//! **Distributed lock.** With [`CacheBuilder::distributed_lock`], a load
+//! first sets `{namespace}:__lock:{hash}` only if absent, with a TTL of
+//! `lock_ttl`. The winner loads, stores, and deletes its lock (if it still
+//! holds it). A loser's callers that hold a fail-safe value get it at once;
+//! the loser polls the key (10 ms, doubling up to 250 ms) until a new value
+//! appears or `wait` has passed, and then loads it itself.
+
+mod builder;
+mod clock;
+mod codec;
+mod envelope;
+mod failsafe;
+mod keys;
+mod load;
+mod options;
+mod raw;
+mod stats;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::{Backend, Expiry, KeyTtl, parse_counter};
+use crate::error::{Error, ErrorKind, Result};
+
+pub use builder::{
+    CacheBuilder, DEFAULT_FAIL_SAFE_CAPACITY, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_NAMESPACE,
+};
+pub use clock::{Clock, SystemClock, TokioClock};
+#[cfg(feature = "json")]
+pub use codec::Json;
+#[cfg(feature = "msgpack")]
+pub use codec::MessagePack;
+#[cfg(feature = "postcard")]
+pub use codec::Postcard;
+pub use codec::{Codec, DefaultCodec, RawBytes};
+pub use load::{LoadContext, LoaderError};
+pub use options::EntryOptions;
+pub use stats::CacheStats;
+
+use codec::{NAME, RAW_BYTES_ID, decode_error};
+use envelope::{Envelope, Meta};
+use failsafe::LocalCopies;
+use keys::{KeySpace, StoredKey};
+use options::{Defaults, Resolved};
+use stats::{Counters, bump};
+
+/// A typed cache over any [`Backend`]. Cheap to clone: clones share the
+/// backend, the key version, the loads in flight and the counters.
+///
+/// Built by [`Cache::builder`]; see the [module docs](self) for the
+/// behaviour and every option.
+pub struct Cache<C: Codec = DefaultCodec> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C: Codec> Clone for Cache<C> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C: Codec> fmt::Debug for Cache<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.backend.name())
+            .field("codec", &self.inner.codec.name())
+            .field("namespace", &self.inner.keys.namespace())
+            .field("version", &self.inner.keys.version())
+            .field("envelopes", &self.inner.envelopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings of [`CacheBuilder::distributed_lock`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DistributedLock {
+    lock_ttl: Duration,
+    wait: Duration,
+}
+
+/// How many stripes of write gates (see [`WriteGate`]).
+const WRITE_GATES: usize = 256;
+
+/// Orders the writes of this process against the stores of loads: a write
+/// holds the read side and bumps the generation; a load stores under the
+/// write side, and only if the generation has not moved since it started.
+/// Keys share a gate by hash; sharing only makes a load skip its store
+/// more often, never less.
+#[derive(Debug, Default)]
+struct WriteGate {
+    lock: tokio::sync::RwLock<()>,
+    generation: AtomicU64,
+}
+
+/// The process-wide source of cache ids, for re-entrancy detection.
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+
+struct Inner<C> {
+    backend: Arc<dyn Backend>,
+    codec: C,
+    keys: KeySpace,
+    defaults: Defaults,
+    /// Whether every entry is an envelope.
+    envelopes: bool,
+    compress_above: Option<usize>,
+    lock: Option<DistributedLock>,
+    clock: Arc<dyn Clock>,
+    counters: Counters,
+    id: u64,
+    flights: Mutex<HashMap<String, load::FlightHandle>>,
+    next_flight: AtomicU64,
+    gates: Box<[WriteGate]>,
+    gate_hasher: foldhash::fast::FixedState,
+    /// Moves on `invalidate_tags` and `bump_version`: loads that started
+    /// before do not store.
+    epoch: AtomicU64,
+    copies: LocalCopies,
+}
+
+/// A readable entry: a plain value or an envelope's contents.
+#[derive(Debug, Clone)]
+struct Found {
+    payload: Bytes,
+    /// `None` for a plain value.
+    codec: Option<u8>,
+    /// `None` for a plain value (its age is unknown).
+    created: Option<u64>,
+    soft_deadline: u64,
+    hard_deadline: u64,
+    negative: bool,
+}
+
+/// Where an entry stands at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    Fresh,
+    /// Past the soft deadline: served, and refreshed.
+    Stale,
+    /// Past the hard deadline: only fail-safe may serve it.
+    Expired,
+}
+
+impl Found {
+    fn freshness(&self, now: u64) -> Freshness {
+        if self.hard_deadline != 0 && now >= self.hard_deadline {
+            Freshness::Expired
+        } else if self.soft_deadline != 0 && now >= self.soft_deadline {
+            Freshness::Stale
+        } else {
+            Freshness::Fresh
+        }
+    }
+
+    /// Whether fail-safe may serve this value at `now`.
+    fn fail_safe_eligible(&self, now: u64, max_age: Duration) -> bool {
+        !self.negative
+            && self
+                .created
+                .is_some_and(|created| now.saturating_sub(created) < millis(max_age))
+    }
+}
+
+/// What a backend read turned out to be.
+#[derive(Debug)]
+enum Read {
+    Found(Found),
+    /// Unreadable: a miss, counted.
+    Corrupt,
+    /// Another key's entry under the same hash: a miss.
+    Collision,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Cache<DefaultCodec> {
+    /// A builder over `backend` with every default (see the
+    /// [module docs](self)).
+    pub fn builder(backend: Arc<dyn Backend>) -> CacheBuilder<DefaultCodec> {
+        CacheBuilder::new(backend)
+    }
+}
+
+impl<C: Codec> Inner<C> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        backend: Arc<dyn Backend>,
+        codec: C,
+        keys: KeySpace,
+        defaults: Defaults,
+        envelopes: bool,
+        compress_above: Option<usize>,
+        lock: Option<DistributedLock>,
+        clock: Arc<dyn Clock>,
+        fail_safe_capacity: usize,
+    ) -> Self {
+        Inner {
+            backend,
+            codec,
+            keys,
+            defaults,
+            envelopes,
+            compress_above,
+            lock,
+            clock,
+            counters: Counters::default(),
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            flights: Mutex::new(HashMap::new()),
+            next_flight: AtomicU64::new(0),
+            gates: (0..WRITE_GATES).map(|_| WriteGate::default()).collect(),
+            gate_hasher: foldhash::fast::FixedState::with_seed(0x6a7e),
+            epoch: AtomicU64::new(0),
+            copies: LocalCopies::new(fail_safe_capacity),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_unix_ms()
+    }
+
+    fn gate_index(&self, stored: &str) -> usize {
+        (self.gate_hasher.hash_one(stored) as usize) % WRITE_GATES
+    }
+
+    fn gate(&self, stored: &str) -> &WriteGate {
+        &self.gates[self.gate_index(stored)]
+    }
+
+    fn resolve(&self, options: &EntryOptions) -> Result<Resolved> {
+        self.defaults
+            .resolve(options, &self.keys)
+            .map_err(|message| Error::invalid_input(NAME, message))
+    }
+
+    /// Interprets stored bytes for the caller's `key`.
+    fn parse(&self, bytes: Bytes, stored: &StoredKey, key: &str) -> Read {
+        if envelope::is_envelope(&bytes) {
+            return match envelope::decode(&bytes) {
+                Ok(Envelope { meta, payload }) => match (&meta.original_key, stored.hashed) {
+                    (Some(original), _) if original != key => Read::Collision,
+                    (None, true) => Read::Collision,
+                    _ => Read::Found(Found {
+                        payload,
+                        codec: Some(meta.codec),
+                        created: Some(meta.created),
+                        soft_deadline: meta.soft_deadline,
+                        hard_deadline: meta.hard_deadline,
+                        negative: meta.negative,
+                    }),
+                },
+                Err(error) => {
+                    tracing::debug!(key = %stored.full, %error, "unreadable envelope, read as a miss");
+                    Read::Corrupt
+                }
+            };
+        }
+        if self.envelopes || stored.hashed {
+            tracing::debug!(key = %stored.full, "the entry is not an envelope, read as a miss");
+            return Read::Corrupt;
+        }
+        Read::Found(Found {
+            payload: bytes,
+            codec: None,
+            created: None,
+            soft_deadline: 0,
+            hard_deadline: 0,
+            negative: false,
+        })
+    }
+
+    /// Counts a read that is not a found value; returns the value if any.
+    fn count_read(&self, read: Read) -> Option<Found> {
+        match read {
+            Read::Found(found) => Some(found),
+            Read::Corrupt => {
+                bump(&self.counters.corrupt);
+                bump(&self.counters.misses);
+                None
+            }
+            Read::Collision => {
+                bump(&self.counters.misses);
+                None
+            }
+        }
+    }
+
+    /// Decodes a found value (a cached "not found" is `None`).
+    fn decode<T: DeserializeOwned>(&self, found: &Found) -> Result<Option<T>> {
+        if found.negative {
+            return Ok(None);
+        }
+        if let Some(id) = found.codec
+            && id != self.codec.id()
+        {
+            bump(&self.counters.decode_errors);
+            return Err(decode_error(
+                self.codec.name(),
+                format_args!(
+                    "the entry was written with codec id {id}, this cache's codec has id {}",
+                    self.codec.id()
+                ),
+            ));
+        }
+        self.codec
+            .decode(&found.payload)
+            .map(Some)
+            .inspect_err(|_| bump(&self.counters.decode_errors))
+    }
+
+    /// The bytes to store for `payload` (or a "not found" with `negative`)
+    /// written at `now` with `plan`'s deadlines.
+    #[allow(clippy::too_many_arguments)]
+    fn entry_bytes(
+        &self,
+        stored: &StoredKey,
+        key: &str,
+        payload: Bytes,
+        codec: u8,
+        resolved: &Resolved,
+        plan: &options::Plan,
+        now: u64,
+        negative: bool,
+    ) -> Bytes {
+        let needs_envelope = self.envelopes
+            || stored.hashed
+            || negative
+            || resolved.needs_envelope()
+            || plan.soft_deadline != 0
+            || plan.hard_deadline != 0
+            || envelope::is_envelope(&payload);
+        if !needs_envelope {
+            return payload;
+        }
+        let meta = Meta {
+            codec,
+            created: now,
+            soft_deadline: plan.soft_deadline,
+            hard_deadline: plan.hard_deadline,
+            original_key: stored.hashed.then(|| key.to_owned()),
+            negative,
+        };
+        envelope::encode(&meta, &payload, self.compress_above)
+    }
+
+    /// Writes one entry, ordered against loads of the same key.
+    async fn write(
+        &self,
+        key: &str,
+        payload: Bytes,
+        codec: u8,
+        options: &EntryOptions,
+    ) -> Result<()> {
+        let stored = self.keys.stored(key)?;
+        let resolved = self.resolve(options)?;
+        let now = self.now();
+        let plan = resolved.plan(now, false);
+        let bytes = self.entry_bytes(&stored, key, payload, codec, &resolved, &plan, now, false);
+        let gate = self.gate(&stored.full);
+        let _writing = gate.lock.read().await;
+        gate.generation.fetch_add(1, Ordering::AcqRel);
+        self.copies.forget(&stored.full);
+        self.backend
+            .set(&stored.full, bytes, &plan.set_options)
+            .await?;
+        Ok(())
+    }
+
+    /// A key for `incr`/`decr`: never hashed (a raw counter has no room for
+    /// the original key).
+    fn counter_key(&self, key: &str) -> Result<StoredKey> {
+        let stored = self.keys.stored(key)?;
+        if stored.hashed {
+            return Err(Error::invalid_input(
+                NAME,
+                format!(
+                    "the counter key `{key}` would have to be hashed (it is too long for the \
+                     backend's limit of {} bytes after the namespace and version, or starts \
+                     with `#h:`), and counters cannot carry the original key",
+                    self.backend.capabilities().max_key_len
+                ),
+            ));
+        }
+        Ok(stored)
+    }
+}
+
+impl<C: Codec> Cache<C> {
+    /// Reads and decodes a value. `Ok(None)` when the key is missing,
+    /// expired (past its hard deadline), a cached "not found", corrupt (also
+    /// counted in [`CacheStats::corrupt`]) or another key's entry under the
+    /// same hash. A stale value (past its soft TTL) is returned as it is.
+    ///
+    /// A value that does not decode into `T` is an
+    /// [`ErrorKind::Serialization`] error;
+    /// the entry is left as it is.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let inner = &*self.inner;
+        let stored = inner.keys.stored(key)?;
+        let read = match inner.backend.get_ready(&stored.full) {
+            Some(read) => read?,
+            None => inner.backend.get(&stored.full).await?,
+        };
+        let Some(bytes) = read else {
+            bump(&inner.counters.misses);
+            return Ok(None);
+        };
+        let Some(found) = self.usable(inner.parse(bytes, &stored, key)) else {
+            return Ok(None);
+        };
+        inner.decode(&found)
+    }
+
+    /// Counts a read for `get`-like calls and returns a live value.
+    fn usable(&self, read: Read) -> Option<Found> {
+        let inner = &*self.inner;
+        let found = inner.count_read(read)?;
+        // The clock is read only for entries with a hard deadline.
+        if found.negative || (found.hard_deadline != 0 && inner.now() >= found.hard_deadline) {
+            bump(&inner.counters.misses);
+            return None;
+        }
+        bump(&inner.counters.hits);
+        Some(found)
+    }
+
+    /// Reads the stored bytes of a value without decoding them: what
+    /// [`set_bytes`](Self::set_bytes) wrote, or the payload of any entry
+    /// (decompressed, without envelope), whatever codec wrote it.
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Bytes>> {
+        let inner = &*self.inner;
+        let stored = inner.keys.stored(key)?;
+        let Some(bytes) = inner.backend.get(&stored.full).await? else {
+            bump(&inner.counters.misses);
+            return Ok(None);
+        };
+        Ok(self
+            .usable(inner.parse(bytes, &stored, key))
+            .map(|found| found.payload))
+    }
+
+    /// Encodes and writes a value; the options default to the cache's.
+    /// Ends any fail-safe throttle of the key and wins over a load of the
+    /// key in flight (see the [module docs](self)).
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        options: &EntryOptions,
+    ) -> Result<()> {
+        let inner = &*self.inner;
+        let payload = Bytes::from(inner.codec.encode(value)?);
+        inner.write(key, payload, inner.codec.id(), options).await
+    }
+
+    /// Writes bytes as they are, with no codec: in a cache without
+    /// envelopes the stored value is exactly `value`. Read them back with
+    /// [`get_bytes`](Self::get_bytes) (or `get` with the [`RawBytes`]
+    /// codec).
+    pub async fn set_bytes(&self, key: &str, value: Bytes, options: &EntryOptions) -> Result<()> {
+        self.inner.write(key, value, RAW_BYTES_ID, options).await
+    }
+
+    /// Removes a key. Returns whether it existed.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        let inner = &*self.inner;
+        let stored = inner.keys.stored(key)?;
+        let gate = inner.gate(&stored.full);
+        let _writing = gate.lock.read().await;
+        gate.generation.fetch_add(1, Ordering::AcqRel);
+        inner.copies.forget(&stored.full);
+        inner.backend.delete(&stored.full).await
+    }
+
+    /// Reads several values in one backend call; one answer per key asked,
+    /// in order. A value that does not decode fails the whole call with an
+    /// [`ErrorKind::Serialization`] error
+    /// naming its key.
+    pub async fn get_many<T: DeserializeOwned>(&self, keys: &[&str]) -> Result<Vec<Option<T>>> {
+        let inner = &*self.inner;
+        let stored = keys
+            .iter()
+            .map(|key| inner.keys.stored(key))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&str> = stored.iter().map(|s| s.full.as_str()).collect();
+        let answers = inner.backend.get_many(&refs).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for ((key, stored), bytes) in keys.iter().zip(&stored).zip(answers) {
+            let Some(bytes) = bytes else {
+                bump(&inner.counters.misses);
+                out.push(None);
+                continue;
+            };
+            let value = match self.usable(inner.parse(bytes, stored, key)) {
+                Some(found) => inner
+                    .decode(&found)
+                    .map_err(|e| e.context(format_args!("key `{key}`")))?,
+                None => None,
+            };
+            out.push(value);
+        }
+        Ok(out)
+    }
+
+    /// Encodes and writes several values in one backend call, with the
+    /// same options (one jitter draw for the whole batch).
+    pub async fn set_many<T: Serialize>(
+        &self,
+        entries: &[(&str, &T)],
+        options: &EntryOptions,
+    ) -> Result<()> {
+        let inner = &*self.inner;
+        let resolved = inner.resolve(options)?;
+        let now = inner.now();
+        let plan = resolved.plan(now, false);
+        let mut stored_entries = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let stored = inner.keys.stored(key)?;
+            let payload = Bytes::from(inner.codec.encode(*value)?);
+            let bytes = inner.entry_bytes(
+                &stored,
+                key,
+                payload,
+                inner.codec.id(),
+                &resolved,
+                &plan,
+                now,
+                false,
+            );
+            stored_entries.push((stored, bytes));
+        }
+        let mut gate_indices: Vec<usize> = stored_entries
+            .iter()
+            .map(|(stored, _)| inner.gate_index(&stored.full))
+            .collect();
+        gate_indices.sort_unstable();
+        gate_indices.dedup();
+        // Taken in index order, so two batches never wait on each other
+        // crosswise.
+        let mut guards = Vec::with_capacity(gate_indices.len());
+        for index in gate_indices {
+            let gate = &inner.gates[index];
+            guards.push(gate.lock.read().await);
+            gate.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        for (stored, _) in &stored_entries {
+            inner.copies.forget(&stored.full);
+        }
+        let batch: Vec<(&str, Bytes)> = stored_entries
+            .iter()
+            .map(|(stored, bytes)| (stored.full.as_str(), bytes.clone()))
+            .collect();
+        inner.backend.set_many(&batch, &plan.set_options).await?;
+        drop(guards);
+        Ok(())
+    }
+
+    /// The remaining lifetime of a key in the backend: how long the backend
+    /// keeps it. With fail-safe this can exceed the TTL (the envelope's hard
+    /// deadline comes first). Needs a backend with TTL inspection.
+    pub async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        let stored = self.inner.keys.stored(key)?;
+        self.inner.backend.ttl(&stored.full).await
+    }
+
+    /// Sets how long the backend keeps a present key: `expiry` from now.
+    /// Returns whether the key existed. The deadlines inside an envelope
+    /// (soft, and with fail-safe, hard) are not rewritten: to make a value
+    /// fresh again, set it again. Needs a backend with TTL inspection.
+    pub async fn touch(&self, key: &str, expiry: Expiry) -> Result<bool> {
+        let stored = self.inner.keys.stored(key)?;
+        self.inner.backend.touch(&stored.full, expiry).await
+    }
+
+    /// Adds `delta` to the raw counter at `key` (ASCII decimal, not
+    /// encoded with the codec, no envelope) and returns the new value; a
+    /// missing counter is created at 0 with `expiry`. Keys that would need
+    /// hashing are an [`ErrorKind::InvalidInput`]
+    /// error. Read a counter with `incr(key, 0, ..)`.
+    pub async fn incr(&self, key: &str, delta: i64, expiry: Expiry) -> Result<i64> {
+        let stored = self.inner.counter_key(key)?;
+        self.inner.backend.incr(&stored.full, delta, expiry).await
+    }
+
+    /// Subtracts `delta` from the raw counter at `key`; see
+    /// [`incr`](Self::incr).
+    pub async fn decr(&self, key: &str, delta: i64, expiry: Expiry) -> Result<i64> {
+        let stored = self.inner.counter_key(key)?;
+        self.inner.backend.decr(&stored.full, delta, expiry).await
+    }
+
+    /// Removes every entry written with any of these tags (stored as
+    /// `{namespace}:{tag}`). Loads in flight do not store their result, and
+    /// this process's fail-safe copies are dropped. Returns what the backend
+    /// reports. Needs a backend with tags.
+    pub async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {
+        let inner = &*self.inner;
+        let stored: Vec<String> = tags.iter().map(|tag| inner.keys.tag(tag)).collect();
+        let refs: Vec<&str> = stored.iter().map(String::as_str).collect();
+        inner.epoch.fetch_add(1, Ordering::AcqRel);
+        inner.copies.clear();
+        inner.backend.invalidate_tags(&refs).await
+    }
+
+    /// Makes every key of this cache unreachable, in O(1): raises the key
+    /// version and persists it with `incr` on `{namespace}:__version`, so
+    /// that caches built afterwards in any process start from it (running
+    /// ones call [`refresh_version`](Self::refresh_version)). Returns the
+    /// new version. On a backend error nothing changes.
+    pub async fn bump_version(&self) -> Result<u64> {
+        let inner = &*self.inner;
+        let version_key = inner.keys.version_key();
+        let persisted = inner.backend.incr(&version_key, 1, Expiry::Never).await?;
+        let persisted = builder::version_from(persisted)?;
+        let local = inner.keys.version();
+        let mut next = persisted;
+        if persisted <= local {
+            // The counter fell behind this process (it was deleted or
+            // cleared): move past the local version, and catch it up.
+            next = local.saturating_add(1);
+            let gap = i64::try_from(next - persisted).unwrap_or(i64::MAX);
+            if let Err(error) = inner.backend.incr(&version_key, gap, Expiry::Never).await {
+                tracing::warn!(
+                    key = %version_key, %error,
+                    "the key version was bumped in this process but could not be persisted"
+                );
+            }
+        }
+        let version = inner.keys.raise_version(next);
+        inner.epoch.fetch_add(1, Ordering::AcqRel);
+        inner.copies.clear();
+        Ok(version)
+    }
+
+    /// Reads the persisted key version and adopts it if it is newer (a bump
+    /// by another process). Returns the version in force.
+    pub async fn refresh_version(&self) -> Result<u64> {
+        let inner = &*self.inner;
+        let stored = inner.backend.get(&inner.keys.version_key()).await?;
+        let version = match stored {
+            Some(bytes) => builder::version_from(parse_counter(inner.backend.name(), &bytes)?)?,
+            None => 0,
+        };
+        let before = inner.keys.version();
+        let now = inner.keys.raise_version(version);
+        if now != before {
+            inner.epoch.fetch_add(1, Ordering::AcqRel);
+            inner.copies.clear();
+        }
+        Ok(now)
+    }
+
+    /// The key version in force in this process.
+    pub fn version(&self) -> u64 {
+        self.inner.keys.version()
+    }
+
+    /// The namespace of every stored key.
+    pub fn namespace(&self) -> &str {
+        self.inner.keys.namespace()
+    }
+
+    /// The backend below this cache.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The codec of values.
+    pub fn codec(&self) -> &C {
+        &self.inner.codec
+    }
+
+    /// The counters of this cache and its clones.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.counters.snapshot()
+    }
+}
+
+/// An error of the front end itself, for a key.
+fn cache_error(kind: ErrorKind, message: String) -> Error {
+    Error::new(kind, NAME, message).with_operation("get_or_load")
+}

@@ -1,0 +1,346 @@
+//! Per-call options and the cache-wide defaults they fall back on.
+
+use std::time::Duration;
+
+use crate::backend::{Expiry, SetOptions};
+
+use super::keys::KeySpace;
+
+/// Options of one write ([`Cache::set`](super::Cache::set), ...) or one
+/// [`Cache::get_or_load`](super::Cache::get_or_load). Every option left
+/// alone takes the cache's default, set on the
+/// [`CacheBuilder`](super::CacheBuilder); the table in the
+/// [module docs](super) lists them.
+///
+/// ```
+/// use std::time::Duration;
+/// use cachette::cache::EntryOptions;
+///
+/// let options = EntryOptions::new()
+///     .ttl(Duration::from_secs(600))
+///     .soft_ttl(Duration::from_secs(60))
+///     .negative_ttl(Duration::from_secs(5))
+///     .jitter(Duration::from_secs(30))
+///     .tags(["user:42"]);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryOptions {
+    expiry: Option<Expiry>,
+    soft_ttl: Option<Option<Duration>>,
+    negative_ttl: Option<Option<Duration>>,
+    jitter: Option<Duration>,
+    tags: Vec<String>,
+    fail_safe: Option<bool>,
+    fail_safe_max_age: Option<Duration>,
+    soft_timeout: Option<Option<Duration>>,
+    hard_timeout: Option<Option<Duration>>,
+}
+
+impl EntryOptions {
+    /// Every option at the cache's default.
+    pub fn new() -> Self {
+        EntryOptions::default()
+    }
+
+    /// The (hard) TTL: the entry is gone after it (with fail-safe, kept
+    /// longer but only as a fallback). Zero is an error.
+    pub fn ttl(self, ttl: Duration) -> Self {
+        self.expiry(Expiry::After(ttl))
+    }
+
+    /// The expiry: [`Expiry::Never`], [`Expiry::Default`] (the backend's
+    /// default TTL) or [`Expiry::After`].
+    pub fn expiry(mut self, expiry: Expiry) -> Self {
+        self.expiry = Some(expiry);
+        self
+    }
+
+    /// The soft TTL: after it the value is stale; `get_or_load` returns it
+    /// at once and refreshes it in the background. Must be shorter than the
+    /// TTL.
+    pub fn soft_ttl(mut self, soft_ttl: Duration) -> Self {
+        self.soft_ttl = Some(Some(soft_ttl));
+        self
+    }
+
+    /// No soft TTL for this entry, whatever the cache's default.
+    pub fn no_soft_ttl(mut self) -> Self {
+        self.soft_ttl = Some(None);
+        self
+    }
+
+    /// Caches a loader's "not found" (`Ok(None)`) for this long.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = Some(Some(ttl));
+        self
+    }
+
+    /// Does not cache a loader's "not found", whatever the cache's default.
+    pub fn no_negative_caching(mut self) -> Self {
+        self.negative_ttl = Some(None);
+        self
+    }
+
+    /// Adds a random extra of up to `jitter` to the TTL (and the soft
+    /// TTL), so that entries written together do not expire together. Zero
+    /// turns jitter off.
+    pub fn jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = Some(jitter);
+        self
+    }
+
+    /// Adds tags: [`Cache::invalidate_tags`](super::Cache::invalidate_tags)
+    /// with any of them removes the entry.
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// Turns fail-safe on or off for this call. Turning it on needs a
+    /// `fail_safe_max_age`, from the cache or from
+    /// [`fail_safe_max_age`](Self::fail_safe_max_age).
+    pub fn fail_safe(mut self, enabled: bool) -> Self {
+        self.fail_safe = Some(enabled);
+        self
+    }
+
+    /// Turns fail-safe on with this maximum age for this call.
+    pub fn fail_safe_max_age(mut self, max_age: Duration) -> Self {
+        self.fail_safe = Some(true);
+        self.fail_safe_max_age = Some(max_age);
+        self
+    }
+
+    /// How long a `get_or_load` caller that holds a stale value waits for
+    /// the loader before it returns the stale value (the load goes on in
+    /// the background and stores its result).
+    pub fn soft_timeout(mut self, timeout: Duration) -> Self {
+        self.soft_timeout = Some(Some(timeout));
+        self
+    }
+
+    /// How long a load may run before it is cancelled and fails with
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) (or fail-safe
+    /// serves the stale value).
+    pub fn hard_timeout(mut self, timeout: Duration) -> Self {
+        self.hard_timeout = Some(Some(timeout));
+        self
+    }
+
+    /// Neither a soft nor a hard timeout for this call.
+    pub fn no_timeouts(mut self) -> Self {
+        self.soft_timeout = Some(None);
+        self.hard_timeout = Some(None);
+        self
+    }
+}
+
+/// The fail-safe settings in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FailSafe {
+    pub(super) max_age: Duration,
+    pub(super) throttle: Duration,
+}
+
+/// The cache-wide defaults, and after [`Defaults::resolve`], the options of
+/// one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Defaults {
+    pub(super) expiry: Expiry,
+    pub(super) soft_ttl: Option<Duration>,
+    pub(super) negative_ttl: Option<Duration>,
+    pub(super) jitter: Option<Duration>,
+    pub(super) fail_safe_max_age: Option<Duration>,
+    pub(super) fail_safe_throttle: Duration,
+    pub(super) soft_timeout: Option<Duration>,
+    pub(super) hard_timeout: Option<Duration>,
+}
+
+/// The options of one call, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Resolved {
+    pub(super) expiry: Expiry,
+    pub(super) soft_ttl: Option<Duration>,
+    pub(super) negative_ttl: Option<Duration>,
+    pub(super) jitter: Option<Duration>,
+    /// Namespaced.
+    pub(super) tags: Vec<String>,
+    pub(super) fail_safe: Option<FailSafe>,
+    pub(super) soft_timeout: Option<Duration>,
+    pub(super) hard_timeout: Option<Duration>,
+}
+
+/// How one entry is written: its envelope deadlines and the backend's TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Plan {
+    pub(super) soft_deadline: u64,
+    pub(super) hard_deadline: u64,
+    pub(super) set_options: SetOptions,
+}
+
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Defaults {
+    /// Checks the options; the message names the option at fault.
+    pub(super) fn check(&self) -> std::result::Result<(), String> {
+        let nonzero = [
+            ("soft_ttl", self.soft_ttl),
+            ("negative_ttl", self.negative_ttl),
+            ("fail_safe_max_age", self.fail_safe_max_age),
+            ("soft_timeout", self.soft_timeout),
+            ("hard_timeout", self.hard_timeout),
+        ];
+        if let Expiry::After(ttl) = self.expiry
+            && ttl.is_zero()
+        {
+            return Err("ttl is zero; use Expiry::Never for no expiry".into());
+        }
+        for (name, value) in nonzero {
+            if value.is_some_and(|d| d.is_zero()) {
+                return Err(format!("{name} is zero"));
+            }
+        }
+        if self.fail_safe_max_age.is_some() && self.fail_safe_throttle.is_zero() {
+            return Err("fail_safe_throttle is zero".into());
+        }
+        if let (Some(soft), Expiry::After(ttl)) = (self.soft_ttl, self.expiry)
+            && soft >= ttl
+        {
+            return Err(format!(
+                "soft_ttl ({soft:?}) must be shorter than ttl ({ttl:?})"
+            ));
+        }
+        let fresh_for = self.soft_ttl.or(match self.expiry {
+            Expiry::After(ttl) => Some(ttl),
+            Expiry::Default | Expiry::Never => None,
+        });
+        if let (Some(max_age), Some(fresh_for)) = (self.fail_safe_max_age, fresh_for)
+            && max_age < fresh_for
+        {
+            return Err(format!(
+                "fail_safe_max_age ({max_age:?}) must be at least the time a value stays fresh \
+                 (the soft_ttl, or else the ttl: {fresh_for:?})"
+            ));
+        }
+        if let (Some(soft), Some(hard)) = (self.soft_timeout, self.hard_timeout)
+            && soft >= hard
+        {
+            return Err(format!(
+                "soft_timeout ({soft:?}) must be shorter than hard_timeout ({hard:?})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies a call's options over these defaults and checks the result.
+    pub(super) fn resolve(
+        &self,
+        options: &EntryOptions,
+        keys: &KeySpace,
+    ) -> std::result::Result<Resolved, String> {
+        let mut merged = self.clone();
+        if let Some(expiry) = options.expiry {
+            merged.expiry = expiry;
+        }
+        if let Some(soft) = options.soft_ttl {
+            merged.soft_ttl = soft;
+        }
+        if let Some(negative) = options.negative_ttl {
+            merged.negative_ttl = negative;
+        }
+        if let Some(jitter) = options.jitter {
+            merged.jitter = Some(jitter);
+        }
+        if let Some(max_age) = options.fail_safe_max_age {
+            merged.fail_safe_max_age = Some(max_age);
+        }
+        match options.fail_safe {
+            Some(false) => merged.fail_safe_max_age = None,
+            Some(true) if merged.fail_safe_max_age.is_none() => {
+                return Err(
+                    "fail_safe is on but neither the cache nor the call sets fail_safe_max_age"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        if let Some(soft) = options.soft_timeout {
+            merged.soft_timeout = soft;
+        }
+        if let Some(hard) = options.hard_timeout {
+            merged.hard_timeout = hard;
+        }
+        merged.check()?;
+        Ok(Resolved {
+            expiry: merged.expiry,
+            soft_ttl: merged.soft_ttl,
+            negative_ttl: merged.negative_ttl,
+            jitter: merged.jitter.filter(|j| !j.is_zero()),
+            tags: options.tags.iter().map(|t| keys.tag(t)).collect(),
+            fail_safe: merged.fail_safe_max_age.map(|max_age| FailSafe {
+                max_age,
+                throttle: merged.fail_safe_throttle,
+            }),
+            soft_timeout: merged.soft_timeout,
+            hard_timeout: merged.hard_timeout,
+        })
+    }
+}
+
+impl Resolved {
+    /// Whether entries written with these options need an envelope.
+    pub(super) fn needs_envelope(&self) -> bool {
+        self.soft_ttl.is_some() || self.fail_safe.is_some()
+    }
+
+    /// The deadlines and backend options of an entry written `now` (Unix
+    /// ms): a value, or with `negative`, a cached "not found" (which needs
+    /// a `negative_ttl`).
+    pub(super) fn plan(&self, now: u64, negative: bool) -> Plan {
+        let extra = self.jitter.map_or(Duration::ZERO, |j| {
+            Duration::from_millis(fastrand::u64(0..=ms(j)))
+        });
+        let mut set_options = SetOptions::new();
+        set_options.tags.clone_from(&self.tags);
+        if negative {
+            let ttl = self.negative_ttl.unwrap_or(Duration::from_millis(1)) + extra;
+            set_options.expiry = Expiry::After(ttl);
+            return Plan {
+                soft_deadline: 0,
+                hard_deadline: 0,
+                set_options,
+            };
+        }
+        let soft_deadline = self
+            .soft_ttl
+            .map_or(0, |soft| now.saturating_add(ms(soft + extra)));
+        let (expiry, hard_deadline) = match self.expiry {
+            Expiry::After(ttl) => {
+                let ttl = ttl + extra;
+                match self.fail_safe {
+                    // Keep the entry for fail-safe beyond its TTL; the
+                    // envelope's hard deadline says when it expires.
+                    Some(fail_safe) if fail_safe.max_age > ttl => (
+                        Expiry::After(fail_safe.max_age),
+                        now.saturating_add(ms(ttl)),
+                    ),
+                    _ => (Expiry::After(ttl), 0),
+                }
+            }
+            other => (other, 0),
+        };
+        set_options.expiry = expiry;
+        Plan {
+            soft_deadline,
+            hard_deadline,
+            set_options,
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! [`Retry`]: another attempt after a temporary failure.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Call, Reply};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+
+/// Configures a [`Retry`]: how many attempts, and the backoff between them.
+///
+/// A failed attempt is retried only if the error
+/// [is temporary](crate::Error::is_temporary) (`Connection`, `Timeout`) and
+/// the operation is idempotent: `get`, `exists`, `get_many`, `ttl`, `keys`,
+/// `health`, `stats`, `delete`, `delete_many`, `set` and `set_many`
+/// without a condition, `touch`, `invalidate_tags`, `purge_expired` and
+/// `clear`. Never `incr`/`decr` (a lost reply may hide an applied
+/// increment), never a conditional `set` (the first attempt may have
+/// written, and the retry would then answer `false`), never `close`. A
+/// retried `delete` may answer `false` when its first attempt did remove
+/// the key.
+///
+/// The wait before attempt `n + 1` is drawn uniformly from zero to
+/// `min(max_backoff, initial_backoff × 2^(n-1))` ("full jitter"), so that
+/// clients that failed together do not retry together. For `keys`, only the
+/// call is retried, not a failure while reading its stream.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use cachette::{Backend, MemoryBackend};
+/// use cachette::layers::RetryLayer;
+///
+/// # fn main() -> cachette::Result<()> {
+/// let backend: Arc<dyn Backend> = Arc::new(
+///     RetryLayer::new()
+///         .max_attempts(4)
+///         .initial_backoff(Duration::from_millis(20))
+///         .layer(Arc::new(MemoryBackend::default()))?,
+/// );
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryLayer {
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Default for RetryLayer {
+    /// 3 attempts, backoff from 10 ms up to 1 s.
+    fn default() -> Self {
+        RetryLayer {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryLayer {
+    /// 3 attempts, backoff from 10 ms up to 1 s.
+    pub fn new() -> Self {
+        RetryLayer::default()
+    }
+
+    /// Attempts in all, the first included (default 3; 1 never retries).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// The upper bound of the first wait (default 10 ms); it doubles with
+    /// each attempt up to [`max_backoff`](RetryLayer::max_backoff).
+    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
+        self.initial_backoff = backoff;
+        self
+    }
+
+    /// The largest upper bound of a wait (default 1 s).
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.max_backoff = backoff;
+        self
+    }
+
+    /// Wraps `inner`. Fails with [`ErrorKind::Config`](crate::ErrorKind::Config)
+    /// if `max_attempts` is zero or `initial_backoff` exceeds `max_backoff`.
+    pub fn layer<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Result<Retry<B>> {
+        if self.max_attempts == 0 {
+            return Err(Error::config(
+                inner.name(),
+                "max_attempts of the retry layer is zero; it counts the first attempt, so use 1 \
+                 for no retries",
+            ));
+        }
+        if self.initial_backoff > self.max_backoff {
+            return Err(Error::config(
+                inner.name(),
+                format!(
+                    "initial_backoff of the retry layer ({:?}) exceeds its max_backoff ({:?})",
+                    self.initial_backoff, self.max_backoff
+                ),
+            ));
+        }
+        Ok(Retry {
+            policy: *self,
+            inner,
+        })
+    }
+
+    /// The wait after the failure of attempt `attempt` (1-based).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(31);
+        let ceiling = self
+            .initial_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff);
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+/// A backend that retries temporary failures of idempotent operations;
+/// built by [`RetryLayer`].
+///
+/// Each retry is logged by `tracing` at `debug` (operation, attempt, wait,
+/// error), and the number of attempts is recorded in the `attempts` field
+/// of the enclosing [`Tracing`](super::Tracing) span. An error after more
+/// than one attempt says how many were made.
+pub struct Retry<B: ?Sized = dyn Backend> {
+    policy: RetryLayer,
+    inner: Arc<B>,
+}
+
+debug_layer!(Retry { policy });
+backend_around!(Retry);
+
+impl<B: Backend + ?Sized> Retry<B> {
+    /// The inner backend.
+    pub fn inner(&self) -> &Arc<B> {
+        &self.inner
+    }
+
+    async fn around<T, F, Fut>(&self, call: Call<'_>, mut f: F) -> Result<T>
+    where
+        T: Reply,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let retries = call.idempotent();
+        let mut attempt = 1;
+        loop {
+            let result = f().await;
+            match result {
+                Err(error)
+                    if retries && error.is_temporary() && attempt < self.policy.max_attempts =>
+                {
+                    let backoff = self.policy.backoff(attempt);
+                    tracing::debug!(
+                        backend = self.inner.name(),
+                        operation = call.op.name(),
+                        attempt,
+                        backoff = ?backoff,
+                        error = %error,
+                        "cachette: retrying after a temporary failure"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    attempt += 1;
+                }
+                result => {
+                    if attempt > 1 {
+                        tracing::Span::current().record("attempts", attempt);
+                    }
+                    return result.map_err(|error| {
+                        if attempt > 1 {
+                            error.context(format_args!("after {attempt} attempts"))
+                        } else {
+                            error
+                        }
+                    });
+                }
+            }
+        }
+    }
+}

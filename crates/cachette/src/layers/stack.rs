@@ -1,0 +1,149 @@
+//! [`LayerStack`]: the layers in their documented order.
+
+use std::fmt;
+use std::sync::Arc;
+
+#[cfg(feature = "metrics")]
+use super::MetricsLayer;
+use super::{CircuitBreakerLayer, PrefixLayer, RetryLayer, TimeoutLayer, TracingLayer};
+use crate::backend::Backend;
+use crate::error::Result;
+
+/// Stacks layers around a backend in a fixed order, whatever the order of
+/// the calls:
+///
+/// ```text
+/// tracing → metrics → circuit breaker → retry → timeout → prefix → backend
+/// ```
+///
+/// (outermost first; [the module docs](crate::layers) say why). Each layer
+/// is optional; compose by hand for another order.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use cachette::{Backend, MemoryBackend};
+/// use cachette::layers::{CircuitBreakerLayer, LayerStack, RetryLayer, TimeoutLayer, TracingLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cachette::Result<()> {
+/// let backend: Arc<dyn Backend> = LayerStack::new(Arc::new(MemoryBackend::default()))
+///     .prefix("app:")
+///     .timeout(TimeoutLayer::new().all(Duration::from_millis(100)))
+///     .retry(RetryLayer::new())
+///     .circuit_breaker(CircuitBreakerLayer::new())
+///     .tracing(TracingLayer::new())
+///     .build()?;
+/// backend.set("k", "v".into(), &Default::default()).await?;
+/// assert!(backend.exists("k").await?);
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a LayerStack does nothing until `build` is called"]
+pub struct LayerStack {
+    backend: Arc<dyn Backend>,
+    prefix: Option<PrefixLayer>,
+    timeout: Option<TimeoutLayer>,
+    retry: Option<RetryLayer>,
+    circuit_breaker: Option<CircuitBreakerLayer>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<MetricsLayer>,
+    tracing: Option<TracingLayer>,
+}
+
+impl LayerStack {
+    /// No layer yet around `backend`.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        LayerStack {
+            backend,
+            prefix: None,
+            timeout: None,
+            retry: None,
+            circuit_breaker: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
+            tracing: None,
+        }
+    }
+
+    /// A [`Prefixed`](super::Prefixed) namespace, innermost.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(PrefixLayer::new(prefix));
+        self
+    }
+
+    /// A [`Timeout`](super::Timeout) per attempt, below retry.
+    pub fn timeout(mut self, layer: TimeoutLayer) -> Self {
+        self.timeout = Some(layer);
+        self
+    }
+
+    /// A [`Retry`](super::Retry), below the circuit breaker.
+    pub fn retry(mut self, layer: RetryLayer) -> Self {
+        self.retry = Some(layer);
+        self
+    }
+
+    /// A [`CircuitBreaker`](super::CircuitBreaker), below metrics.
+    pub fn circuit_breaker(mut self, layer: CircuitBreakerLayer) -> Self {
+        self.circuit_breaker = Some(layer);
+        self
+    }
+
+    /// A [`Metrics`](super::Metrics) layer, below tracing (feature
+    /// `metrics`).
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, layer: MetricsLayer) -> Self {
+        self.metrics = Some(layer);
+        self
+    }
+
+    /// A [`Tracing`](super::Tracing) layer, outermost.
+    pub fn tracing(mut self, layer: TracingLayer) -> Self {
+        self.tracing = Some(layer);
+        self
+    }
+
+    /// Wraps the backend in the chosen layers, innermost first. Fails with
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) if a layer's
+    /// configuration is invalid (an empty prefix, a zero timeout, ...).
+    pub fn build(self) -> Result<Arc<dyn Backend>> {
+        let mut backend = self.backend;
+        if let Some(layer) = &self.prefix {
+            backend = Arc::new(layer.layer(backend)?);
+        }
+        if let Some(layer) = &self.timeout {
+            backend = Arc::new(layer.layer(backend)?);
+        }
+        if let Some(layer) = &self.retry {
+            backend = Arc::new(layer.layer(backend)?);
+        }
+        if let Some(layer) = &self.circuit_breaker {
+            backend = Arc::new(layer.layer(backend)?);
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(layer) = &self.metrics {
+            backend = Arc::new(layer.layer(backend));
+        }
+        if let Some(layer) = &self.tracing {
+            backend = Arc::new(layer.layer(backend));
+        }
+        Ok(backend)
+    }
+}
+
+impl fmt::Debug for LayerStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("LayerStack");
+        debug
+            .field("backend", &self.backend.name())
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("circuit_breaker", &self.circuit_breaker);
+        #[cfg(feature = "metrics")]
+        debug.field("metrics", &self.metrics);
+        debug.field("tracing", &self.tracing).finish()
+    }
+}

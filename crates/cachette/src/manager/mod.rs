@@ -1,0 +1,356 @@
+//! Opening backends by URL, and named backends built from configuration.
+//!
+//! - [`open`] turns a URL into an `Arc<dyn Backend>`: one match arm per
+//!   scheme, each behind its cargo feature. [`schemes`] lists every scheme
+//!   cachette knows, compiled in or not. [`redact`] hides the passwords of a
+//!   URL before it is shown.
+//! - [`CacheManager`] holds named backends and a default one. It is built
+//!   from a [`CacheManagerConfig`] (a TOML file, overridden by `CACHETTE_*`
+//!   environment variables), which opens every cache up front, or from
+//!   backends in code with [`CacheManager::builder`].
+//!
+//! The TOML form:
+//!
+//! ```toml
+//! default = "main"          # optional
+//!
+//! [caches.main]
+//! url = "memory://?max_entries=10000"
+//!
+//! [caches.sessions]
+//! url = "memory://?policy=lru&default_ttl=30m"
+//! ```
+//!
+//! The environment: `CACHETTE_CACHES__<NAME>__URL=<url>` sets or adds the
+//! URL of cache `<name>` (lower-cased), `CACHETTE_DEFAULT=<name>` names the
+//! default; see [`CacheManagerConfig::apply_env_vars`].
+//!
+//! When no default is named, the only cache is the default if there is
+//! exactly one, else the cache named `default` if there is one, else there
+//! is none and [`CacheManager::default_cache`] is an error.
+
+mod config;
+pub(crate) mod url;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+
+pub use self::url::{SchemeInfo, open, parse_byte_size, redact, schemes};
+pub use config::{CacheConfig, CacheManagerConfig};
+
+/// The name in errors raised by the manager and by [`open`] before a
+/// backend is chosen.
+const MANAGER: &str = "manager";
+
+/// Named backends and a default one.
+///
+/// Build it from configuration ([`from_toml_str`](Self::from_toml_str),
+/// [`from_file`](Self::from_file),
+/// [`from_env_and_file`](Self::from_env_and_file), then
+/// [`CacheManagerConfig::build`], which opens every cache), or from backends
+/// in code with [`builder`](Self::builder). Every cache is open once the
+/// manager exists, so [`get`](Self::get) never does I/O.
+///
+/// ```
+/// use cachette::{Backend, CacheManager, SetOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cachette::Result<()> {
+/// let manager = CacheManager::builder()
+///     .add("main", cachette::open("memory://?max_entries=1000").await?)
+///     .add("sessions", cachette::open("memory://?default_ttl=30m").await?)
+///     .default("main")
+///     .build()?;
+///
+/// manager.get("sessions")?.set("s:1", "ada".into(), &SetOptions::new()).await?;
+/// assert_eq!(manager.default_cache()?.get("s:1").await?, None);
+///
+/// let err = manager.get("sesions").unwrap_err();
+/// assert!(err.message().contains("known: main, sessions"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct CacheManager {
+    caches: BTreeMap<String, Arc<dyn Backend>>,
+    default: Option<String>,
+}
+
+impl CacheManager {
+    /// A builder for a manager of backends made in code.
+    pub fn builder() -> CacheManagerBuilder {
+        CacheManagerBuilder {
+            caches: Vec::new(),
+            default: None,
+        }
+    }
+
+    /// Parses a TOML configuration; see [`CacheManagerConfig`] for the form
+    /// and [`CacheManagerConfig::from_toml_str`] for the errors. Call
+    /// [`with_env`](CacheManagerConfig::with_env) on the result to apply the
+    /// environment, and [`build`](CacheManagerConfig::build) to open the
+    /// caches.
+    ///
+    /// ```
+    /// use cachette::{Backend, CacheManager, KeyTtl, SetOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cachette::Result<()> {
+    /// let manager = CacheManager::from_toml_str(
+    ///     r#"
+    ///     default = "main"
+    ///
+    ///     [caches.main]
+    ///     url = "memory://?max_entries=10000"
+    ///
+    ///     [caches.sessions]
+    ///     url = "memory://?policy=lru&default_ttl=30m"
+    ///     "#,
+    /// )?
+    /// .build()
+    /// .await?;
+    ///
+    /// assert_eq!(manager.names(), ["main", "sessions"]);
+    /// assert_eq!(manager.default_name(), Some("main"));
+    ///
+    /// let sessions = manager.get("sessions")?;
+    /// sessions.set("session:42", "ada".into(), &SetOptions::new()).await?;
+    /// assert!(matches!(sessions.ttl("session:42").await?, KeyTtl::ExpiresIn(_)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_toml_str(toml: &str) -> Result<CacheManagerConfig> {
+        CacheManagerConfig::from_toml_str(toml)
+    }
+
+    /// Reads a TOML configuration file; see [`CacheManagerConfig::from_file`].
+    pub fn from_file(path: impl AsRef<Path>) -> Result<CacheManagerConfig> {
+        CacheManagerConfig::from_file(path)
+    }
+
+    /// Reads a TOML configuration file and applies the environment over it;
+    /// see [`CacheManagerConfig::from_env_and_file`].
+    pub fn from_env_and_file(path: impl AsRef<Path>) -> Result<CacheManagerConfig> {
+        CacheManagerConfig::from_env_and_file(path)
+    }
+
+    /// Checks names and the default, then holds the backends.
+    fn assemble(caches: Vec<(String, Arc<dyn Backend>)>, default: Option<String>) -> Result<Self> {
+        let mut by_name = BTreeMap::new();
+        for (name, backend) in caches {
+            if name.is_empty() {
+                return Err(Error::config(MANAGER, "a cache name is empty"));
+            }
+            if by_name.contains_key(&name) {
+                return Err(Error::config(
+                    MANAGER,
+                    format!("the cache `{name}` is added twice"),
+                ));
+            }
+            by_name.insert(name, backend);
+        }
+        let names: Vec<&str> = by_name.keys().map(String::as_str).collect();
+        let default = resolve_default(default.as_deref(), &names)?.map(str::to_owned);
+        Ok(CacheManager {
+            caches: by_name,
+            default,
+        })
+    }
+
+    /// The cache named `name`.
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Config`](crate::ErrorKind::Config) error naming the
+    /// known caches when there is no cache by that name.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn Backend>> {
+        match self.caches.get(name) {
+            Some(backend) => Ok(Arc::clone(backend)),
+            None => Err(Error::config(
+                MANAGER,
+                format!(
+                    "no cache named `{name}`; {}{}",
+                    self.known(),
+                    did_you_mean(name, self.caches.keys().map(String::as_str))
+                ),
+            )),
+        }
+    }
+
+    /// The default cache (see [`default_name`](Self::default_name)).
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Config`](crate::ErrorKind::Config) error when there
+    /// is no default cache.
+    pub fn default_cache(&self) -> Result<Arc<dyn Backend>> {
+        match &self.default {
+            Some(name) => self.get(name),
+            None => Err(Error::config(
+                MANAGER,
+                format!(
+                    "there is no default cache: name one with `default = \"...\"` in the \
+                     configuration, CACHETTE_DEFAULT or the builder's `default`; {}",
+                    self.known()
+                ),
+            )),
+        }
+    }
+
+    /// The name of the default cache: the one named in the configuration or
+    /// builder; else the only cache, if there is exactly one; else the cache
+    /// named `default`, if any; else none.
+    pub fn default_name(&self) -> Option<&str> {
+        self.default.as_deref()
+    }
+
+    /// The names of the caches, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.caches.keys().map(String::as_str).collect()
+    }
+
+    /// Closes every cache (see [`Backend::close`]).
+    ///
+    /// # Errors
+    ///
+    /// The first error, with the cache's name in front of its message,
+    /// after trying to close every cache.
+    pub async fn close(&self) -> Result<()> {
+        let mut first_error = None;
+        for (name, backend) in &self.caches {
+            if let Err(err) = backend.close().await {
+                tracing::warn!(cache = %name, error = %err, "closing a cache failed");
+                first_error.get_or_insert_with(|| in_cache(name, err));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// "known: a, b" or "no caches are configured", for error messages.
+    fn known(&self) -> String {
+        if self.caches.is_empty() {
+            "no caches are configured".to_owned()
+        } else {
+            format!("known: {}", self.names().join(", "))
+        }
+    }
+}
+
+/// Builds a [`CacheManager`] from backends made in code; see
+/// [`CacheManager::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct CacheManagerBuilder {
+    caches: Vec<(String, Arc<dyn Backend>)>,
+    default: Option<String>,
+}
+
+impl CacheManagerBuilder {
+    /// Adds a cache under `name`.
+    pub fn add(mut self, name: impl Into<String>, backend: Arc<dyn Backend>) -> Self {
+        self.caches.push((name.into(), backend));
+        self
+    }
+
+    /// Names the default cache. Without it the rules of
+    /// [`CacheManager::default_name`] apply.
+    pub fn default(mut self, name: impl Into<String>) -> Self {
+        self.default = Some(name.into());
+        self
+    }
+
+    /// Checks the names and builds the manager.
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Config`](crate::ErrorKind::Config) error for an empty
+    /// name, a name added twice, or a default that names no added cache.
+    pub fn build(self) -> Result<CacheManager> {
+        CacheManager::assemble(self.caches, self.default)
+    }
+}
+
+/// The default cache's name: `explicit` if given (and then it must be one
+/// of `names`), else the only name, else `default` if present, else none.
+fn resolve_default<'a>(explicit: Option<&'a str>, names: &[&'a str]) -> Result<Option<&'a str>> {
+    match explicit {
+        Some(name) if names.contains(&name) => Ok(Some(name)),
+        Some(name) => {
+            let known = if names.is_empty() {
+                "no caches are configured".to_owned()
+            } else {
+                format!("known: {}", names.join(", "))
+            };
+            Err(Error::config(
+                MANAGER,
+                format!(
+                    "the default cache `{name}` is not configured; {known}{}",
+                    did_you_mean(name, names.iter().copied())
+                ),
+            ))
+        }
+        None if names.len() == 1 => Ok(names.first().copied()),
+        None => Ok(names.iter().copied().find(|name| *name == "default")),
+    }
+}
+
+/// Puts the name of a cache in front of an error about it, keeping its kind,
+/// backend and source.
+fn in_cache(name: &str, err: Error) -> Error {
+    err.context(format_args!("cache `{name}`"))
+}
+
+/// `"; did you mean `x`?"` when one of `candidates` is a likely typo of
+/// `word`, else `""`.
+fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    candidates
+        .into_iter()
+        .map(|candidate| (edit_distance(word, candidate), candidate))
+        .filter(|&(distance, candidate)| distance > 0 && distance <= (candidate.len() / 3).max(1))
+        .min_by_key(|&(distance, _)| distance)
+        .map_or_else(String::new, |(_, candidate)| {
+            format!("; did you mean `{candidate}`?")
+        })
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("max_entires", "max_entries"), 2);
+        assert_eq!(edit_distance("sesions", "sessions"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    #[test]
+    fn did_you_mean_suggests_only_close_names() {
+        assert_eq!(
+            did_you_mean("sesions", ["main", "sessions"]),
+            "; did you mean `sessions`?"
+        );
+        assert_eq!(did_you_mean("zzz", ["main", "sessions"]), "");
+    }
+}

@@ -1,0 +1,453 @@
+//! Real `redis-server` processes for tests (features `testing` + `redis`).
+//!
+//! [`RedisServer::start`] binds port 0 to find a free loopback port (never
+//! the machine's 6379), starts `redis-server` there without persistence,
+//! with its log and working directory in a fresh temporary directory, and
+//! waits until it accepts connections (panicking with the server's log if
+//! it never does). The process is killed (`SIGKILL`) and reaped on
+//! [`Drop`], and the directory removed. [`RedisServer::kill`] and
+//! [`RedisServer::restart`] let fault tests take the server away and bring
+//! it back on the same port.
+//!
+//! ```no_run
+//! use cachette::testing::redis_server::RedisServer;
+//!
+//! let mut server = RedisServer::start();
+//! let url = server.url(); // redis://127.0.0.1:PORT/0
+//! server.kill();
+//! server.restart();
+//! ```
+//!
+//! [`RedisCluster::start`] makes a cluster of fresh masters the same way
+//! (`redis-cli --cluster create`), and can kill one of them.
+//!
+//! These are test helpers: failures panic.
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a server may take to accept connections.
+const STARTUP: Duration = Duration::from_secs(10);
+
+/// The certificate files of a TLS server, in PEM.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TlsFiles {
+    /// The server's certificate (for `127.0.0.1` and `localhost`).
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// The CA that signed the certificate; clients trust it.
+    pub ca: PathBuf,
+}
+
+impl TlsFiles {
+    /// The three files.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>, ca: impl Into<PathBuf>) -> Self {
+        TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+            ca: ca.into(),
+        }
+    }
+}
+
+/// A `redis-server` process owned by a test.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    args: Vec<String>,
+    tls: Option<TlsFiles>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a plain server on a free loopback port.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line arguments (e.g.
+    /// `["--maxmemory", "10mb"]`).
+    pub fn start_with(args: &[&str]) -> Self {
+        Self::launch(args, None)
+    }
+
+    /// Starts a server that speaks TLS only, on a free loopback port, with
+    /// these certificates; clients need not present one.
+    pub fn start_tls(files: &TlsFiles) -> Self {
+        Self::launch(&[], Some(files.clone()))
+    }
+
+    fn launch(args: &[&str], tls: Option<TlsFiles>) -> Self {
+        Self::launch_in(fresh_dir(), free_port(), args, tls)
+    }
+
+    fn launch_in(dir: PathBuf, port: u16, args: &[&str], tls: Option<TlsFiles>) -> Self {
+        let mut server = RedisServer {
+            port,
+            dir,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            tls,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// The port the server listens on (TLS or not).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's working directory (its log is `log` in there).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `redis://127.0.0.1:PORT/0`, or `rediss://...` for a TLS server.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// Whether the process is running (as far as this handle knows).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the server with `SIGKILL` (no shutdown, no goodbye to
+    /// clients) and reaps it. Does nothing if it is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, with the same arguments,
+    /// after killing it if it still runs. Its data is gone (no
+    /// persistence).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Runs `redis-cli` against this (plain) server and returns its output,
+    /// e.g. `server.cli(&["ACL", "SETUSER", "app", "on", ">pw", "~app:*", "+@all"])`.
+    /// Panics if `redis-cli` fails to run or exits with an error.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut command = Command::new("redis-cli");
+        command
+            .arg("-h")
+            .arg("127.0.0.1")
+            .arg("-p")
+            .arg(self.port.to_string());
+        if let Some(tls) = &self.tls {
+            command.arg("--tls").arg("--cacert").arg(&tls.ca);
+        }
+        let output = command
+            .args(args)
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run redis-cli: {err}"));
+        assert!(
+            output.status.success(),
+            "redis-cli {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let log = self.dir.join("log");
+        // A restarted server appends to the log; start each run's readiness
+        // check after what is there already.
+        let log_start = self.log().len();
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => {
+                command.args(["--port", &port]);
+            }
+            Some(tls) => {
+                command
+                    .args(["--port", "0", "--tls-port", &port])
+                    .arg("--tls-cert-file")
+                    .arg(&tls.cert)
+                    .arg("--tls-key-file")
+                    .arg(&tls.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&tls.ca)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
+        command
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(&log)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = command.spawn().unwrap_or_else(|err| {
+            panic!("cannot start redis-server (is it installed and on PATH?): {err}")
+        });
+        self.child = Some(child);
+        self.wait_ready(log_start);
+    }
+
+    fn wait_ready(&mut self, log_start: usize) {
+        let started = Instant::now();
+        loop {
+            let ready = self
+                .log()
+                .get(log_start..)
+                .is_some_and(|log| log.contains("Ready to accept connections"));
+            if ready && TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                panic!(
+                    "redis-server on port {} exited with {status} before it was ready; its log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            if started.elapsed() > STARTUP {
+                self.kill();
+                panic!(
+                    "redis-server on port {} did not accept connections within {STARTUP:?}; its log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port that was free a moment ago: bind port 0 and let it go.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap_or_else(|err| panic!("cannot bind a loopback port: {err}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|err| panic!("cannot read the bound port: {err}"))
+        .port()
+}
+
+/// A new, empty directory under the system's temporary directory.
+pub fn fresh_dir() -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "cachette-redis-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
+    dir
+}
+
+/// How long a new cluster may take to agree on its slots.
+const CLUSTER_STARTUP: Duration = Duration::from_secs(20);
+
+/// A Redis Cluster of fresh masters (no replicas) on free loopback ports,
+/// owned by a test: every process is killed on [`Drop`].
+///
+/// The nodes run with `cluster-require-full-coverage no`, so that after
+/// [`kill`](Self::kill) the other masters keep serving their slots, and a
+/// short `cluster-node-timeout` (2 s).
+///
+/// ```no_run
+/// use cachette::testing::redis_server::RedisCluster;
+///
+/// let mut cluster = RedisCluster::start(3);
+/// let url = cluster.url(); // redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3
+/// cluster.kill(1);
+/// ```
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` fresh `redis-server --cluster-enabled yes`
+    /// processes, joins them with `redis-cli --cluster create
+    /// --cluster-replicas 0` (which gives each master an equal share of
+    /// the slots, in the order of [`ports`](Self::ports)), and waits until
+    /// every node reports `cluster_state:ok` and knows every other node.
+    /// Needs at least 3 masters.
+    pub fn start(masters: usize) -> Self {
+        assert!(masters >= 3, "redis-cli --cluster create needs 3 masters");
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| {
+                let dir = fresh_dir();
+                let config = dir.join("nodes.conf").display().to_string();
+                // The bus port is chosen too: port + 10000 may not exist.
+                let bus = free_port().to_string();
+                let args = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &config,
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-node-timeout",
+                    "2000",
+                    "--cluster-require-full-coverage",
+                    "no",
+                ];
+                RedisServer::launch_in(dir, free_port(), &args, None)
+            })
+            .collect();
+        let cluster = RedisCluster { nodes };
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in cluster.ports() {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let output = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run redis-cli: {err}"));
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        cluster.wait_ok();
+        cluster
+    }
+
+    fn wait_ok(&self) {
+        let started = Instant::now();
+        loop {
+            let known = format!("cluster_known_nodes:{}", self.nodes.len());
+            let ok = self.nodes.iter().all(|node| {
+                let info = node.cli(&["CLUSTER", "INFO"]);
+                info.contains("cluster_state:ok") && info.contains(&known)
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                started.elapsed() < CLUSTER_STARTUP,
+                "the cluster did not reach cluster_state:ok within {CLUSTER_STARTUP:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The nodes' client ports, in the order they were created.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(RedisServer::port).collect()
+    }
+
+    /// The seed nodes, `("127.0.0.1", port)` each, for
+    /// `RedisBackend::cluster_builder`.
+    pub fn seeds(&self) -> Vec<(String, u16)> {
+        self.ports()
+            .into_iter()
+            .map(|port| ("127.0.0.1".to_owned(), port))
+            .collect()
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...`.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports()
+            .into_iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    /// One node's process.
+    pub fn node(&self, node: usize) -> &RedisServer {
+        &self.nodes[node]
+    }
+
+    /// Kills node `node` with `SIGKILL`. Its slots have no other master:
+    /// their keys are unavailable, the rest of the cluster keeps serving.
+    pub fn kill(&mut self, node: usize) {
+        self.nodes[node].kill();
+    }
+
+    /// The node (by index) whose master serves `slot`, from `CLUSTER
+    /// NODES` asked of a running node.
+    pub fn owner_of_slot(&self, slot: u16) -> usize {
+        let alive = self
+            .nodes
+            .iter()
+            .find(|node| node.is_running())
+            .expect("a running node");
+        let table = alive.cli(&["CLUSTER", "NODES"]);
+        for line in table.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (start, end) = range.split_once('-').unwrap_or((range, range));
+                match (start.parse::<u16>(), end.parse::<u16>()) {
+                    (Ok(start), Ok(end)) => (start..=end).contains(&slot),
+                    _ => false,
+                }
+            });
+            if !serves {
+                continue;
+            }
+            // `ip:port@bus`
+            let port = fields[1]
+                .split('@')
+                .next()
+                .and_then(|addr| addr.rsplit(':').next())
+                .and_then(|port| port.parse::<u16>().ok());
+            if let Some(index) = port.and_then(|port| self.ports().iter().position(|p| *p == port))
+            {
+                return index;
+            }
+        }
+        panic!("no node serves slot {slot}:\n{table}");
+    }
+
+    /// The number of keys on node `node` (`DBSIZE`).
+    pub fn dbsize(&self, node: usize) -> u64 {
+        self.nodes[node]
+            .cli(&["DBSIZE"])
+            .trim()
+            .parse()
+            .unwrap_or_else(|err| panic!("DBSIZE of node {node}: {err}"))
+    }
+}

@@ -1,0 +1,418 @@
+//! The Redis backend against real `redis-server` processes started by
+//! `cachette::testing::redis_server`.
+#![cfg(all(feature = "redis", feature = "testing"))]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cachette::backends::redis::RedisBackend;
+use cachette::testing::redis_server::{RedisServer, TlsFiles, fresh_dir};
+use cachette::testing::run_conformance;
+use cachette::{Backend, ErrorKind, KeyTtl, SetOptions};
+
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
+    RedisBackend::builder("127.0.0.1", server.port())
+        .prefix(prefix)
+        .connect_timeout(TIMEOUT)
+        .response_timeout(TIMEOUT)
+        .build()
+        .await
+        .expect("connect to the test server")
+}
+
+use cachette::testing::list_keys as keys;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_conforms_with_a_sibling_prefix_on_the_same_server() {
+    let server = RedisServer::start();
+    let subject: Arc<dyn Backend> = Arc::new(backend(&server, "subject:").await);
+    let sibling: Arc<dyn Backend> = Arc::new(backend(&server, "sibling:").await);
+    let report = run_conformance(subject, Some(sibling)).await;
+    let skipped: Vec<&str> = report.skipped().map(|(check, _)| check).collect();
+    assert_eq!(skipped, ["value_size_limit"], "{report}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 and localhost, in `dir`.
+fn certificates() -> TlsFiles {
+    let dir = fresh_dir();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "cachette test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let server = server_params.signed_by(&server_key, &issuer).unwrap();
+    let files = TlsFiles::new(
+        dir.join("server.pem"),
+        dir.join("server.key"),
+        dir.join("ca.pem"),
+    );
+    std::fs::write(&files.cert, server.pem()).unwrap();
+    std::fs::write(&files.key, server_key.serialize_pem()).unwrap();
+    std::fs::write(&files.ca, ca.pem()).unwrap();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_server_conforms_with_a_generated_ca() {
+    let files = certificates();
+    let server = RedisServer::start_tls(&files);
+    let ca = std::fs::read(&files.ca).unwrap();
+    let open = |prefix: &'static str| {
+        RedisBackend::builder("127.0.0.1", server.port())
+            .tls(true)
+            .root_certificate_pem(ca.clone())
+            .prefix(prefix)
+            .build()
+    };
+    let subject: Arc<dyn Backend> = Arc::new(open("subject:").await.unwrap());
+    let sibling: Arc<dyn Backend> = Arc::new(open("sibling:").await.unwrap());
+    let report = run_conformance(subject, Some(sibling)).await;
+    assert_eq!(report.skipped().count(), 1, "{report}");
+
+    // The URL form, with the CA from a file.
+    let url = format!(
+        "{}?ca_cert={}&prefix=url:",
+        server.url(),
+        files.ca.display()
+    );
+    let cache = cachette::open(&url).await.unwrap();
+    cache
+        .set("k", "v".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+
+    // Without the CA the server's certificate is not trusted.
+    let untrusted = RedisBackend::builder("127.0.0.1", server.port())
+        .tls(true)
+        .connect_timeout(TIMEOUT)
+        .build()
+        .await;
+    assert!(untrusted.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_user_works_within_its_pattern_and_is_denied_outside() {
+    let server = RedisServer::start();
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "limited",
+        "on",
+        ">s3cret-pw",
+        "~allowed:*",
+        "+@all",
+    ]);
+    let url = format!(
+        "redis://limited:s3cret-pw@127.0.0.1:{}/0?prefix=allowed:",
+        server.port()
+    );
+    let allowed = cachette::open(&url).await.unwrap();
+    allowed
+        .set("k", "v".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(allowed.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(allowed.incr("n", 2, Default::default()).await.unwrap(), 2);
+
+    let url = format!(
+        "redis://limited:s3cret-pw@127.0.0.1:{}/0?prefix=other:",
+        server.port()
+    );
+    let outside = cachette::open(&url).await.unwrap();
+    let err = outside.get("k").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert_eq!(err.backend(), "redis");
+    let err = outside
+        .set("k", "v".into(), &SetOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+
+    let url = format!("redis://limited:wrong-pw@127.0.0.1:{}/0", server.port());
+    let err = cachette::open(&url).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(!format!("{err} {err:?}").contains("wrong-pw"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_never_appears_in_debug_or_errors() {
+    let server = RedisServer::start();
+    server.cli(&["CONFIG", "SET", "requirepass", "hunter2-secret"]);
+    let url = format!(
+        "redis://:hunter2-secret@127.0.0.1:{}/0?prefix=p:",
+        server.port()
+    );
+    let cache = cachette::open(&url).await.unwrap();
+    cache
+        .set("k", "v".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    assert!(!format!("{cache:?}").contains("hunter2"));
+    let builder = RedisBackend::builder("127.0.0.1", server.port()).password("hunter2-secret");
+    assert!(!format!("{builder:?}").contains("hunter2"));
+
+    let closed = format!(
+        "redis://:hunter2-secret@127.0.0.1:{}/0",
+        cachette::testing::redis_server::free_port()
+    );
+    let err = cachette::open(&closed).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_and_keys_stay_within_the_prefix_and_hide_no_user_key() {
+    let server = RedisServer::start();
+    let cache = backend(&server, "app:").await;
+    let other = backend(&server, "other:").await;
+    let tagged = SetOptions::new().tags(["t"]);
+    // Names that look like internal or meta keys are still user keys.
+    for key in ["a", "a:meta", "__tag:x", "\u{0}t:y", "x*"] {
+        cache.set(key, "v".into(), &tagged).await.unwrap();
+    }
+    other
+        .set("keep", "v".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        keys(&cache, "*").await,
+        ["\u{0}t:y", "__tag:x", "a", "a:meta", "x*"]
+    );
+    assert_eq!(keys(&cache, "a*").await, ["a", "a:meta"]);
+    assert_eq!(cache.invalidate_tags(&["t"]).await.unwrap(), 5);
+    cache.set("b", "v".into(), &tagged).await.unwrap();
+    cache.clear().await.unwrap();
+    assert!(keys(&cache, "*").await.is_empty());
+    assert_eq!(
+        server.cli(&["DBSIZE"]).trim(),
+        "1",
+        "only the other prefix's key is left"
+    );
+    assert!(other.exists("keep").await.unwrap());
+
+    // Millisecond TTLs are kept as given.
+    cache
+        .set(
+            "ms",
+            "v".into(),
+            &SetOptions::new().ttl(Duration::from_millis(1500)),
+        )
+        .await
+        .unwrap();
+    let pttl: i64 = server.cli(&["PTTL", "app:ms"]).trim().parse().unwrap();
+    assert!((1400..=1500).contains(&pttl), "{pttl}");
+    assert!(
+        matches!(cache.ttl("ms").await.unwrap(), KeyTtl::ExpiresIn(d) if d <= Duration::from_millis(1500))
+    );
+
+    cache.flush_database().await.unwrap();
+    assert_eq!(server.cli(&["DBSIZE"]).trim(), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_during_a_workload_fails_fast_and_the_same_backend_recovers() {
+    let mut server = RedisServer::start();
+    let cache = Arc::new(backend(&server, "fault:").await);
+    let deadline = TIMEOUT * 2 + Duration::from_millis(300);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for task in 0..16 {
+        let (cache, stop) = (cache.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut failures = 0u64;
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = format!("k{task}:{}", i % 50);
+                let started = Instant::now();
+                let result = if i.is_multiple_of(2) {
+                    cache
+                        .set(&key, "v".into(), &SetOptions::new())
+                        .await
+                        .map(|_| ())
+                } else {
+                    cache.get(&key).await.map(|_| ())
+                };
+                let took = started.elapsed();
+                assert!(took <= deadline, "an operation took {took:?}");
+                if let Err(err) = result {
+                    assert!(
+                        matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+                        "{err}"
+                    );
+                    assert_eq!(err.backend(), "redis");
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                i += 1;
+            }
+            failures
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.kill();
+    // New operations fail within the deadline while the server is away.
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = cache.get("k").await.unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+            "{err}"
+        );
+        assert!(started.elapsed() <= deadline, "{:?}", started.elapsed());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart();
+    let started = Instant::now();
+    loop {
+        match cache.set("back", "v".into(), &SetOptions::new()).await {
+            Ok(_) => break,
+            Err(err) => {
+                assert!(err.is_temporary(), "{err}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "no recovery: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert_eq!(cache.get("back").await.unwrap().as_deref(), Some(&b"v"[..]));
+    // The restarted server has an empty script cache: pipelined scripts
+    // load it again.
+    let tagged = SetOptions::new().tags(["t"]);
+    let written = cache
+        .set_many(&[("a", "1".into()), ("b", "2".into())], &tagged)
+        .await
+        .unwrap();
+    assert_eq!(written, [true, true]);
+    assert_eq!(cache.invalidate_tags(&["t"]).await.unwrap(), 2);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut failures = 0;
+    for task in tasks {
+        failures += task.await.expect("no task panics");
+    }
+    assert!(failures > 0, "the workload saw the outage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_follow_overwrites_and_tolerate_stale_memberships() {
+    let server = RedisServer::start();
+    let cache = backend(&server, "tags:").await;
+    let with = |tags: &[&str]| SetOptions::new().tags(tags.iter().copied());
+    cache.set("k", "1".into(), &with(&["old"])).await.unwrap();
+    cache.set("k", "2".into(), &with(&["new"])).await.unwrap();
+    assert_eq!(cache.invalidate_tags(&["old"]).await.unwrap(), 0);
+    assert!(cache.exists("k").await.unwrap());
+    // An untagged overwrite drops the tags; the stale name is skipped.
+    cache
+        .set("k", "3".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(cache.invalidate_tags(&["new"]).await.unwrap(), 0);
+    assert!(cache.exists("k").await.unwrap());
+    // Deleted, then written again with the same tag: invalidated.
+    cache.set("j", "1".into(), &with(&["t"])).await.unwrap();
+    cache.delete("j").await.unwrap();
+    cache
+        .set("j", "2".into(), &with(&["t", "u"]))
+        .await
+        .unwrap();
+    assert_eq!(cache.invalidate_tags(&["t"]).await.unwrap(), 1);
+    assert!(!cache.exists("j").await.unwrap());
+    // Nothing internal is left behind but the user key.
+    assert_eq!(server.cli(&["DBSIZE"]).trim(), "1");
+    // Tag sets of expiring entries expire too.
+    cache
+        .set(
+            "e",
+            "1".into(),
+            &with(&["x"]).ttl(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(server.cli(&["DBSIZE"]).trim(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_are_exact_across_the_whole_i64_range() {
+    let server = RedisServer::start();
+    let cache = backend(&server, "n:").await;
+    let big = i64::MAX - 1;
+    assert_eq!(cache.incr("c", big, Default::default()).await.unwrap(), big);
+    assert_eq!(
+        cache.incr("c", 1, Default::default()).await.unwrap(),
+        i64::MAX
+    );
+    let err = cache.incr("c", 1, Default::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Overflow, "{err}");
+    assert_eq!(
+        cache.get("c").await.unwrap().as_deref(),
+        Some(i64::MAX.to_string().as_bytes())
+    );
+    cache
+        .set("s", "abc".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    let err = cache.incr("s", 1, Default::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotAnInteger, "{err}");
+    // The TTL applies only when incr creates the counter.
+    let ttl = cachette::Expiry::After(Duration::from_secs(60));
+    cache.incr("t", 1, ttl).await.unwrap();
+    cache.touch("t", cachette::Expiry::Never).await.unwrap();
+    cache.incr("t", 1, ttl).await.unwrap();
+    assert_eq!(cache.ttl("t").await.unwrap(), KeyTtl::Persistent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_url_opens_with_db_and_prefix() {
+    let dir = fresh_dir();
+    let socket = dir.join("redis.sock");
+    let socket_arg = socket.display().to_string();
+    let server = RedisServer::start_with(&["--unixsocket", &socket_arg, "--unixsocketperm", "700"]);
+    let url = format!("redis+unix://{}?db=1&prefix=u:", socket.display());
+    let cache = cachette::open(&url).await.unwrap();
+    cache
+        .set("k", "v".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(server.cli(&["-n", "1", "GET", "u:k"]).trim(), "v");
+    cache.health().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_parameters_are_checked() {
+    for (url, needle) in [
+        ("redis://127.0.0.1:1/x", "database number"),
+        ("redis://127.0.0.1:1/0?prefx=a", "unknown parameter `prefx`"),
+        (
+            "redis://127.0.0.1:1/0?response_timeout=soon",
+            "response_timeout",
+        ),
+        ("redis+unix://", "socket path"),
+    ] {
+        let err = cachette::open(url).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{url}: {err}");
+        assert!(err.message().contains(needle), "{url}: {err}");
+    }
+    let redis = cachette::schemes()
+        .into_iter()
+        .find(|s| s.scheme == "redis")
+        .unwrap();
+    assert!(
+        redis.enabled
+            && redis
+                .capabilities
+                .is_some_and(|c| c.atomic_incr && c.shared)
+    );
+}
