@@ -20,6 +20,8 @@
 //!
 //! [`RedisCluster::start`] makes a cluster of fresh masters the same way
 //! (`redis-cli --cluster create`), and can kill one of them.
+//! [`RedisSentinel::start`] makes a master, its replica and Redis Sentinel
+//! watching them, tuned to fail over within a few seconds.
 //!
 //! These are test helpers: failures panic.
 
@@ -62,6 +64,9 @@ pub struct RedisServer {
     dir: PathBuf,
     args: Vec<String>,
     tls: Option<TlsFiles>,
+    /// The configuration file of a sentinel (`redis-server FILE
+    /// --sentinel`), which it rewrites as it learns.
+    sentinel_config: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -93,6 +98,21 @@ impl RedisServer {
             dir,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             tls,
+            sentinel_config: None,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts `redis-server config --sentinel` in `dir` on `port`.
+    fn launch_sentinel(dir: PathBuf, port: u16, config: PathBuf) -> Self {
+        let mut server = RedisServer {
+            port,
+            dir,
+            args: Vec::new(),
+            tls: None,
+            sentinel_config: Some(config),
             child: None,
         };
         server.spawn();
@@ -178,6 +198,10 @@ impl RedisServer {
         // check after what is there already.
         let log_start = self.log().len();
         let mut command = Command::new("redis-server");
+        if let Some(config) = &self.sentinel_config {
+            // The file must come first.
+            command.arg(config).arg("--sentinel");
+        }
         match &self.tls {
             None => {
                 command.args(["--port", &port]);
@@ -212,12 +236,18 @@ impl RedisServer {
     }
 
     fn wait_ready(&mut self, log_start: usize) {
+        // A sentinel listens before it logs that it watches its masters.
+        let marker = if self.sentinel_config.is_some() {
+            "+monitor master"
+        } else {
+            "Ready to accept connections"
+        };
         let started = Instant::now();
         loop {
             let ready = self
                 .log()
                 .get(log_start..)
-                .is_some_and(|log| log.contains("Ready to accept connections"));
+                .is_some_and(|log| log.contains(marker));
             if ready && TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
                 return;
             }
@@ -449,5 +479,203 @@ impl RedisCluster {
             .trim()
             .parse()
             .unwrap_or_else(|err| panic!("DBSIZE of node {node}: {err}"))
+    }
+}
+
+/// How long new sentinels may take to find the replica and each other.
+const SENTINEL_STARTUP: Duration = Duration::from_secs(20);
+
+/// A master, one replica (`--replicaof`) and one or more Redis Sentinel
+/// processes watching them, on free loopback ports, owned by a test: every
+/// process is killed on [`Drop`].
+///
+/// The sentinels call the master down after 500 ms without an answer
+/// (`down-after-milliseconds`) and give a failover 3 s
+/// (`failover-timeout`), so that after [`kill_master`](Self::kill_master)
+/// the replica is promoted within a few seconds on loopback.
+///
+/// ```no_run
+/// use cachette::testing::redis_server::RedisSentinel;
+///
+/// let mut group = RedisSentinel::start();
+/// let url = group.url(); // redis+sentinel://127.0.0.1:S1/cachette
+/// let old = group.kill_master();
+/// // ... later, once the sentinels have promoted the replica:
+/// assert_ne!(group.master(), old);
+/// ```
+#[derive(Debug)]
+pub struct RedisSentinel {
+    /// The data nodes: the first master, then its replica.
+    nodes: Vec<RedisServer>,
+    sentinels: Vec<RedisServer>,
+}
+
+impl RedisSentinel {
+    /// The name the sentinels monitor the master under.
+    pub const MASTER_NAME: &'static str = "cachette";
+
+    /// A master, its replica and one sentinel (quorum 1).
+    pub fn start() -> Self {
+        Self::start_with_sentinels(1)
+    }
+
+    /// A master, its replica and `sentinels` sentinels with a majority
+    /// quorum. Returns once the replica is in sync and every sentinel
+    /// knows the replica and the other sentinels (so that a failover can
+    /// start right away).
+    pub fn start_with_sentinels(sentinels: usize) -> Self {
+        assert!(sentinels >= 1, "at least one sentinel");
+        let master = RedisServer::start();
+        let master_port = master.port().to_string();
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master_port]);
+        wait_until("the replica to sync with the master", || {
+            replica
+                .cli(&["INFO", "replication"])
+                .contains("master_link_status:up")
+        });
+        let quorum = sentinels / 2 + 1;
+        let name = Self::MASTER_NAME;
+        let config = format!(
+            "sentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n\
+             sentinel down-after-milliseconds {name} 500\n\
+             sentinel failover-timeout {name} 3000\n\
+             sentinel parallel-syncs {name} 1\n"
+        );
+        let sentinels = (0..sentinels)
+            .map(|_| {
+                let dir = fresh_dir();
+                let file = dir.join("sentinel.conf");
+                std::fs::write(&file, &config)
+                    .unwrap_or_else(|err| panic!("cannot write {}: {err}", file.display()));
+                RedisServer::launch_sentinel(dir, free_port(), file)
+            })
+            .collect();
+        let group = RedisSentinel {
+            nodes: vec![master, replica],
+            sentinels,
+        };
+        let others = (group.sentinels.len() - 1).to_string();
+        wait_until("the sentinels to find the replica and each other", || {
+            group.sentinels.iter().all(|sentinel| {
+                let master = sentinel.cli(&["SENTINEL", "MASTER", name]);
+                // A replica can be promoted only once the sentinel has read
+                // its `INFO` (`info-refresh`: milliseconds since then).
+                let replica = sentinel.cli(&["SENTINEL", "REPLICAS", name]);
+                field(&master, "flags").as_deref() == Some("master")
+                    && field(&master, "num-slaves").as_deref() == Some("1")
+                    && field(&master, "num-other-sentinels").as_deref() == Some(others.as_str())
+                    && field(&replica, "flags").as_deref() == Some("slave")
+                    && field(&replica, "master-link-status").as_deref() == Some("ok")
+                    && field(&replica, "info-refresh")
+                        .and_then(|ms| ms.parse::<u64>().ok())
+                        .is_some_and(|ms| ms < 5_000)
+            })
+        });
+        group
+    }
+
+    /// The name the sentinels monitor the master under.
+    pub fn master_name(&self) -> &'static str {
+        Self::MASTER_NAME
+    }
+
+    /// The sentinels, `("127.0.0.1", port)` each, for
+    /// `RedisBackend::sentinel_builder`.
+    pub fn sentinels(&self) -> Vec<(String, u16)> {
+        self.sentinels
+            .iter()
+            .map(|sentinel| ("127.0.0.1".to_owned(), sentinel.port()))
+            .collect()
+    }
+
+    /// `redis+sentinel://127.0.0.1:S1,127.0.0.1:S2,.../cachette`.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|sentinel| format!("127.0.0.1:{}", sentinel.port()))
+            .collect();
+        format!("redis+sentinel://{}/{}", nodes.join(","), Self::MASTER_NAME)
+    }
+
+    /// Data node `node`: 0 is the first master, 1 its replica.
+    pub fn node(&self, node: usize) -> &RedisServer {
+        &self.nodes[node]
+    }
+
+    /// Sentinel `sentinel`'s process.
+    pub fn sentinel(&self, sentinel: usize) -> &RedisServer {
+        &self.sentinels[sentinel]
+    }
+
+    /// The data node (0 or 1) that the sentinels name to clients as the
+    /// master now (`SENTINEL GET-MASTER-ADDR-BY-NAME`): the answer of the
+    /// running sentinel with the newest configuration epoch, since the
+    /// others learn of a failover a moment later.
+    pub fn master(&self) -> usize {
+        let (_, port) = self
+            .sentinels
+            .iter()
+            .filter(|sentinel| sentinel.is_running())
+            .map(|sentinel| {
+                let state = sentinel.cli(&["SENTINEL", "MASTER", Self::MASTER_NAME]);
+                let epoch = field(&state, "config-epoch")
+                    .and_then(|epoch| epoch.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("no `config-epoch` in {state:?}"));
+                let address =
+                    sentinel.cli(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", Self::MASTER_NAME]);
+                let port = address
+                    .lines()
+                    .nth(1)
+                    .and_then(|port| port.trim().parse::<u16>().ok())
+                    .unwrap_or_else(|| panic!("no master address in {address:?}"));
+                (epoch, port)
+            })
+            .max()
+            .expect("a running sentinel");
+        self.nodes
+            .iter()
+            .position(|node| node.port() == port)
+            .unwrap_or_else(|| panic!("the sentinels name an unknown master on port {port}"))
+    }
+
+    /// The role data node `node` reports itself (`ROLE`): `master` or
+    /// `slave`.
+    pub fn role(&self, node: usize) -> String {
+        let reply = self.nodes[node].cli(&["ROLE"]);
+        reply.lines().next().unwrap_or_default().trim().to_owned()
+    }
+
+    /// Kills the node the sentinels name as the master (`SIGKILL`) and
+    /// returns its index.
+    pub fn kill_master(&mut self) -> usize {
+        let master = self.master();
+        self.nodes[master].kill();
+        master
+    }
+}
+
+/// The value after the line `name` in a `redis-cli` reply of field, value,
+/// field, value... lines.
+fn field(reply: &str, name: &str) -> Option<String> {
+    let mut lines = reply.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if line == name {
+            return lines.next().map(str::to_owned);
+        }
+    }
+    None
+}
+
+/// Polls `ready` until it holds, or panics naming `what` after
+/// [`SENTINEL_STARTUP`].
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < SENTINEL_STARTUP,
+            "timed out after {SENTINEL_STARTUP:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -2,12 +2,17 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+use redis::aio::{AsyncPushSender, ConnectionManager, ConnectionManagerConfig, SendError};
+use redis::{
+    ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo,
+    RedisConnectionInfo,
+};
 
 use super::cluster::{self, Conn};
+use super::sentinel::{SentinelConn, SentinelSettings};
 use super::{Inner, NAME, RedisBackend, map_error};
 use crate::backend::validate_ttl;
 use crate::error::{Error, ErrorKind, Result};
@@ -23,6 +28,20 @@ enum Address {
     Unix(PathBuf),
     /// Seed nodes of a Redis Cluster.
     Cluster(Vec<(String, u16)>),
+    /// The sentinels, and the name they monitor the master under.
+    Sentinel {
+        nodes: Vec<(String, u16)>,
+        master: String,
+    },
+}
+
+/// Hands push messages to a shared sender (redis-rs wants an owned one).
+struct ForwardPushes(Arc<dyn AsyncPushSender>);
+
+impl AsyncPushSender for ForwardPushes {
+    fn send(&self, info: PushInfo) -> std::result::Result<(), SendError> {
+        self.0.send(info)
+    }
 }
 
 /// Configures and connects a [`RedisBackend`].
@@ -47,6 +66,9 @@ pub struct RedisBuilder {
     address: Address,
     username: Option<String>,
     password: Option<String>,
+    /// The login of the sentinels themselves (sentinel mode).
+    sentinel_username: Option<String>,
+    sentinel_password: Option<String>,
     db: i64,
     prefix: String,
     connect_timeout: Duration,
@@ -54,6 +76,9 @@ pub struct RedisBuilder {
     default_ttl: Option<Duration>,
     root_cert_pem: Option<Vec<u8>>,
     insecure_tls: bool,
+    /// Where RESP3 push messages go (the near cache's invalidations); set,
+    /// the connection speaks RESP3.
+    push_sender: Option<Arc<dyn AsyncPushSender>>,
 }
 
 impl fmt::Debug for RedisBuilder {
@@ -63,6 +88,11 @@ impl fmt::Debug for RedisBuilder {
             .field("address", &self.address)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("sentinel_username", &self.sentinel_username)
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| "***"),
+            )
             .field("db", &self.db)
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)
@@ -70,6 +100,7 @@ impl fmt::Debug for RedisBuilder {
             .field("default_ttl", &self.default_ttl)
             .field("root_cert_pem", &self.root_cert_pem.as_ref().map(Vec::len))
             .field("insecure_tls", &self.insecure_tls)
+            .field("push_sender", &self.push_sender.is_some())
             .finish()
     }
 }
@@ -89,6 +120,8 @@ impl RedisBuilder {
             },
             username: None,
             password: None,
+            sentinel_username: None,
+            sentinel_password: None,
             db: 0,
             prefix: String::new(),
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
@@ -96,12 +129,19 @@ impl RedisBuilder {
             default_ttl: None,
             root_cert_pem: None,
             insecure_tls: false,
+            push_sender: None,
         }
     }
 
     pub(super) fn new_cluster(nodes: Vec<(String, u16)>) -> Self {
         let mut builder = Self::new("", 0);
         builder.address = Address::Cluster(nodes);
+        builder
+    }
+
+    pub(super) fn new_sentinel(nodes: Vec<(String, u16)>, master: String) -> Self {
+        let mut builder = Self::new("", 0);
+        builder.address = Address::Sentinel { nodes, master };
         builder
     }
 
@@ -145,6 +185,21 @@ impl RedisBuilder {
         self
     }
 
+    /// Sentinel mode: the ACL user name for the sentinels themselves
+    /// (other modes ignore it).
+    pub fn sentinel_username(mut self, username: impl Into<String>) -> Self {
+        self.sentinel_username = Some(username.into());
+        self
+    }
+
+    /// Sentinel mode: the password of the sentinels themselves (their
+    /// `requirepass`; other modes ignore it). [`password`](Self::password)
+    /// is the data nodes'. Never shown in `Debug`, logs or errors.
+    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
+        self.sentinel_password = Some(password.into());
+        self
+    }
+
     /// The database number (`SELECT`), 0 by default.
     pub fn db(mut self, db: i64) -> Self {
         self.db = db;
@@ -176,6 +231,19 @@ impl RedisBuilder {
         self
     }
 
+    /// Sends the server's RESP3 push messages (and redis-rs'
+    /// `Disconnection` notices) to `sender`; the connection speaks RESP3.
+    /// Standalone only.
+    pub(crate) fn push_sender(mut self, sender: Arc<dyn AsyncPushSender>) -> Self {
+        self.push_sender = Some(sender);
+        self
+    }
+
+    /// The key prefix set so far.
+    pub(crate) fn prefix_text(&self) -> &str {
+        &self.prefix
+    }
+
     /// The address for messages: `host:port` or the socket path.
     fn describe(&self) -> String {
         match &self.address {
@@ -187,18 +255,9 @@ impl RedisBuilder {
                 )
             }
             Address::Unix(path) => format!("redis+unix://{}", path.display()),
-            Address::Cluster(nodes) => {
-                let nodes: Vec<String> = nodes
-                    .iter()
-                    .map(|(host, port)| {
-                        if host.contains(':') {
-                            format!("[{host}]:{port}")
-                        } else {
-                            format!("{host}:{port}")
-                        }
-                    })
-                    .collect();
-                format!("redis+cluster://{}", nodes.join(","))
+            Address::Cluster(nodes) => format!("redis+cluster://{}", node_list(nodes)),
+            Address::Sentinel { nodes, master } => {
+                format!("redis+sentinel://{}/{master}/{}", node_list(nodes), self.db)
             }
         }
     }
@@ -221,11 +280,17 @@ impl RedisBuilder {
                 tls_params: None,
             },
             Address::Unix(path) => ConnectionAddr::Unix(path.clone()),
-            Address::Cluster(_) => {
-                return Err(Error::config(NAME, "a cluster has no single address"));
+            Address::Cluster(_) | Address::Sentinel { .. } => {
+                return Err(Error::config(
+                    NAME,
+                    "a cluster or a sentinel group has no single address",
+                ));
             }
         };
         let mut redis = RedisConnectionInfo::default().set_db(self.db);
+        if self.push_sender.is_some() {
+            redis = redis.set_protocol(ProtocolVersion::RESP3);
+        }
         if let Some(user) = &self.username {
             redis = redis.set_username(user);
         }
@@ -263,6 +328,10 @@ impl RedisBuilder {
             let nodes = nodes.clone();
             return self.build_cluster(nodes).await;
         }
+        if let Address::Sentinel { nodes, master } = &self.address {
+            let (nodes, master) = (nodes.clone(), master.clone());
+            return self.build_sentinel(nodes, master).await;
+        }
         let info = self.connection_info()?;
         let tls = matches!(self.address, Address::Tcp { tls: true, .. });
         let client = if tls {
@@ -290,6 +359,10 @@ impl RedisBuilder {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(200));
+        let config = match &self.push_sender {
+            Some(sender) => config.set_push_sender(ForwardPushes(Arc::clone(sender))),
+            None => config,
+        };
         let conn = self
             .connect(ConnectionManager::new_with_config(client, config))
             .await?;
@@ -315,6 +388,12 @@ impl RedisBuilder {
             return Err(Error::config(
                 NAME,
                 "TLS is not supported in cluster mode yet",
+            ));
+        }
+        if self.push_sender.is_some() {
+            return Err(Error::config(
+                NAME,
+                "client-side tracking over Redis Cluster is not supported yet",
             ));
         }
         if !cluster::prefix_is_cluster_safe(&self.prefix) {
@@ -353,6 +432,67 @@ impl RedisBuilder {
         Ok(self.into_backend(Conn::Cluster(conn)))
     }
 
+    /// Connects to the master that the sentinels name; the connection asks
+    /// them again whenever it loses the master.
+    async fn build_sentinel(
+        self,
+        nodes: Vec<(String, u16)>,
+        master: String,
+    ) -> Result<RedisBackend> {
+        if nodes.is_empty() {
+            return Err(Error::config(
+                NAME,
+                "sentinel mode needs at least one sentinel",
+            ));
+        }
+        if master.is_empty() {
+            return Err(Error::config(NAME, "sentinel mode needs the master's name"));
+        }
+        if self.root_cert_pem.is_some() || self.insecure_tls {
+            return Err(Error::config(
+                NAME,
+                "TLS is not supported in sentinel mode yet",
+            ));
+        }
+        if self.push_sender.is_some() {
+            return Err(Error::config(
+                NAME,
+                "client-side tracking behind Redis Sentinel is not supported yet",
+            ));
+        }
+        let login = |username: &Option<String>, password: &Option<String>| {
+            let mut info = RedisConnectionInfo::default();
+            if let Some(user) = username {
+                info = info.set_username(user);
+            }
+            if let Some(password) = password {
+                info = info.set_password(password);
+            }
+            info
+        };
+        let sentinel_login = login(&self.sentinel_username, &self.sentinel_password);
+        let sentinels = nodes
+            .iter()
+            .map(|(host, port)| {
+                Ok(ConnectionAddr::Tcp(host.clone(), *port)
+                    .into_connection_info()?
+                    .set_redis_settings(sentinel_login.clone()))
+            })
+            .collect::<redis::RedisResult<Vec<ConnectionInfo>>>()
+            .map_err(map_error)?;
+        let settings = SentinelSettings {
+            master,
+            sentinels,
+            node: login(&self.username, &self.password).set_db(self.db),
+            config: redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.connect_timeout))
+                .set_response_timeout(Some(self.response_timeout)),
+            deadline: self.connect_timeout + self.response_timeout,
+        };
+        let conn = self.connect(SentinelConn::connect(settings)).await?;
+        Ok(self.into_backend(Conn::Sentinel(conn)))
+    }
+
     /// Waits for a connection within twice the connect timeout plus the
     /// response timeout; errors name the address, never the password.
     async fn connect<C>(
@@ -385,4 +525,19 @@ impl RedisBuilder {
             address,
         ))
     }
+}
+
+/// `host:port,host:port,...`, IPv6 hosts in brackets.
+fn node_list(nodes: &[(String, u16)]) -> String {
+    let nodes: Vec<String> = nodes
+        .iter()
+        .map(|(host, port)| {
+            if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        })
+        .collect();
+    nodes.join(",")
 }

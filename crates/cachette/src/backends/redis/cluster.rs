@@ -10,16 +10,20 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, ErrorKind as RedisErrorKind, RedisFuture, RedisResult, Value};
 
+use super::sentinel::SentinelConn;
+
 /// The number of hash slots of Redis Cluster.
 pub(super) const SLOTS: u16 = 16384;
 
 /// The connection of a backend: one auto-reconnecting connection to a
-/// standalone server, or a cluster connection that routes each command to
-/// the master of its keys' slot. Both are cheap to clone.
+/// standalone server, a cluster connection that routes each command to
+/// the master of its keys' slot, or a connection to the master that the
+/// sentinels name (found again after a failover). All are cheap to clone.
 #[derive(Clone)]
 pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(SentinelConn),
 }
 
 impl Conn {
@@ -33,6 +37,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(conn) => conn.req_packed_command(cmd),
             Conn::Cluster(conn) => conn.req_packed_command(cmd),
+            Conn::Sentinel(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -45,6 +50,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(conn) => conn.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -52,6 +58,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(conn) => conn.get_db(),
             Conn::Cluster(_) => 0,
+            Conn::Sentinel(conn) => conn.get_db(),
         }
     }
 }

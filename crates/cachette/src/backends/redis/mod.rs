@@ -1,5 +1,6 @@
 //! The Redis backend: standalone Redis over an auto-reconnecting
-//! connection, with TLS (rustls) and ACL logins, or a Redis Cluster.
+//! connection, with TLS (rustls) and ACL logins, a Redis Cluster, or the
+//! master of a group watched by Redis Sentinel.
 //!
 //! - **URLs:** `redis://[user[:password]@]host[:port][/db][?params]`,
 //!   `rediss://...` (TLS) and `redis+unix:///path/to/redis.sock[?db=N&...]`.
@@ -63,6 +64,26 @@
 //!     complete `{tag}` (which puts every key of the backend in one slot).
 //!   - Only database 0; no TLS yet; `stats` reports `db_keys` as the sum of
 //!     the masters' `DBSIZE` (every prefix).
+//! - **Sentinel mode**
+//!   (`redis+sentinel://[user[:password]@]host1:port1,host2:port2/MASTER[/db][?params]`,
+//!   sentinel port 26379 by default, or [`RedisBackend::sentinel_builder`]):
+//!   the user, password and database are those of the data nodes; the
+//!   parameters are those of `redis://` plus `sentinel_username` and
+//!   `sentinel_password` for sentinels that require a login. The backend
+//!   asks every sentinel for the master's address (`SENTINEL
+//!   GET-MASTER-ADDR-BY-NAME`), connects to the first one whose `ROLE` is
+//!   `master` (an ACL user without `ROLE` trusts the sentinels) and works
+//!   as standalone over one multiplexed connection. When the master goes
+//!   away (I/O error, timeout, or `READONLY` from a master demoted to a
+//!   replica), the operation that noticed fails, and the next one asks the
+//!   sentinels again: during a failover operations fail with
+//!   [`ErrorKind::Connection`] or [`ErrorKind::Timeout`] within the usual
+//!   deadline, and the same backend writes to the promoted replica once
+//!   the sentinels name it. A background task also subscribes to one
+//!   sentinel's `+switch-master` announcements, so that after a failover
+//!   that leaves the old master running (`SENTINEL FAILOVER`) writes move
+//!   at once, not seconds later when Sentinel demotes the old master. No
+//!   TLS and no client-side tracking in this mode yet.
 //! - **Limits:** keys up to 4096 bytes (the prefix is not counted: Redis
 //!   itself allows 512 MiB); values up to 512 MiB (Redis' limit). Any
 //!   UTF-8 is a valid key (Redis is binary-safe).
@@ -76,6 +97,7 @@
 mod builder;
 mod cluster;
 mod scripts;
+mod sentinel;
 pub(crate) mod url;
 
 use std::fmt;
@@ -284,6 +306,39 @@ impl RedisBackend {
         )
     }
 
+    /// A builder for the master that these sentinels (`host`, `port`)
+    /// monitor under `master_name`; after a failover the backend follows
+    /// the promoted replica. Username, password and database apply to the
+    /// data nodes; see [`RedisBuilder::sentinel_password`] for sentinels
+    /// that require a login.
+    ///
+    /// ```no_run
+    /// use cachette::backends::redis::RedisBackend;
+    ///
+    /// # #[tokio::main] async fn main() -> cachette::Result<()> {
+    /// let cache = RedisBackend::sentinel_builder(
+    ///     [("10.0.0.1", 26379), ("10.0.0.2", 26379), ("10.0.0.3", 26379)],
+    ///     "mymaster",
+    /// )
+    /// .password("secret")
+    /// .prefix("app:")
+    /// .build()
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sentinel_builder<H: Into<String>>(
+        sentinels: impl IntoIterator<Item = (H, u16)>,
+        master_name: impl Into<String>,
+    ) -> RedisBuilder {
+        RedisBuilder::new_sentinel(
+            sentinels
+                .into_iter()
+                .map(|(host, port)| (host.into(), port))
+                .collect(),
+            master_name.into(),
+        )
+    }
+
     /// Whether this backend talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         self.inner.conn.is_cluster()
@@ -330,6 +385,23 @@ impl RedisBackend {
 
     fn conn(&self) -> Conn {
         self.inner.conn.clone()
+    }
+
+    /// Sends `pipe` on the backend's connection within its deadline (the
+    /// near cache's tracked reads share the connection).
+    pub(crate) async fn query_pipeline<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        let mut conn = self.conn();
+        self.run(operation, async move { pipe.query_async(&mut conn).await })
+            .await
+    }
+
+    /// The key as stored in Redis: the prefix, then `key`.
+    pub(crate) fn stored_key(&self, key: &str) -> Vec<u8> {
+        self.data_key(key)
     }
 
     /// The slot tag of `key`'s slot in cluster mode, `None` standalone.
@@ -503,7 +575,7 @@ impl RedisBackend {
     /// master of the cluster (`None` stands for "the connection's server").
     async fn scan_targets(&self, operation: &'static str) -> Result<Vec<Option<Node>>> {
         match self.conn() {
-            Conn::Single(_) => Ok(vec![None]),
+            Conn::Single(_) | Conn::Sentinel(_) => Ok(vec![None]),
             Conn::Cluster(mut conn) => {
                 let masters = self
                     .run(operation, async move { cluster::masters(&mut conn).await })

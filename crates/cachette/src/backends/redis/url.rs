@@ -1,5 +1,5 @@
-//! The `redis://`, `rediss://` and `redis+unix://` URL forms, opened by
-//! [`crate::open`].
+//! The `redis://`, `rediss://`, `redis+unix://`, `redis+cluster://` and
+//! `redis+sentinel://` URL forms, opened by [`crate::open`].
 
 use std::sync::Arc;
 
@@ -198,6 +198,138 @@ const CLUSTER_PARAMS: &[&str] = &[
     "response_timeout",
     "default_ttl",
 ];
+/// The parameters of `redis+sentinel://`.
+const SENTINEL_PARAMS: &[&str] = &[
+    "prefix",
+    "connect_timeout",
+    "response_timeout",
+    "default_ttl",
+    "sentinel_username",
+    "sentinel_password",
+];
+
+/// The default port of Redis Sentinel.
+const DEFAULT_SENTINEL_PORT: u16 = 26379;
+
+/// A URL with several comma-separated `host:port` nodes, which the `url`
+/// crate cannot parse: its parts, the query on a URL of its own so that it
+/// goes through the common parameter checks.
+struct MultiHostUrl<'a> {
+    userinfo: Option<&'a str>,
+    nodes: Vec<(String, u16)>,
+    /// From the first `/` after the nodes to the query.
+    path: &'a str,
+    query: Url,
+}
+
+impl<'a> MultiHostUrl<'a> {
+    /// Splits `url` of `scheme`; a node without a port gets `default_port`.
+    /// `bad` makes the error for a malformed URL.
+    fn parse(
+        url: &'a str,
+        scheme: &str,
+        default_port: u16,
+        bad: impl Fn(&str) -> Error,
+    ) -> Result<Self> {
+        let rest = url
+            .strip_prefix(scheme)
+            .and_then(|rest| rest.strip_prefix("://"))
+            .ok_or_else(|| bad(&format!("not a `{scheme}://` URL")))?;
+        if rest.contains('#') {
+            return Err(bad("a Redis URL takes no `#fragment`"));
+        }
+        let (head, query) = match rest.split_once('?') {
+            Some((head, query)) => (head, Some(query)),
+            None => (rest, None),
+        };
+        let (authority, path) = match head.find('/') {
+            Some(slash) => (&head[..slash], &head[slash..]),
+            None => (head, ""),
+        };
+        // The user info ends at the last `@` (a password may hold `@` as %40).
+        let (userinfo, hosts) = match authority.rfind('@') {
+            Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+            None => (None, authority),
+        };
+        let mut nodes = Vec::new();
+        for node in hosts.split(',') {
+            let node = node.trim();
+            if node.is_empty() {
+                return Err(bad("a node is empty"));
+            }
+            let (host, port) = if let Some(v6) = node.strip_prefix('[') {
+                let (host, after) = v6
+                    .split_once(']')
+                    .ok_or_else(|| bad("an IPv6 address lacks its `]`"))?;
+                match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None if after.is_empty() => (host, None),
+                    None => return Err(bad(&format!("cannot read the node `{node}`"))),
+                }
+            } else {
+                match node.rsplit_once(':') {
+                    Some((host, port)) => (host, Some(port)),
+                    None => (node, None),
+                }
+            };
+            if host.is_empty() {
+                return Err(bad(&format!("the node `{node}` names no host")));
+            }
+            let port = match port {
+                None => default_port,
+                Some(port) => port
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|port| *port != 0)
+                    .ok_or_else(|| bad(&format!("the node `{node}` has a bad port")))?,
+            };
+            nodes.push((host.to_owned(), port));
+        }
+        let query = Url::parse(&format!("{scheme}://nodes/?{}", query.unwrap_or("")))
+            .map_err(|err| bad("cannot read the query").with_source(err))?;
+        Ok(MultiHostUrl {
+            userinfo,
+            nodes,
+            path,
+            query,
+        })
+    }
+
+    /// Applies the user info and the parameters every form takes to
+    /// `builder`; returns the parameters left for the caller.
+    fn configure(
+        &self,
+        mut builder: RedisBuilder,
+        known: &[&'static str],
+    ) -> Result<(RedisBuilder, UrlParams)> {
+        if let Some(info) = self.userinfo {
+            let (user, password) = match info.split_once(':') {
+                Some((user, password)) => (user, Some(password)),
+                None => (info, None),
+            };
+            if !user.is_empty() {
+                builder = builder.username(percent_decode(user));
+            }
+            if let Some(password) = password {
+                builder = builder.password(percent_decode(password));
+            }
+        }
+        let mut params = UrlParams::parse(&self.query, NAME, known)?;
+        if let Some(prefix) = text_param(&self.query, "prefix") {
+            builder = builder.prefix(prefix);
+        }
+        if let Some(timeout) = params.duration("connect_timeout")? {
+            builder = builder.connect_timeout(timeout);
+        }
+        if let Some(timeout) = params.duration("response_timeout")? {
+            builder = builder.response_timeout(timeout);
+        }
+        if let Some(ttl) = params.duration("default_ttl")? {
+            builder = builder.default_ttl(ttl);
+        }
+        Ok((builder, params))
+    }
+}
 
 /// Builds a Redis Cluster backend from its URL:
 /// `redis+cluster://[user[:password]@]host1:port1,host2:port2,...[/][?prefix=..&connect_timeout=..&response_timeout=..&default_ttl=..]`.
@@ -218,92 +350,60 @@ pub(crate) fn cluster_builder(url: &str) -> Result<RedisBuilder> {
             ),
         )
     };
-    let rest = url
-        .strip_prefix("redis+cluster://")
-        .ok_or_else(|| bad("not a `redis+cluster://` URL"))?;
-    if rest.contains('#') {
-        return Err(bad("a Redis URL takes no `#fragment`"));
-    }
-    let (head, query) = match rest.split_once('?') {
-        Some((head, query)) => (head, Some(query)),
-        None => (rest, None),
-    };
-    let (authority, path) = match head.find('/') {
-        Some(slash) => (&head[..slash], &head[slash..]),
-        None => (head, ""),
-    };
-    if !matches!(path, "" | "/" | "/0") {
+    let parts = MultiHostUrl::parse(url, "redis+cluster", DEFAULT_PORT, bad)?;
+    if !matches!(parts.path, "" | "/" | "/0") {
         return Err(bad(
             "a cluster has database 0 only, so the URL takes no path but `/0`",
         ));
     }
-    // The user info ends at the last `@` (a password may hold `@` as %40).
-    let (userinfo, hosts) = match authority.rfind('@') {
-        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
-        None => (None, authority),
+    let builder = RedisBuilder::new_cluster(parts.nodes.clone());
+    let (builder, _) = parts.configure(builder, CLUSTER_PARAMS)?;
+    Ok(builder)
+}
+
+/// Builds a backend on the master that Redis Sentinel names, from its URL:
+/// `redis+sentinel://[user[:password]@]host1:port1,host2:port2/MASTER[/db][?prefix=..&connect_timeout=..&response_timeout=..&default_ttl=..&sentinel_username=..&sentinel_password=..]`.
+/// The hosts are the sentinels (port 26379 by default); user, password
+/// and database are the data nodes'.
+pub(crate) async fn open_sentinel(url: &str) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(sentinel_builder(url)?.build().await?))
+}
+
+/// The builder a `redis+sentinel://` URL describes (without connecting).
+pub(crate) fn sentinel_builder(url: &str) -> Result<RedisBuilder> {
+    let shown = redact(url);
+    let bad = |what: &str| {
+        Error::config(
+            NAME,
+            format!(
+                "{shown}: {what}; expected `redis+sentinel://[user[:password]@]host1:port1,host2:port2/MASTER_NAME[/db][?prefix=...]`"
+            ),
+        )
     };
-    let mut nodes = Vec::new();
-    for node in hosts.split(',') {
-        let node = node.trim();
-        if node.is_empty() {
-            return Err(bad("a seed node is empty"));
-        }
-        let (host, port) = if let Some(v6) = node.strip_prefix('[') {
-            let (host, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("an IPv6 address lacks its `]`"))?;
-            match after.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None if after.is_empty() => (host, None),
-                None => return Err(bad(&format!("cannot read the node `{node}`"))),
-            }
-        } else {
-            match node.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (node, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(bad(&format!("the node `{node}` names no host")));
-        }
-        let port = match port {
-            None => DEFAULT_PORT,
-            Some(port) => port
-                .parse::<u16>()
+    let parts = MultiHostUrl::parse(url, "redis+sentinel", DEFAULT_SENTINEL_PORT, bad)?;
+    let mut path = parts.path.trim_start_matches('/').splitn(2, '/');
+    let master = percent_decode(path.next().unwrap_or_default());
+    if master.is_empty() {
+        return Err(bad("the URL names no master"));
+    }
+    let mut builder = RedisBuilder::new_sentinel(parts.nodes.clone(), master);
+    match path.next().map(|db| db.trim_end_matches('/')) {
+        None | Some("") => {}
+        Some(db) => {
+            let db = db
+                .parse::<i64>()
                 .ok()
-                .filter(|port| *port != 0)
-                .ok_or_else(|| bad(&format!("the node `{node}` has a bad port")))?,
-        };
-        nodes.push((host.to_owned(), port));
-    }
-    let mut builder = RedisBuilder::new_cluster(nodes);
-    if let Some(info) = userinfo {
-        let (user, password) = match info.split_once(':') {
-            Some((user, password)) => (user, Some(password)),
-            None => (info, None),
-        };
-        if !user.is_empty() {
-            builder = builder.username(percent_decode(user));
-        }
-        if let Some(password) = password {
-            builder = builder.password(percent_decode(password));
+                .filter(|db| *db >= 0)
+                .ok_or_else(|| bad("after the master's name the path holds a database number"))?;
+            builder = builder.db(db);
         }
     }
-    // The query alone, on a URL the `url` crate can read.
-    let query_url = Url::parse(&format!("redis+cluster://seeds/?{}", query.unwrap_or("")))
-        .map_err(|err| bad("cannot read the query").with_source(err))?;
-    let mut params = UrlParams::parse(&query_url, NAME, CLUSTER_PARAMS)?;
-    if let Some(prefix) = text_param(&query_url, "prefix") {
-        builder = builder.prefix(prefix);
+    let (mut builder, _) = parts.configure(builder, SENTINEL_PARAMS)?;
+    if let Some(user) = text_param(&parts.query, "sentinel_username") {
+        builder = builder.sentinel_username(user);
     }
-    if let Some(timeout) = params.duration("connect_timeout")? {
-        builder = builder.connect_timeout(timeout);
-    }
-    if let Some(timeout) = params.duration("response_timeout")? {
-        builder = builder.response_timeout(timeout);
-    }
-    if let Some(ttl) = params.duration("default_ttl")? {
-        builder = builder.default_ttl(ttl);
+    if let Some(password) = text_param(&parts.query, "sentinel_password") {
+        builder = builder.sentinel_password(password);
     }
     Ok(builder)
 }
@@ -336,6 +436,49 @@ mod tests {
             ("redis+cluster://u:secret@h:1#f", "fragment"),
         ] {
             let err = cluster_builder(url).unwrap_err();
+            assert!(err.message().contains(needle), "{url}: {err}");
+            assert!(!err.message().contains("secret"), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn sentinel_urls_name_the_sentinels_the_master_and_the_database() {
+        let builder = sentinel_builder(
+            "redis+sentinel://app:p%40ss@10.0.0.1:26380,10.0.0.2,[::1]:26381/my%20master/3?prefix=a:&sentinel_password=s3nt&response_timeout=250ms",
+        )
+        .unwrap();
+        let shown = format!("{builder:?}");
+        assert!(shown.contains("\"10.0.0.1\", 26380"), "{shown}");
+        assert!(shown.contains("\"10.0.0.2\", 26379"), "{shown}");
+        assert!(shown.contains("\"::1\", 26381"), "{shown}");
+        assert!(shown.contains("master: \"my master\""), "{shown}");
+        assert!(shown.contains("db: 3"), "{shown}");
+        assert!(shown.contains("username: Some(\"app\")"), "{shown}");
+        assert!(shown.contains("\"a:\""), "{shown}");
+        assert!(shown.contains("250ms"), "{shown}");
+        for secret in ["p@ss", "p%40ss", "s3nt"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        let plain = format!("{:?}", sentinel_builder("redis+sentinel://h/m").unwrap());
+        assert!(plain.contains("db: 0"), "{plain}");
+        for (url, needle) in [
+            ("redis+sentinel://h:1", "names no master"),
+            ("redis+sentinel://h:1/", "names no master"),
+            ("redis+sentinel://h:1/m/x", "database number"),
+            ("redis+sentinel://h:1/m/-1", "database number"),
+            ("redis+sentinel://h:1,/m", "empty"),
+            ("redis+sentinel://h:0/m", "bad port"),
+            (
+                "redis+sentinel://h:1/m?prefx=a",
+                "unknown parameter `prefx`",
+            ),
+            ("redis+sentinel://u:secret@h:1/m#f", "fragment"),
+            (
+                "redis+sentinel://u:secret@h:1/m?sentinel_password=secret&x=1",
+                "unknown parameter `x`",
+            ),
+        ] {
+            let err = sentinel_builder(url).unwrap_err();
             assert!(err.message().contains(needle), "{url}: {err}");
             assert!(!err.message().contains("secret"), "{url}: {err}");
         }
