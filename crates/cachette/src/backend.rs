@@ -306,6 +306,24 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The counters by name (`hits`, `misses`, ... `entries`, `bytes`),
+    /// in the order of the fields; `details` not included.
+    pub fn counters(&self) -> [(&'static str, u64); 11] {
+        [
+            ("hits", self.hits),
+            ("misses", self.misses),
+            ("inserts", self.inserts),
+            ("updates", self.updates),
+            ("deletes", self.deletes),
+            ("evictions", self.evictions),
+            ("expirations", self.expirations),
+            ("invalidations", self.invalidations),
+            ("corrupt", self.corrupt),
+            ("entries", self.entries),
+            ("bytes", self.bytes),
+        ]
+    }
+
     /// Hits divided by reads, or 0 before the first read.
     pub fn hit_ratio(&self) -> f64 {
         let reads = self.hits + self.misses;

@@ -323,6 +323,7 @@ fn schemes_name_their_features_and_are_enabled_only_when_compiled_in() {
             || (feature == "file" && cfg!(feature = "file"))
             || (feature == "redb" && cfg!(feature = "redb"))
             || (feature == "redis" && cfg!(feature = "redis"))
+            || (feature == "near" && cfg!(feature = "near"))
     }
     let all = schemes();
     let expected = [
@@ -338,6 +339,7 @@ fn schemes_name_their_features_and_are_enabled_only_when_compiled_in() {
         ("postgres", "postgres"),
         ("tiered", "tiered"),
         ("near+redis", "near"),
+        ("near+rediss", "near"),
     ];
     for (scheme, feature) in expected {
         let info = all
@@ -348,7 +350,7 @@ fn schemes_name_their_features_and_are_enabled_only_when_compiled_in() {
         assert!(!info.enabled || compiled(feature), "{info:?}");
         assert_eq!(info.capabilities.is_some(), info.enabled, "{info:?}");
     }
-    for planned in ["memcached", "postgres", "tiered", "near+redis"] {
+    for planned in ["memcached", "postgres", "tiered"] {
         let info = all.iter().find(|info| info.scheme == planned).unwrap();
         assert!(!info.enabled, "{info:?}");
     }

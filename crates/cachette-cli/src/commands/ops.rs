@@ -271,7 +271,7 @@ pub(crate) async fn stats(backend: &dyn Backend, args: &StatsArgs) -> anyhow::Re
     } else {
         let mut table = output::table(["counter", "value"]);
         table.add_row(["backend".to_owned(), backend.name().to_owned()]);
-        for (name, value) in counters(&stats) {
+        for (name, value) in stats.counters() {
             table.add_row([name.to_owned(), value.to_string()]);
         }
         table.add_row(["hit ratio".to_owned(), format!("{:.4}", stats.hit_ratio())]);
@@ -293,23 +293,6 @@ pub(crate) async fn ping(backend: &dyn Backend) -> anyhow::Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// The counters of [`Stats`], by name, in the order they are printed.
-fn counters(stats: &Stats) -> [(&'static str, u64); 11] {
-    [
-        ("hits", stats.hits),
-        ("misses", stats.misses),
-        ("inserts", stats.inserts),
-        ("updates", stats.updates),
-        ("deletes", stats.deletes),
-        ("evictions", stats.evictions),
-        ("expirations", stats.expirations),
-        ("invalidations", stats.invalidations),
-        ("corrupt", stats.corrupt),
-        ("entries", stats.entries),
-        ("bytes", stats.bytes),
-    ]
-}
-
 /// [`Stats`] in `--json` output.
 #[derive(Debug, Serialize)]
 struct StatsRow {
@@ -324,7 +307,7 @@ impl StatsRow {
     fn new(backend: &'static str, stats: &Stats) -> Self {
         StatsRow {
             backend,
-            counters: counters(stats).into_iter().collect(),
+            counters: stats.counters().into_iter().collect(),
             hit_ratio: stats.hit_ratio(),
             details: stats.details.iter().cloned().collect(),
         }

@@ -5,7 +5,11 @@
 pub mod file;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "near")]
+pub mod near;
 #[cfg(feature = "redb")]
 pub mod redb;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "tiered")]
+pub mod tiered;

@@ -61,6 +61,19 @@ fn redis_scheme(scheme: &'static str, description: &'static str) -> SchemeInfo {
     }
 }
 
+fn near_scheme(scheme: &'static str, description: &'static str) -> SchemeInfo {
+    SchemeInfo {
+        scheme,
+        feature: "near",
+        enabled: cfg!(feature = "near"),
+        description,
+        #[cfg(feature = "near")]
+        capabilities: Some(crate::backends::near::NearBackend::default_capabilities()),
+        #[cfg(not(feature = "near"))]
+        capabilities: None,
+    }
+}
+
 /// Every scheme cachette knows, compiled in or not, in a stable order.
 ///
 /// ```
@@ -110,7 +123,10 @@ pub fn schemes() -> Vec<SchemeInfo> {
             "redis+cluster",
             "Redis Cluster (comma-separated seed nodes)",
         ),
-        SchemeInfo::planned("redis+sentinel", "redis", "Redis behind Sentinel"),
+        redis_scheme(
+            "redis+sentinel",
+            "Redis behind Sentinel (comma-separated sentinels, then the master's name)",
+        ),
         SchemeInfo::planned(
             "memcached",
             "memcached",
@@ -122,11 +138,11 @@ pub fn schemes() -> Vec<SchemeInfo> {
             "a PostgreSQL table as a shared cache",
         ),
         SchemeInfo::planned("tiered", "tiered", "L1 + L2 over any two backends"),
-        SchemeInfo::planned(
+        near_scheme(
             "near+redis",
-            "near",
-            "near cache: a local L1 kept coherent with Redis by CLIENT TRACKING",
+            "near cache: a local store kept coherent with Redis by CLIENT TRACKING",
         ),
+        near_scheme("near+rediss", "near cache over Redis with TLS"),
     ]
 }
 
@@ -170,11 +186,16 @@ pub fn schemes() -> Vec<SchemeInfo> {
 /// # }
 /// ```
 pub async fn open(url: &str) -> Result<Arc<dyn Backend>> {
-    // The `redis+cluster` arm: its comma-separated seed nodes are no host
-    // the `url` crate accepts, so it parses the URL itself.
+    // The `redis+cluster` and `redis+sentinel` arms: their comma-separated
+    // nodes are no host the `url` crate accepts, so they parse the URL
+    // themselves.
     #[cfg(feature = "redis")]
     if url.starts_with("redis+cluster://") {
         return crate::backends::redis::url::open_cluster(url).await;
+    }
+    #[cfg(feature = "redis")]
+    if url.starts_with("redis+sentinel://") {
+        return crate::backends::redis::url::open_sentinel(url).await;
     }
     let parsed = Url::parse(url).map_err(|err| {
         Error::config(
@@ -195,6 +216,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn Backend>> {
         "redb" => crate::backends::redb::url::open(&parsed).await,
         #[cfg(feature = "redis")]
         "redis" | "rediss" | "redis+unix" => crate::backends::redis::url::open(&parsed).await,
+        #[cfg(feature = "near")]
+        "near+redis" | "near+rediss" => crate::backends::near::url::open(&parsed).await,
         other => Err(not_available(other, url)),
     }
 }

@@ -18,6 +18,8 @@
 //!   most 256 removals at a time.
 //! - **Tags:** an exact index from tag to entries, per shard, updated on
 //!   insert, overwrite, delete, eviction, expiry and clear.
+//! - **Stats:** the counters of [`Stats`], and in `details`: `tags`, the
+//!   distinct tags in the index.
 //! - **Limits:** keys up to 4096 bytes by default; an entry must fit in one
 //!   shard's share of `max_bytes`.
 //!
@@ -542,6 +544,7 @@ impl Backend for MemoryBackend {
 
     async fn stats(&self) -> Result<Stats> {
         let mut stats = Stats::default();
+        let mut tags = 0;
         (stats.hits, stats.misses) = self.inner.reads.totals();
         for shard in self.inner.shards.iter() {
             let guard = shard.inner.read();
@@ -554,7 +557,9 @@ impl Backend for MemoryBackend {
             stats.invalidations += c.invalidations;
             stats.entries += guard.len();
             stats.bytes += guard.weight();
+            tags += guard.tag_count() as u64;
         }
+        stats.details.push(("tags".to_owned(), tags));
         Ok(stats)
     }
 

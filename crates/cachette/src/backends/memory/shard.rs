@@ -482,6 +482,11 @@ impl ShardInner {
             .filter(move |entry| !entry.is_expired(now))
     }
 
+    /// Distinct tags in the index.
+    pub(super) fn tag_count(&self) -> usize {
+        self.tags.len()
+    }
+
     /// The number of indexed entries per tag, for checks of the index.
     #[cfg(test)]
     pub(super) fn tag_index(&self) -> Vec<(String, Vec<String>)> {

@@ -1,0 +1,533 @@
+//! The optional invalidation channel over Redis pub/sub (feature `redis`).
+//!
+//! Every tiered instance configured with the same channel publishes what it
+//! changes in L2 ([`Change`]) on a normal Redis connection, and listens on a
+//! dedicated pub/sub connection for what the others change; it drops the
+//! named keys (or the tags, or everything) from its own L1. Its own
+//! messages carry its instance id and are ignored.
+//!
+//! The subscription is watched: when its connection closes, or a `PING` on
+//! it fails or takes longer than the response timeout, the instance stops
+//! serving L1 hits, clears L1 (messages may have been missed), and
+//! resubscribes with a backoff (50 ms doubling to 1 s). Once subscribed
+//! again it clears L1 once more and serves L1 again.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
+use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisError};
+use tokio::task::JoinHandle;
+
+use super::message::{self, ReceivedChange};
+use super::{Change, NAME, Shared};
+use crate::error::{Error, ErrorKind, Result};
+use crate::manager::url::{redact, redact_text};
+
+/// The first delay before a new subscription attempt.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+/// The longest delay between subscription attempts.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Where the invalidation channel lives.
+#[derive(Clone, PartialEq, Eq)]
+enum Target {
+    Url(String),
+    Tcp { host: String, port: u16 },
+}
+
+/// The Redis pub/sub channel over which tiered instances that share an L2
+/// tell each other what they changed (see the [module docs](super)).
+///
+/// Every instance that shares the L2 should use the same server and channel
+/// name; the server need not be the L2 itself.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use cachette::{Backend, MemoryBackend};
+/// use cachette::backends::redis::RedisBackend;
+/// use cachette::backends::tiered::{InvalidationChannel, TieredBackend};
+///
+/// # #[tokio::main] async fn main() -> cachette::Result<()> {
+/// let l2 = RedisBackend::builder("127.0.0.1", 6379).prefix("app:").build().await?;
+/// let cache = TieredBackend::builder(Arc::new(MemoryBackend::default()), Arc::new(l2))
+///     .l1_ttl(Duration::from_secs(60))
+///     .invalidation_channel(
+///         InvalidationChannel::from_url("redis://127.0.0.1:6379/0", "app:invalidations")
+///             .ping_interval(Duration::from_secs(2)),
+///     )
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use = "an InvalidationChannel does nothing until given to TieredBuilder::invalidation_channel"]
+pub struct InvalidationChannel {
+    target: Target,
+    channel: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    ping_interval: Duration,
+}
+
+impl fmt::Debug for InvalidationChannel {
+    /// The URL is shown without its password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InvalidationChannel")
+            .field("server", &self.describe())
+            .field("channel", &self.channel)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .finish()
+    }
+}
+
+impl InvalidationChannel {
+    /// The default connect timeout: one second.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// The default response timeout (of `PUBLISH` and of the subscription's
+    /// `PING`): one second.
+    pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+    /// The default interval of the `PING` that checks the subscription:
+    /// one second.
+    pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(1);
+
+    fn with_target(target: Target, channel: impl Into<String>) -> Self {
+        InvalidationChannel {
+            target,
+            channel: channel.into(),
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
+            ping_interval: Self::DEFAULT_PING_INTERVAL,
+        }
+    }
+
+    /// The channel `channel` on the (plain TCP) server at `host:port`.
+    pub fn new(host: impl Into<String>, port: u16, channel: impl Into<String>) -> Self {
+        Self::with_target(
+            Target::Tcp {
+                host: host.into(),
+                port,
+            },
+            channel,
+        )
+    }
+
+    /// The channel `channel` on the server of a redis-rs URL:
+    /// `redis://[user[:password]@]host[:port][/db]`, `rediss://...` (TLS
+    /// with the system's roots) or `redis+unix:///path`. The URL is checked
+    /// when the tiered backend is built; its password never reaches
+    /// `Debug`, logs or errors.
+    pub fn from_url(url: impl Into<String>, channel: impl Into<String>) -> Self {
+        Self::with_target(Target::Url(url.into()), channel)
+    }
+
+    /// How long connecting (and subscribing) may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long the server may take to answer a `PUBLISH` or a `PING`.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// How often the subscription is checked with a `PING`. A connection
+    /// that died without closing (a network partition) is noticed after at
+    /// most this interval plus the response timeout.
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// The channel name.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// The server, without any password.
+    fn describe(&self) -> String {
+        match &self.target {
+            Target::Url(url) => redact(url),
+            Target::Tcp { host, port } if host.contains(':') => format!("redis://[{host}]:{port}"),
+            Target::Tcp { host, port } => format!("redis://{host}:{port}"),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.channel.is_empty() {
+            return Err(Error::config(
+                NAME,
+                "the invalidation channel name must not be empty",
+            ));
+        }
+        for (name, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+            ("ping_interval", self.ping_interval),
+        ] {
+            if value.is_zero() {
+                return Err(Error::config(
+                    NAME,
+                    format!("the invalidation channel's `{name}` must not be zero"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn client(&self) -> Result<Client> {
+        let info = match &self.target {
+            Target::Url(url) => {
+                if url.starts_with("rediss:") {
+                    // rustls needs one process-wide crypto provider; ring is
+                    // the one compiled in. An error means one is installed.
+                    let _ = rustls::crypto::ring::default_provider().install_default();
+                }
+                url.as_str().into_connection_info()
+            }
+            Target::Tcp { host, port } => {
+                ConnectionAddr::Tcp(host.clone(), *port).into_connection_info()
+            }
+        };
+        info.and_then(Client::open).map_err(|err| {
+            Error::config(
+                NAME,
+                format!(
+                    "the invalidation channel's server `{}` is not valid: {}",
+                    self.describe(),
+                    redact_text(&err.to_string())
+                ),
+            )
+        })
+    }
+}
+
+/// Maps a redis-rs error of the channel to a cachette error.
+fn map_error(err: RedisError, context: String) -> Error {
+    let kind = if err.is_timeout() {
+        ErrorKind::Timeout
+    } else if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
+        ErrorKind::Connection
+    } else if matches!(err.kind(), redis::ErrorKind::AuthenticationFailed)
+        || matches!(err.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+    {
+        ErrorKind::PermissionDenied
+    } else {
+        ErrorKind::Backend
+    };
+    Error::new(
+        kind,
+        NAME,
+        format!("{context}: {}", redact_text(&err.to_string())),
+    )
+    .with_source(err)
+}
+
+/// Awaits `attempt` within `deadline`; errors name the server, never a
+/// password.
+async fn within<T>(
+    deadline: Duration,
+    what: String,
+    attempt: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(deadline, attempt).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(map_error(err, what)),
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            NAME,
+            format!("{what}: no answer within {deadline:?}"),
+        )),
+    }
+}
+
+/// A connection subscribed to the channel: the sink (for `PING`) and the
+/// stream of messages.
+type Session = (PubSubSink, PubSubStream);
+
+/// Connects a pub/sub connection and subscribes it to the channel; returns
+/// once the server confirmed the subscription.
+async fn subscribe(client: &Client, config: &InvalidationChannel) -> Result<Session> {
+    let attempt = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(config.channel.as_str()).await?;
+        Ok(pubsub.split())
+    };
+    within(
+        config.connect_timeout + config.response_timeout,
+        format!(
+            "cannot subscribe to the invalidation channel on {}",
+            config.describe()
+        ),
+        attempt,
+    )
+    .await
+}
+
+/// A running invalidation channel: the connection that publishes and the
+/// task that listens. Dropping it stops the task.
+pub(super) struct Channel {
+    channel: String,
+    instance: String,
+    address: String,
+    publisher: ConnectionManager,
+    publish_timeout: Duration,
+    shared: Arc<Shared>,
+    task: parking_lot::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("server", &self.address)
+            .field("channel", &self.channel)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Channel {
+    /// Connects the publisher, subscribes, lets L1 serve, and starts the
+    /// listening task.
+    pub(super) async fn start(
+        config: InvalidationChannel,
+        shared: Arc<Shared>,
+        instance: String,
+    ) -> Result<Channel> {
+        config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::config(
+                NAME,
+                "the invalidation channel needs a tokio runtime (build the backend inside one)",
+            )
+        })?;
+        let client = config.client()?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.response_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(200));
+        let publish_timeout = config.connect_timeout + config.response_timeout;
+        let publisher = within(
+            publish_timeout,
+            format!(
+                "cannot connect to the invalidation channel's server {}",
+                config.describe()
+            ),
+            ConnectionManager::new_with_config(client.clone(), manager_config),
+        )
+        .await?;
+        let session = subscribe(&client, &config).await?;
+        // L1 was bypassed until the subscription stood.
+        shared.guard.bump_all(Some(true)).await;
+        tracing::debug!(
+            server = %config.describe(),
+            channel = %config.channel,
+            instance = %instance,
+            "tiered backend subscribed to its invalidation channel"
+        );
+        let task = runtime.spawn(listen_forever(
+            Arc::clone(&shared),
+            client,
+            config.clone(),
+            instance.clone(),
+            session,
+        ));
+        Ok(Channel {
+            address: config.describe(),
+            channel: config.channel,
+            instance,
+            publisher,
+            publish_timeout,
+            shared,
+            task: parking_lot::Mutex::new(Some(task)),
+        })
+    }
+
+    /// Tells the other instances what changed. A failure is logged and
+    /// counted, never returned: L2 was changed already, and the other
+    /// instances then keep their copies until their L1 TTL. A `PUBLISH`
+    /// that fails on a broken connection is sent once more, on the
+    /// connection that replaces it.
+    pub(super) async fn publish(&self, change: Change<'_>) {
+        let payload = message::encode(&self.instance, change);
+        let counters = &self.shared.counters;
+        let mut attempts = 0;
+        let error = loop {
+            attempts += 1;
+            let mut connection = self.publisher.clone();
+            let sent = within(
+                self.publish_timeout,
+                format!("cannot publish on {}", self.address),
+                redis::cmd("PUBLISH")
+                    .arg(self.channel.as_str())
+                    .arg(payload.as_slice())
+                    .query_async::<i64>(&mut connection),
+            )
+            .await;
+            match sent {
+                Ok(_) => {
+                    counters.published.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(error) if attempts < 2 && error.kind() == ErrorKind::Connection => {}
+                Err(error) => break error,
+            }
+        };
+        counters.publish_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            channel = %self.channel,
+            %error,
+            "tiered backend could not publish an invalidation; other instances keep their L1 copies until their L1 TTL"
+        );
+    }
+
+    /// Stops listening (the caller stops L1 from serving).
+    pub(super) fn stop(&self) {
+        if let Some(task) = self.task.lock().take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.get_mut().take() {
+            task.abort();
+        }
+    }
+}
+
+/// Listens until the task is aborted: handles messages, and on a lost
+/// subscription clears L1, bypasses it, and resubscribes.
+async fn listen_forever(
+    shared: Arc<Shared>,
+    client: Client,
+    config: InvalidationChannel,
+    instance: String,
+    mut session: Session,
+) {
+    loop {
+        let reason = listen(&shared, &config, &instance, &mut session).await;
+        shared
+            .counters
+            .channel_resets
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            server = %config.describe(),
+            channel = %config.channel,
+            reason,
+            "tiered backend lost its invalidation channel; L1 is cleared and bypassed until it is subscribed again"
+        );
+        shared.guard.bump_all(Some(false)).await;
+        if let Err(error) = shared.l1.clear().await {
+            tracing::warn!(%error, "tiered backend could not clear L1");
+        }
+        let mut delay = RETRY_MIN;
+        session = loop {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RETRY_MAX);
+            let fresh = match subscribe(&client, &config).await {
+                Ok(fresh) => fresh,
+                Err(error) => {
+                    tracing::debug!(%error, "tiered backend could not resubscribe yet");
+                    continue;
+                }
+            };
+            // Messages may have been missed until the subscription stood:
+            // L1 is cleared again before it serves.
+            match shared.l1.clear().await {
+                Ok(()) => {
+                    shared.guard.bump_all(Some(true)).await;
+                    tracing::info!(
+                        server = %config.describe(),
+                        channel = %config.channel,
+                        "tiered backend subscribed to its invalidation channel again"
+                    );
+                    break fresh;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "tiered backend could not clear L1; it stays bypassed");
+                }
+            }
+        };
+    }
+}
+
+/// Handles messages until the subscription is lost; returns why.
+async fn listen(
+    shared: &Shared,
+    config: &InvalidationChannel,
+    instance: &str,
+    (sink, stream): &mut Session,
+) -> &'static str {
+    let mut ping = tokio::time::interval(config.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            received = stream.next() => match received {
+                Some(received) => handle(shared, instance, received.get_payload_bytes()).await,
+                None => return "the connection closed",
+            },
+            _ = ping.tick() => {
+                let answer = tokio::time::timeout(
+                    config.response_timeout,
+                    sink.ping::<redis::Value>(),
+                )
+                .await;
+                match answer {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => return "a PING failed",
+                    Err(_) => return "a PING was not answered in time",
+                }
+            }
+        }
+    }
+}
+
+/// Applies one message from the channel to L1.
+async fn handle(shared: &Shared, instance: &str, payload: &[u8]) {
+    let received = match message::decode(payload) {
+        Ok(received) if received.instance == instance => return,
+        Ok(received) => received,
+        Err(why) => {
+            tracing::warn!(%why, "tiered backend received an unreadable invalidation; L1 is cleared");
+            if let Err(error) = shared.drop_all().await {
+                tracing::warn!(%error, "tiered backend could not clear L1");
+            }
+            return;
+        }
+    };
+    let applied = match &received.change {
+        ReceivedChange::Keys(keys) => {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            shared.drop_keys(&keys).await
+        }
+        ReceivedChange::Tags(tags) => {
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            shared.drop_tags(&tags).await
+        }
+        ReceivedChange::Clear => shared.drop_all().await,
+    };
+    if let Err(error) = applied {
+        tracing::warn!(%error, "tiered backend could not apply an invalidation; L1 is cleared");
+        if let Err(error) = shared.drop_all().await {
+            tracing::warn!(%error, "tiered backend could not clear L1");
+        }
+    }
+    // Counted once applied, so that the count tells what L1 reflects.
+    shared
+        .counters
+        .invalidations_received
+        .fetch_add(1, Ordering::Relaxed);
+}
