@@ -470,7 +470,11 @@ impl NearBackend {
         if !self.inner.fence.serving() {
             return None;
         }
-        match self.inner.local.get(key).await {
+        let found = match self.inner.local.get_ready(key) {
+            Some(ready) => ready,
+            None => self.inner.local.get(key).await,
+        };
+        match found {
             Ok(Some(value)) => {
                 self.inner
                     .counters
