@@ -152,9 +152,13 @@ impl Codec for Postcard {
         postcard::to_allocvec(value).map_err(|e| encode_error(self.name(), e))
     }
 
+    #[inline]
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
-        let (value, rest) =
-            postcard::take_from_bytes(bytes).map_err(|e| decode_error(self.name(), e))?;
+        let mut deserializer = postcard::Deserializer::from_bytes(bytes);
+        let value = T::deserialize(&mut deserializer).map_err(|e| decode_error(self.name(), e))?;
+        let rest = deserializer
+            .finalize()
+            .map_err(|e| decode_error(self.name(), e))?;
         if rest.is_empty() {
             Ok(value)
         } else {

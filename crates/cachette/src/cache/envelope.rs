@@ -75,6 +75,7 @@ impl std::fmt::Display for EnvelopeError {
 }
 
 /// Whether stored bytes claim to be an envelope.
+#[inline]
 pub(super) fn is_envelope(bytes: &[u8]) -> bool {
     bytes.starts_with(&MAGIC)
 }

@@ -1,5 +1,6 @@
 //! Stored keys: namespace, key version, and hashing of long keys.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
@@ -26,10 +27,15 @@ pub(super) fn fnv1a_128(key: &str) -> u128 {
 
 /// The longest stored key this cache can produce beyond the namespace:
 /// `:v` + a 20-digit version + `:#h:` + 32 hex digits.
-const LONGEST_SUFFIX: usize = 2 + 20 + 1 + HASHED_PREFIX.len() + 32;
+const LONGEST_SUFFIX: usize = 2 + LONGEST_VERSION + HASHED_PREFIX.len() + 32;
 
-/// A stored key. Built on every operation from the cached prefix with one
-/// allocation of the exact size.
+/// The longest `{version}:` (20 digits).
+const LONGEST_VERSION: usize = 20 + 1;
+
+/// A stored key that outlives the call that built it (across an `.await`,
+/// or kept by a load). Reads that the backend answers at once use
+/// [`KeySpace::with_stored`] instead, which builds short keys on the
+/// stack.
 #[derive(Clone)]
 pub(super) struct KeyString(String);
 
@@ -76,17 +82,117 @@ pub(super) struct StoredKey {
     pub(super) hashed: bool,
 }
 
+impl StoredKey {
+    #[inline]
+    pub(super) fn borrowed(&self) -> StoredRef<'_> {
+        StoredRef {
+            full: self.full.as_str(),
+            hashed: self.hashed,
+        }
+    }
+}
+
+/// A stored key, borrowed from a [`StoredKey`] or from a stack key of
+/// [`KeySpace::with_stored`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StoredRef<'a> {
+    /// As in [`StoredKey::full`].
+    pub(super) full: &'a str,
+    /// As in [`StoredKey::hashed`].
+    pub(super) hashed: bool,
+}
+
+/// Stored keys up to this long are built on the stack.
+const INLINE_KEY: usize = 96;
+
+/// A string of at most [`INLINE_KEY`] bytes on the stack. In a module of
+/// its own so that only its methods write the bytes.
+mod inline {
+    use super::INLINE_KEY;
+
+    #[derive(Clone, Copy)]
+    pub(super) struct InlineKey {
+        /// Only whole `&str`s and ASCII digits are ever copied in, so
+        /// `bytes[..len]` is always UTF-8.
+        bytes: [u8; INLINE_KEY],
+        len: usize,
+    }
+
+    impl InlineKey {
+        /// `s`, if it fits with `spare` bytes left over.
+        pub(super) fn with_spare(s: &str, spare: usize) -> Option<Self> {
+            if s.len() + spare > INLINE_KEY {
+                return None;
+            }
+            let mut key = InlineKey {
+                bytes: [0; INLINE_KEY],
+                len: 0,
+            };
+            key.push(s);
+            Some(key)
+        }
+
+        #[inline]
+        pub(super) fn len(&self) -> usize {
+            self.len
+        }
+
+        /// Appends `s`. Panics if it does not fit: callers check.
+        #[inline]
+        pub(super) fn push(&mut self, s: &str) {
+            let end = self.len + s.len();
+            self.bytes[self.len..end].copy_from_slice(s.as_bytes());
+            self.len = end;
+        }
+
+        /// Appends `n` in decimal (up to 20 digits). Panics if it does not
+        /// fit: callers check.
+        #[inline]
+        pub(super) fn push_decimal(&mut self, n: u64) {
+            let start = self.len;
+            let mut rest = n;
+            loop {
+                // `rest % 10` is one digit.
+                self.bytes[self.len] = b'0' + (rest % 10) as u8;
+                self.len += 1;
+                rest /= 10;
+                if rest == 0 {
+                    break;
+                }
+            }
+            self.bytes[start..self.len].reverse();
+        }
+
+        #[inline]
+        pub(super) fn as_str(&self) -> &str {
+            // SAFETY: `bytes[..len]` holds only whole `&str`s and ASCII
+            // digits (`push`, `push_decimal`), so it is UTF-8. Checking it
+            // would cost as much as the rest of a memory hit's key.
+            unsafe { std::str::from_utf8_unchecked(&self.bytes[..self.len]) }
+        }
+    }
+
+    impl std::fmt::Debug for InlineKey {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            std::fmt::Debug::fmt(self.as_str(), f)
+        }
+    }
+}
+
+use inline::InlineKey;
+
 /// The key space of one cache: its namespace, its current key version and
 /// the backend's key limit.
 #[derive(Debug)]
 pub(super) struct KeySpace {
     namespace: String,
+    /// `{namespace}:v`, the start of every stored key, ready to be copied
+    /// and completed on the stack; `None` when the namespace is too long
+    /// for a stack key.
+    key_start: Option<InlineKey>,
     version: AtomicU64,
     max_key_len: usize,
     hasher: KeyHasher,
-    /// `{namespace}:v{version}:` for the version it was built for: every
-    /// operation needs it, the version changes rarely.
-    prefix: parking_lot::RwLock<(u64, String)>,
 }
 
 impl KeySpace {
@@ -117,13 +223,12 @@ impl KeySpace {
                 ),
             ));
         }
-        let prefix = format!("{namespace}:v0:");
         Ok(KeySpace {
+            key_start: InlineKey::with_spare(&format!("{namespace}:v"), LONGEST_VERSION),
             namespace,
             version: AtomicU64::new(0),
             max_key_len,
             hasher,
-            prefix: parking_lot::RwLock::new((0, prefix)),
         })
     }
 
@@ -131,6 +236,7 @@ impl KeySpace {
         &self.namespace
     }
 
+    #[inline]
     pub(super) fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
@@ -163,34 +269,96 @@ impl KeySpace {
         format!("{}:{tag}", self.namespace)
     }
 
-    /// The stored key of `key` under the current version.
+    /// The stored key of `key` under the current version, in one
+    /// allocation of the exact size.
     pub(super) fn stored(&self, key: &str) -> Result<StoredKey> {
-        if key.is_empty() {
-            return Err(Error::invalid_input(NAME, "the key is empty"));
-        }
-        let version = self.version();
-        let cached = self.prefix.read();
-        let guard = if cached.0 == version {
-            cached
-        } else {
-            drop(cached);
-            let mut stale = self.prefix.write();
-            *stale = (version, format!("{}:v{version}:", self.namespace));
-            parking_lot::RwLockWriteGuard::downgrade(stale)
-        };
-        let prefix = guard.1.as_str();
-        let hashed = prefix.len() + key.len() > self.max_key_len || key.starts_with(HASHED_PREFIX);
-        let full = if hashed {
-            format!("{prefix}{HASHED_PREFIX}{:032x}", (self.hasher)(key))
-        } else {
-            let mut full = String::with_capacity(prefix.len() + key.len());
-            full.push_str(prefix);
-            full.push_str(key);
-            full
-        };
-        let full = KeyString(full);
-        Ok(StoredKey { full, hashed })
+        check_key(key)?;
+        let prefix = self.key_start.map(|mut start| {
+            self.push_version(&mut start);
+            start
+        });
+        Ok(self.heap_key(prefix.as_ref(), key))
     }
+
+    /// Calls `f` with the stored key of `key` under the current version,
+    /// built on the stack unless it is long or hashed: no lock, no
+    /// allocation and no formatting. For reads that the backend answers at
+    /// once ([`Backend::get_ready`](crate::Backend::get_ready)).
+    #[inline]
+    pub(super) fn with_stored<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(StoredRef<'_>) -> Result<R>,
+    ) -> Result<R> {
+        check_key(key)?;
+        let Some(mut inline) = self.key_start else {
+            return f(self.heap_key(None, key).borrowed());
+        };
+        self.push_version(&mut inline);
+        if !self.must_hash(inline.len(), key) && inline.len() + key.len() <= INLINE_KEY {
+            inline.push(key);
+            return f(StoredRef {
+                full: inline.as_str(),
+                hashed: false,
+            });
+        }
+        f(self.heap_key(Some(&inline), key).borrowed())
+    }
+
+    /// Completes `{namespace}:v` (from `key_start`) to
+    /// `{namespace}:v{version}:` with the current version.
+    #[inline]
+    fn push_version(&self, start: &mut InlineKey) {
+        start.push_decimal(self.version());
+        start.push(":");
+    }
+
+    /// The stored key of `key` (not empty) on the heap, after `prefix`
+    /// (`{namespace}:v{version}:`, built when the namespace is short).
+    fn heap_key(&self, prefix: Option<&InlineKey>, key: &str) -> StoredKey {
+        let formatted;
+        let prefix = match prefix {
+            Some(prefix) => prefix.as_str(),
+            None => {
+                formatted = format!("{}:v{}:", self.namespace, self.version());
+                &formatted
+            }
+        };
+        let hashed = self.must_hash(prefix.len(), key);
+        let tail = if hashed {
+            HASHED_PREFIX.len() + 32
+        } else {
+            key.len()
+        };
+        let mut full = String::with_capacity(prefix.len() + tail);
+        full.push_str(prefix);
+        if hashed {
+            // Writing into a `String` cannot fail.
+            let _ = write!(full, "{HASHED_PREFIX}{:032x}", (self.hasher)(key));
+        } else {
+            full.push_str(key);
+        }
+        StoredKey {
+            full: KeyString(full),
+            hashed,
+        }
+    }
+
+    /// Whether `key` after a prefix of `prefix_len` bytes must be hashed:
+    /// too long for the backend, or shaped like a hashed key.
+    #[inline]
+    fn must_hash(&self, prefix_len: usize, key: &str) -> bool {
+        prefix_len + key.len() > self.max_key_len || key.starts_with(HASHED_PREFIX)
+    }
+}
+
+/// Rejects the empty key.
+#[inline]
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid_input(NAME, "the key is empty"));
+    }
+    Ok(())
 }
 
 /// What a backend held at a key when a load started, to tell at store
@@ -245,13 +413,50 @@ mod tests {
         assert_eq!(
             long_inline.full.len(),
             76,
-            "past the inline size: on the heap"
+            "a long key within the limit is kept whole"
         );
         assert!(!long_inline.hashed);
         let long = space.stored(&"x".repeat(80)).unwrap();
         assert!(long.hashed);
         assert!(long.full.starts_with("ns:v0:#h:"));
         assert!(space.stored("#h:abc").unwrap().hashed);
+    }
+
+    #[test]
+    fn stack_keys_equal_heap_keys() {
+        let keys = [
+            "k".to_owned(),
+            "#h:abc".to_owned(),
+            "é:ü".to_owned(),
+            "x".repeat(60),
+            "y".repeat(100),
+            "z".repeat(300),
+        ];
+        for namespace in ["ns".to_owned(), "n".repeat(80)] {
+            let space = KeySpace::new(namespace.clone(), 250, fnv1a_128).unwrap();
+            for version in [0, 7, 10, 12_345, u64::MAX] {
+                space.raise_version(version);
+                for key in &keys {
+                    let heap = space.stored(key).unwrap();
+                    let stack = space
+                        .with_stored(key, |stored| Ok(stored.full.to_owned()))
+                        .unwrap();
+                    assert_eq!(stack, heap.full.as_str(), "{namespace} v{version} {key}");
+                    let hashed = space.with_stored(key, |stored| Ok(stored.hashed)).unwrap();
+                    assert_eq!(hashed, heap.hashed);
+                    if !heap.hashed {
+                        assert_eq!(stack, format!("{namespace}:v{version}:{key}"));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_empty_key_is_invalid_input() {
+        let space = KeySpace::new("ns".into(), 4096, fnv1a_128).unwrap();
+        assert!(space.stored("").is_err());
+        assert!(space.with_stored("", |_| Ok(())).is_err());
     }
 
     #[test]

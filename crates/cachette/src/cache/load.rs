@@ -322,27 +322,29 @@ impl<C: Codec> Cache<C> {
             Ok(Some(bytes)) => {
                 // Hashed only when a load follows, not on a hit.
                 let start = || Fingerprint::of(Some(&bytes));
-                match inner.count_read(inner.parse(bytes.clone(), &stored, key)) {
+                let read = inner.parse(bytes.clone(), stored.borrowed(), key);
+                match inner.count_read(&read) {
                     Some(found) if found.negative => {
                         bump(&inner.counters.hits);
                         return Ok(None);
                     }
                     Some(found) => match found.freshness(now) {
                         Freshness::Fresh => {
-                            let value = inner.decode(&found)?;
+                            let value = inner.decode(found)?;
                             bump(&inner.counters.hits);
                             if fail_safe.is_some() {
-                                inner.copies.remember(&stored.full, &found);
+                                inner.copies.remember(&stored.full, found);
                             }
                             return Ok(value);
                         }
                         Freshness::Stale => {
-                            let value = inner.decode(&found)?;
+                            let value = inner.decode(found)?;
                             bump(&inner.counters.stale_served);
                             if fail_safe.is_some() {
-                                inner.copies.remember(&stored.full, &found);
+                                inner.copies.remember(&stored.full, found);
                             }
-                            let job = self.job(stored, key, resolved, start(), Some(found), true);
+                            let job =
+                                self.job(stored, key, resolved, start(), Some(found.clone()), true);
                             match self.start_flight(job, loader, true) {
                                 Ok((_, true)) => bump(&inner.counters.refreshes),
                                 Ok((_, false)) => {}
@@ -356,7 +358,7 @@ impl<C: Codec> Cache<C> {
                             bump(&inner.counters.misses);
                             let expired = fail_safe
                                 .filter(|f| found.fail_safe_eligible(now, f.max_age))
-                                .map(|_| found);
+                                .map(|_| found.clone());
                             (start(), expired.or_else(local_fallback))
                         }
                     },
@@ -784,7 +786,7 @@ fn fresh_outcome<C: Codec>(inner: &Inner<C>, job: &Job, bytes: Bytes) -> Option<
     if Fingerprint::of(Some(&bytes)) == job.start {
         return None;
     }
-    match inner.parse(bytes, &job.key, &job.user_key) {
+    match inner.parse(bytes, job.key.borrowed(), &job.user_key) {
         Read::Found(found) if found.freshness(inner.now()) == Freshness::Fresh => {
             Some(if found.negative {
                 Outcome::NotFound

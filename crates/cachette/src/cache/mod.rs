@@ -237,7 +237,7 @@ pub use stats::CacheStats;
 use codec::{NAME, RAW_BYTES_ID, decode_error};
 use envelope::{Envelope, Meta};
 use failsafe::LocalCopies;
-use keys::{KeySpace, StoredKey};
+use keys::{KeySpace, StoredKey, StoredRef};
 use options::{Defaults, Resolved};
 use stats::{Counters, bump};
 
@@ -433,30 +433,10 @@ impl<C: Codec> Inner<C> {
     }
 
     /// Interprets stored bytes for the caller's `key`.
-    fn parse(&self, bytes: Bytes, stored: &StoredKey, key: &str) -> Read {
-        if envelope::is_envelope(&bytes) {
-            return match envelope::decode(&bytes) {
-                Ok(Envelope { meta, payload }) => match (&meta.original_key, stored.hashed) {
-                    (Some(original), _) if original != key => Read::Collision,
-                    (None, true) => Read::Collision,
-                    _ => Read::Found(Found {
-                        payload,
-                        codec: Some(meta.codec),
-                        created: Some(meta.created),
-                        soft_deadline: meta.soft_deadline,
-                        hard_deadline: meta.hard_deadline,
-                        negative: meta.negative,
-                    }),
-                },
-                Err(error) => {
-                    tracing::debug!(key = %stored.full, %error, "unreadable envelope, read as a miss");
-                    Read::Corrupt
-                }
-            };
-        }
-        if self.envelopes || stored.hashed {
-            tracing::debug!(key = %stored.full, "the entry is not an envelope, read as a miss");
-            return Read::Corrupt;
+    #[inline]
+    fn parse(&self, bytes: Bytes, stored: StoredRef<'_>, key: &str) -> Read {
+        if envelope::is_envelope(&bytes) || self.envelopes || stored.hashed {
+            return self.parse_envelope(bytes, stored, key);
         }
         Read::Found(Found {
             payload: bytes,
@@ -468,8 +448,62 @@ impl<C: Codec> Inner<C> {
         })
     }
 
+    /// [`parse`](Self::parse) for bytes that are, or must be, an envelope.
+    /// Out of line: it keeps the plain hit path short.
+    #[inline(never)]
+    fn parse_envelope(&self, bytes: Bytes, stored: StoredRef<'_>, key: &str) -> Read {
+        if !envelope::is_envelope(&bytes) {
+            tracing::debug!(key = %stored.full, "the entry is not an envelope, read as a miss");
+            return Read::Corrupt;
+        }
+        match envelope::decode(&bytes) {
+            Ok(Envelope { meta, payload }) => match (&meta.original_key, stored.hashed) {
+                (Some(original), _) if original != key => Read::Collision,
+                (None, true) => Read::Collision,
+                _ => Read::Found(Found {
+                    payload,
+                    codec: Some(meta.codec),
+                    created: Some(meta.created),
+                    soft_deadline: meta.soft_deadline,
+                    hard_deadline: meta.hard_deadline,
+                    negative: meta.negative,
+                }),
+            },
+            Err(error) => {
+                tracing::debug!(key = %stored.full, %error, "unreadable envelope, read as a miss");
+                Read::Corrupt
+            }
+        }
+    }
+
+    /// Reads and parses the entry of `key` (`None` on a miss) and hands it
+    /// to `finish`, if the backend answers at once ([`Backend::get_ready`]):
+    /// the key is built on the stack and no future is set up. `Ok(None)`
+    /// when the backend needs its `get`: then call [`read`](Self::read).
+    fn read_ready<R>(
+        &self,
+        key: &str,
+        finish: &impl Fn(Option<Read>) -> Result<R>,
+    ) -> Result<Option<R>> {
+        self.keys
+            .with_stored(key, |stored| match self.backend.get_ready(stored.full) {
+                None => Ok(None),
+                Some(bytes) => finish(bytes?.map(|bytes| self.parse(bytes, stored, key))).map(Some),
+            })
+    }
+
+    /// [`read_ready`](Self::read_ready) through the backend's `get`. The
+    /// callers try `read_ready` first in their own body, so that a hit
+    /// does not even set up this future.
+    async fn read<R>(&self, key: &str, finish: impl Fn(Option<Read>) -> Result<R>) -> Result<R> {
+        let stored = self.keys.stored(key)?;
+        let bytes = self.backend.get(&stored.full).await?;
+        finish(bytes.map(|bytes| self.parse(bytes, stored.borrowed(), key)))
+    }
+
     /// Counts a read that is not a found value; returns the value if any.
-    fn count_read(&self, read: Read) -> Option<Found> {
+    #[inline]
+    fn count_read<'r>(&self, read: &'r Read) -> Option<&'r Found> {
         match read {
             Read::Found(found) => Some(found),
             Read::Corrupt => {
@@ -485,6 +519,7 @@ impl<C: Codec> Inner<C> {
     }
 
     /// Decodes a found value (a cached "not found" is `None`).
+    #[inline]
     fn decode<T: DeserializeOwned>(&self, found: &Found) -> Result<Option<T>> {
         if found.negative {
             return Ok(None);
@@ -501,10 +536,13 @@ impl<C: Codec> Inner<C> {
                 ),
             ));
         }
-        self.codec
-            .decode(&found.payload)
-            .map(Some)
-            .inspect_err(|_| bump(&self.counters.decode_errors))
+        match self.codec.decode(&found.payload) {
+            Ok(value) => Ok(Some(value)),
+            Err(error) => {
+                bump(&self.counters.decode_errors);
+                Err(error)
+            }
+        }
     }
 
     /// The bytes to store for `payload` (or a "not found" with `negative`)
@@ -595,24 +633,24 @@ impl<C: Codec> Cache<C> {
     /// the entry is left as it is.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let inner = &*self.inner;
-        let stored = inner.keys.stored(key)?;
-        let read = match inner.backend.get_ready(&stored.full) {
-            Some(read) => read?,
-            None => inner.backend.get(&stored.full).await?,
+        let finish = |read| match self.usable(&read) {
+            Some(found) => inner.decode(found),
+            None => Ok(None),
         };
-        let Some(bytes) = read else {
-            bump(&inner.counters.misses);
-            return Ok(None);
-        };
-        let Some(found) = self.usable(inner.parse(bytes, &stored, key)) else {
-            return Ok(None);
-        };
-        inner.decode(&found)
+        if let Some(answer) = inner.read_ready(key, &finish)? {
+            return Ok(answer);
+        }
+        inner.read(key, finish).await
     }
 
     /// Counts a read for `get`-like calls and returns a live value.
-    fn usable(&self, read: Read) -> Option<Found> {
+    #[inline]
+    fn usable<'r>(&self, read: &'r Option<Read>) -> Option<&'r Found> {
         let inner = &*self.inner;
+        let Some(read) = read else {
+            bump(&inner.counters.misses);
+            return None;
+        };
         let found = inner.count_read(read)?;
         // The clock is read only for entries with a hard deadline.
         if found.negative || (found.hard_deadline != 0 && inner.now() >= found.hard_deadline) {
@@ -627,15 +665,17 @@ impl<C: Codec> Cache<C> {
     /// [`set_bytes`](Self::set_bytes) wrote, or the payload of any entry
     /// (decompressed, without envelope), whatever codec wrote it.
     pub async fn get_bytes(&self, key: &str) -> Result<Option<Bytes>> {
-        let inner = &*self.inner;
-        let stored = inner.keys.stored(key)?;
-        let Some(bytes) = inner.backend.get(&stored.full).await? else {
-            bump(&inner.counters.misses);
-            return Ok(None);
+        let finish = |read| {
+            let live = self.usable(&read).is_some();
+            Ok(match read {
+                Some(Read::Found(found)) if live => Some(found.payload),
+                _ => None,
+            })
         };
-        Ok(self
-            .usable(inner.parse(bytes, &stored, key))
-            .map(|found| found.payload))
+        if let Some(answer) = self.inner.read_ready(key, &finish)? {
+            return Ok(answer);
+        }
+        self.inner.read(key, finish).await
     }
 
     /// Encodes and writes a value; the options default to the cache's.
@@ -685,14 +725,10 @@ impl<C: Codec> Cache<C> {
         let answers = inner.backend.get_many(&refs).await?;
         let mut out = Vec::with_capacity(keys.len());
         for ((key, stored), bytes) in keys.iter().zip(&stored).zip(answers) {
-            let Some(bytes) = bytes else {
-                bump(&inner.counters.misses);
-                out.push(None);
-                continue;
-            };
-            let value = match self.usable(inner.parse(bytes, stored, key)) {
+            let read = bytes.map(|bytes| inner.parse(bytes, stored.borrowed(), key));
+            let value = match self.usable(&read) {
                 Some(found) => inner
-                    .decode(&found)
+                    .decode(found)
                     .map_err(|e| e.context(format_args!("key `{key}`")))?,
                 None => None,
             };

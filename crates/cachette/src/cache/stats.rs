@@ -82,6 +82,7 @@ pub(super) trait Counter {
 }
 
 impl Counter for AtomicU64 {
+    #[inline]
     fn bump(&self) {
         self.fetch_add(1, Ordering::Relaxed);
     }
@@ -92,6 +93,7 @@ impl Counter for AtomicU64 {
 }
 
 /// Adds one to a counter.
+#[inline]
 pub(super) fn bump(counter: &impl Counter) {
     counter.bump();
 }
@@ -110,6 +112,7 @@ pub(super) struct Striped {
     slots: [Slot; STRIPES],
 }
 
+#[inline]
 fn stripe() -> usize {
     use std::sync::atomic::AtomicUsize;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -120,6 +123,7 @@ fn stripe() -> usize {
 }
 
 impl Counter for Striped {
+    #[inline]
     fn bump(&self) {
         self.slots[stripe()].0.fetch_add(1, Ordering::Relaxed);
     }
