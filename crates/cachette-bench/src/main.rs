@@ -11,6 +11,7 @@
 
 mod caches;
 mod hit_ratio;
+mod machine;
 mod memory;
 mod report;
 mod throughput;
@@ -236,7 +237,7 @@ fn run(args: Args) -> Result<(), BoxError> {
 /// Announces a part on stderr and snapshots the CPU counters.
 fn part_start(part: &str) -> Option<CpuSnapshot> {
     eprintln!("== {part}");
-    CpuSnapshot::take()
+    CpuSnapshot::take(None)
 }
 
 /// The command as a user would type it.
