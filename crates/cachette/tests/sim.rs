@@ -389,3 +389,29 @@ fn results_serialize_with_the_policy_name_and_ratios() {
     assert_eq!(value["hits"].as_integer(), Some(2));
     assert_eq!(value["miss_ratio"].as_float(), Some(0.5));
 }
+
+#[test]
+fn s3fifo_keeps_part_of_a_loop_larger_than_the_cache() {
+    // 50 passes over 400 keys through a cache of 200: every recency or
+    // FIFO policy evicts each key before it comes back and never hits.
+    // S3-FIFO's admission sketch keeps a stable part of the loop in its
+    // main queue (at most 200 of 400 keys, so at most half the requests).
+    let trace: Vec<u64> = (0..50).flat_map(|_| 0..400u64).collect();
+    let lru = simulate(&trace, Policy::Lru, 200);
+    assert_eq!(lru.hits, 0, "{lru:?}");
+    let s3fifo = simulate(&trace, Policy::S3Fifo, 200);
+    assert!(s3fifo.hit_ratio() > 0.3, "{s3fifo:?}");
+    assert!(s3fifo.hit_ratio() <= 0.5, "{s3fifo:?}");
+}
+
+#[test]
+fn simulations_repeat_exactly() {
+    let trace = zipf_trace(0.9, 5_000, 50_000, 3).unwrap();
+    for policy in Policy::ALL {
+        assert_eq!(
+            simulate(&trace, policy, 300),
+            simulate(&trace, policy, 300),
+            "{policy:?}"
+        );
+    }
+}

@@ -67,7 +67,8 @@ impl Serialize for SimResult {
 
 /// Replays `trace` through a real [`MemoryBackend`] with this `policy`,
 /// bounded to `capacity` entries in a single shard (so the policy sees the
-/// whole cache, as in a textbook simulation).
+/// whole cache, as in a textbook simulation), hashing keys with a fixed
+/// seed so that every run of the same trace gives the same result.
 ///
 /// Each request is a `get_sync` of the key written in decimal; a miss is
 /// followed by a `set_sync` of a one-byte value, like a read-through cache
@@ -164,6 +165,7 @@ fn replay(
             .policy(policy)
             .max_entries(capacity)
             .shards(1)
+            .fixed_hash_seed()
             .build()
             // One shard and at least one entry are always valid options.
             .inspect_err(|err| tracing::error!(error = %err, "cannot build the simulated cache"))

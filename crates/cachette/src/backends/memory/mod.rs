@@ -4,8 +4,9 @@
 //! - **URL:** `memory://?max_entries=10000&max_bytes=64MiB&policy=s3fifo&default_ttl=5m&shards=8`
 //!   (every parameter optional).
 //! - **Policies:** [`Policy::Lru`], [`Policy::Fifo`], [`Policy::Sieve`],
-//!   [`Policy::S3Fifo`] (default). Reads of the FIFO family take the shard's
-//!   read lock only; a hit sets a bit or bumps a 2-bit counter.
+//!   [`Policy::S3Fifo`] (default, with a frequency sketch for admission to
+//!   its main queue). Reads of the FIFO family take the shard's read lock
+//!   only; a hit sets a bit or bumps a 2-bit counter.
 //! - **Bounds:** by entries and/or by bytes. An entry's weight is its key,
 //!   its value, its tags and [`MemoryBackend::ENTRY_OVERHEAD`]. The bound
 //!   is split evenly over the shards and is never exceeded after an
@@ -31,6 +32,7 @@ mod builder;
 mod counters;
 mod ghost;
 mod shard;
+mod sketch;
 #[cfg(test)]
 mod tests;
 pub(crate) mod url;
@@ -68,7 +70,7 @@ struct Inner {
     clock: Clock,
     reads: counters::ReadCounters,
     shard_mask: u64,
-    hasher: foldhash::fast::RandomState,
+    hasher: foldhash::fast::SeedableRandomState,
     policy: Policy,
     default_ttl: Option<Duration>,
     max_key_len: usize,
@@ -180,7 +182,11 @@ impl MemoryBackend {
             clock: Clock::new(),
             reads: counters::ReadCounters::default(),
             shard_mask: count as u64 - 1,
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: if builder.fixed_hash_seed {
+                foldhash::fast::SeedableRandomState::fixed()
+            } else {
+                foldhash::fast::SeedableRandomState::random()
+            },
             policy: builder.policy,
             default_ttl: builder.default_ttl,
             max_key_len,

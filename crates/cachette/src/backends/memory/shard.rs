@@ -12,6 +12,7 @@ use hashbrown::{HashMap, HashSet, HashTable};
 
 use super::Policy;
 use super::ghost::Ghost;
+use super::sketch::FrequencySketch;
 
 /// A slab index; `NIL` ends a list.
 pub(super) type Index = u32;
@@ -142,6 +143,9 @@ pub(super) struct ShardInner {
     /// SIEVE's hand: the next candidate, moving from tail to head.
     hand: Index,
     ghost: Ghost,
+    /// S3-FIFO's admission sketch (`None` for the other policies and for
+    /// an unbounded shard, which never evicts).
+    sketch: Option<FrequencySketch>,
     expiry: BTreeSet<(u64, Index)>,
     tags: HashMap<Arc<str>, HashSet<Index>>,
     max_entries: u64,
@@ -174,6 +178,7 @@ impl ShardInner {
             queues: [List::EMPTY; 2],
             hand: NIL,
             ghost: Ghost::new(ghost_capacity),
+            sketch: admission_sketch(policy, max_entries, max_weight),
             expiry: BTreeSet::new(),
             tags: HashMap::new(),
             max_entries,
@@ -372,6 +377,9 @@ impl ShardInner {
         }
         let interned = self.link_tags(index, tags);
         self.slot_mut(index).tags = interned;
+        if let Some(sketch) = &mut self.sketch {
+            sketch.add(hash, 1);
+        }
         let queue = match self.policy {
             Policy::S3Fifo if !self.ghost.take(hash) => SMALL,
             _ => MAIN,
@@ -689,8 +697,11 @@ impl ShardInner {
             if from_small {
                 let candidate = small.tail;
                 let entry = self.slot(candidate);
-                if entry.freq.load(Ordering::Relaxed) > 0 {
+                let freq = entry.freq.load(Ordering::Relaxed);
+                if freq > 0 || self.admits(candidate, main.tail) {
+                    let hash = entry.hash;
                     entry.freq.store(0, Ordering::Relaxed);
+                    self.count_hits(hash, freq);
                     self.unlink(candidate);
                     self.push_head(MAIN, candidate);
                     continue;
@@ -704,7 +715,9 @@ impl ShardInner {
             let entry = self.slot(candidate);
             let freq = entry.freq.load(Ordering::Relaxed);
             if freq > 0 {
+                let hash = entry.hash;
                 entry.freq.store(freq - 1, Ordering::Relaxed);
+                self.count_hits(hash, freq);
                 self.unlink(candidate);
                 self.push_head(MAIN, candidate);
                 continue;
@@ -712,6 +725,50 @@ impl ShardInner {
             return candidate;
         }
     }
+}
+
+impl ShardInner {
+    /// Whether an entry leaving the small queue without a hit takes the
+    /// place of the main queue's `main_tail` instead of being evicted: it
+    /// does if the main queue is empty, or if the sketch has counted it more
+    /// often than that entry (its pending hits included). Ties keep the
+    /// main queue's entry.
+    fn admits(&self, candidate: Index, main_tail: Index) -> bool {
+        let Some(sketch) = &self.sketch else {
+            return false;
+        };
+        if main_tail == NIL {
+            return true;
+        }
+        let resident = self.slot(main_tail);
+        let resident_count = u16::from(sketch.estimate(resident.hash))
+            + u16::from(resident.freq.load(Ordering::Relaxed));
+        u16::from(sketch.estimate(self.slot(candidate).hash)) > resident_count
+    }
+
+    /// Adds hits that the eviction scan found to the admission sketch.
+    fn count_hits(&mut self, hash: u64, hits: u8) {
+        if let Some(sketch) = &mut self.sketch {
+            sketch.add(hash, hits);
+        }
+    }
+}
+
+/// The admission sketch of a shard: S3-FIFO only, sized for the entries
+/// the shard is expected to hold (from the byte bound at 512 bytes an
+/// entry when only bytes are bounded: at most 3 % of the bound).
+fn admission_sketch(policy: Policy, max_entries: u64, max_weight: u64) -> Option<FrequencySketch> {
+    if policy != Policy::S3Fifo {
+        return None;
+    }
+    let expected = if max_entries != u64::MAX {
+        max_entries
+    } else if max_weight != u64::MAX {
+        max_weight / 512
+    } else {
+        return None;
+    };
+    Some(FrequencySketch::new(expected))
 }
 
 #[cold]

@@ -1,0 +1,163 @@
+//! A frequency sketch for S3-FIFO's admission into the main queue: a
+//! count-min sketch of 4-bit counters (four rows) that ages by halving, as
+//! in TinyLFU. It counts the writes that fill a miss and the hits that the
+//! eviction scan finds on an entry (its frequency bits), so it is only ever
+//! touched under the shard's write lock; reads stay lock-free of it.
+//!
+//! An entry leaving the small queue without a hit would normally be
+//! evicted. If the sketch says it has been asked for more often than the
+//! entry the main queue would give up, it takes that place instead. This
+//! keeps a stable part of a loop or scan larger than the cache in the main
+//! queue, where plain S3-FIFO gets no hits at all.
+
+/// Rows of the sketch; each row has its own hash of the key.
+const ROWS: usize = 4;
+
+/// Odd multipliers that give each row its own index from one 64-bit hash.
+const ROW_SEEDS: [u64; ROWS] = [
+    0x9e37_79b9_7f4a_7c15,
+    0xc2b2_ae3d_27d4_eb4f,
+    0x1656_67b1_9e37_79f9,
+    0xd6e8_feb8_6659_fd93,
+];
+
+/// The largest value of a 4-bit counter.
+const MAX_COUNT: u8 = 15;
+
+/// Counters per row at the most: 2^23 (4 MiB per row, 16 MiB per shard).
+const MAX_WIDTH: u64 = 1 << 23;
+
+/// Counters per row at the least.
+const MIN_WIDTH: u64 = 64;
+
+/// Counters per row for each entry the shard holds: with the sample below,
+/// a counter absorbs 2.5 increments of other keys on average before it is
+/// halved, few enough for the estimates to tell keys apart.
+const WIDTH_FACTOR: u64 = 4;
+
+/// Halve every counter after this many increments per entry of the shard.
+const SAMPLE_FACTOR: u64 = 10;
+
+#[derive(Debug)]
+pub(super) struct FrequencySketch {
+    /// `ROWS` rows of `width` 4-bit counters, two to a byte.
+    nibbles: Box<[u8]>,
+    /// `width - 1`; `width` is a power of two.
+    mask: u64,
+    /// Increments since the last halving.
+    additions: u64,
+    /// Increments that trigger a halving.
+    sample: u64,
+}
+
+impl FrequencySketch {
+    /// A sketch for a shard expected to hold about `entries` entries.
+    pub(super) fn new(entries: u64) -> Self {
+        let entries = entries.clamp(1, MAX_WIDTH);
+        let width = (entries * WIDTH_FACTOR)
+            .clamp(MIN_WIDTH, MAX_WIDTH)
+            .next_power_of_two()
+            .min(MAX_WIDTH);
+        FrequencySketch {
+            nibbles: vec![0; ROWS * width as usize / 2].into_boxed_slice(),
+            mask: width - 1,
+            additions: 0,
+            sample: entries * SAMPLE_FACTOR,
+        }
+    }
+
+    /// The counter positions of `hash`, one per row.
+    #[inline]
+    fn positions(&self, hash: u64) -> [usize; ROWS] {
+        let width = self.mask + 1;
+        let mut positions = [0; ROWS];
+        for (row, seed) in ROW_SEEDS.iter().enumerate() {
+            let mixed = hash.wrapping_mul(*seed);
+            let column = (mixed >> 32 ^ mixed) & self.mask;
+            positions[row] = (row as u64 * width + column) as usize;
+        }
+        positions
+    }
+
+    #[inline]
+    fn get(&self, position: usize) -> u8 {
+        (self.nibbles[position / 2] >> ((position & 1) * 4)) & 0x0f
+    }
+
+    /// How often `hash` was counted (an overestimate at worst).
+    pub(super) fn estimate(&self, hash: u64) -> u8 {
+        self.positions(hash)
+            .into_iter()
+            .map(|position| self.get(position))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Counts `hash` `times` more times (saturating).
+    pub(super) fn add(&mut self, hash: u64, times: u8) {
+        if times == 0 {
+            return;
+        }
+        for position in self.positions(hash) {
+            let count = self.get(position);
+            let next = count.saturating_add(times).min(MAX_COUNT);
+            let shift = (position & 1) * 4;
+            let byte = &mut self.nibbles[position / 2];
+            *byte = (*byte & !(0x0f << shift)) | (next << shift);
+        }
+        self.additions += u64::from(times);
+        if self.additions >= self.sample {
+            self.halve();
+        }
+    }
+
+    /// Ages the sketch: every counter is halved, so that what was popular
+    /// long ago does not keep its place for ever.
+    fn halve(&mut self) {
+        for byte in self.nibbles.iter_mut() {
+            *byte = (*byte >> 1) & 0x77;
+        }
+        self.additions /= 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FrequencySketch;
+
+    #[test]
+    fn counts_saturate_at_fifteen_and_never_undercount() {
+        let mut sketch = FrequencySketch::new(1024);
+        for _ in 0..5 {
+            sketch.add(42, 1);
+        }
+        assert!(sketch.estimate(42) >= 5);
+        sketch.add(42, 200);
+        assert_eq!(sketch.estimate(42), 15);
+        assert_eq!(
+            sketch.estimate(7),
+            0,
+            "an empty sketch of this size holds no other key"
+        );
+    }
+
+    #[test]
+    fn halving_ages_every_counter() {
+        let mut sketch = FrequencySketch::new(64);
+        sketch.add(1, 8);
+        let before = sketch.estimate(1);
+        sketch.halve();
+        assert_eq!(sketch.estimate(1), before / 2);
+    }
+
+    #[test]
+    fn many_additions_trigger_aging() {
+        let mut sketch = FrequencySketch::new(64);
+        sketch.add(9, 12);
+        // 64 counters per row × 10: the sample size.
+        for key in 0..640u64 {
+            sketch.add(key.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1 << 63, 1);
+        }
+        assert!(sketch.estimate(9) < 12, "the counts were never halved");
+    }
+}
