@@ -504,8 +504,35 @@ impl RedisBackend {
         expiry.resolve(NAME, self.inner.default_ttl)
     }
 
-    /// Adds the commands of one untagged `set` to `pipe`; the `SET`'s
-    /// answer is the only one not ignored.
+    /// Adds to `pipe` one `UNLINK` of the tag records of `keys`, the keys
+    /// of untagged writes about to follow in the same pipeline; its answer
+    /// is ignored.
+    ///
+    /// The records go first. A tagged write of one of these keys landing
+    /// between the `UNLINK` and its `SET` leaves its record in place for the
+    /// untagged value: a later invalidation of those tags removes the value
+    /// (a miss), never leaves a tagged value behind. No MULTI is needed for
+    /// that, and none is sent. An absent key has no tag record, so `NX`
+    /// writes have nothing to drop. In cluster mode `keys` are of one slot,
+    /// and so are their records.
+    fn push_record_unlink<'k>(
+        &self,
+        pipe: &mut redis::Pipeline,
+        keys: impl IntoIterator<Item = &'k str>,
+        condition: SetCondition,
+    ) {
+        if condition == SetCondition::IfAbsent {
+            return;
+        }
+        pipe.cmd("UNLINK");
+        for key in keys {
+            pipe.arg(self.record_key(key));
+        }
+        pipe.ignore();
+    }
+
+    /// Adds the `SET` of one untagged write to `pipe`, after
+    /// [`push_record_unlink`](Self::push_record_unlink) of its key.
     fn push_plain_set(
         &self,
         pipe: &mut redis::Pipeline,
@@ -514,15 +541,6 @@ impl RedisBackend {
         ttl: Option<Duration>,
         condition: SetCondition,
     ) {
-        // The key's tag record goes first. A tagged write of the same key
-        // landing between the two commands leaves its record in place for
-        // this untagged value: a later invalidation of those tags removes
-        // the value (a miss), never leaves a tagged value behind. No
-        // MULTI is needed for that, and none is sent.
-        // An absent key has no tag record, so NX has nothing to drop.
-        if condition != SetCondition::IfAbsent {
-            pipe.cmd("UNLINK").arg(self.record_key(key)).ignore();
-        }
         pipe.cmd("SET").arg(self.data_key(key)).arg(value);
         if let Some(ttl) = ttl {
             pipe.arg("PX").arg(ttl_arg(Some(ttl)));
@@ -746,6 +764,7 @@ impl Backend for RedisBackend {
         let mut conn = self.conn();
         if options.tags.is_empty() {
             let mut pipe = redis::pipe();
+            self.push_record_unlink(&mut pipe, [key], options.condition);
             self.push_plain_set(&mut pipe, key, &value, ttl, options.condition);
             let (answer,): (Value,) = self
                 .run("set", async move { pipe.query_async(&mut conn).await })
@@ -834,6 +853,10 @@ impl Backend for RedisBackend {
         let mut pipelines = Vec::new();
         for group in self.groups(&stored) {
             let mut pipe = redis::pipe();
+            if !tagged {
+                let keys = group.iter().map(|&i| entries[i].0);
+                self.push_record_unlink(&mut pipe, keys, options.condition);
+            }
             for &i in &group {
                 let (key, value) = &entries[i];
                 if tagged {
