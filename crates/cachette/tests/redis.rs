@@ -272,21 +272,7 @@ async fn kill_during_a_workload_fails_fast_and_the_same_backend_recovers() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.restart();
-    let started = Instant::now();
-    loop {
-        match cache.set("back", "v".into(), &SetOptions::new()).await {
-            Ok(_) => break,
-            Err(err) => {
-                assert!(err.is_temporary(), "{err}");
-                assert!(
-                    started.elapsed() < Duration::from_secs(5),
-                    "no recovery: {err}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    assert_eq!(cache.get("back").await.unwrap().as_deref(), Some(&b"v"[..]));
+    serves_again_within_5s(&cache).await;
     // The restarted server has an empty script cache: pipelined scripts
     // load it again.
     let tagged = SetOptions::new().tags(["t"]);
@@ -302,6 +288,53 @@ async fn kill_during_a_workload_fails_fast_and_the_same_backend_recovers() {
         failures += task.await.expect("no task panics");
     }
     assert!(failures > 0, "the workload saw the outage");
+}
+
+/// A frozen server (`SIGSTOP`) accepts connections and answers nothing:
+/// only timeouts end an operation. Every kind of operation must end within
+/// the deadline (connect + response timeout) with a timeout or connection
+/// error, while the first requests wait on the live connection and later
+/// ones meet reconnects, and the same backend serves once the server runs
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_fails_every_operation_within_the_deadline() {
+    let server = RedisServer::start();
+    let cache = backend(&server, "frozen:").await;
+    cache
+        .set("k", "v".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    let deadline = TIMEOUT * 2 + Duration::from_millis(300);
+    server.freeze();
+    for round in 0..2 {
+        let what = |operation: &str| format!("round {round}, {operation}");
+        fails_within(deadline, &what("get"), cache.get("k")).await;
+        let plain = SetOptions::new();
+        fails_within(deadline, &what("set"), cache.set("k", "w".into(), &plain)).await;
+        fails_within(deadline, &what("exists"), cache.exists("k")).await;
+        fails_within(deadline, &what("ttl"), cache.ttl("k")).await;
+        fails_within(deadline, &what("get_many"), cache.get_many(&["k", "l"])).await;
+        let entries = [("k", "w".into()), ("l", "x".into())];
+        let set_many = cache.set_many(&entries, &plain);
+        fails_within(deadline, &what("set_many"), set_many).await;
+        let incr = cache.incr("n", 1, cachette::Expiry::Never);
+        fails_within(deadline, &what("incr"), incr).await;
+    }
+    server.thaw();
+    serves_again_within_5s(&cache).await;
+
+    // Now the server is gone and its port accepts connections that never
+    // answer: every operation meets a reconnect whose handshake hangs.
+    let mut server = server;
+    server.kill();
+    let _silent = std::net::TcpListener::bind(("127.0.0.1", server.port())).unwrap();
+    for attempt in 0..2 {
+        let what = |operation: &str| format!("silent port, attempt {attempt}, {operation}");
+        fails_within(deadline, &what("get"), cache.get("k")).await;
+        let plain = SetOptions::new();
+        let set = cache.set("k", "w".into(), &plain);
+        fails_within(deadline, &what("set"), set).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,4 +448,42 @@ async fn url_parameters_are_checked() {
                 .capabilities
                 .is_some_and(|c| c.atomic_incr && c.shared)
     );
+}
+
+/// Writes until the backend serves again (temporary errors only, for at
+/// most 5 s), then reads the write back.
+async fn serves_again_within_5s(cache: &RedisBackend) {
+    let started = Instant::now();
+    loop {
+        match cache.set("back", "v".into(), &SetOptions::new()).await {
+            Ok(_) => break,
+            Err(err) => {
+                assert!(err.is_temporary(), "{err}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "no recovery: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert_eq!(cache.get("back").await.unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+/// Runs `operation`, which must fail with a timeout or connection error
+/// within `deadline`.
+async fn fails_within<T: std::fmt::Debug>(
+    deadline: Duration,
+    what: &str,
+    operation: impl std::future::Future<Output = cachette::Result<T>>,
+) {
+    let started = Instant::now();
+    let result = operation.await;
+    let took = started.elapsed();
+    let err = result.expect_err(what);
+    assert!(
+        matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Connection),
+        "{what}: {err}"
+    );
+    assert!(took <= deadline, "{what} took {took:?}");
 }

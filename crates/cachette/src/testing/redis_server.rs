@@ -158,6 +158,32 @@ impl RedisServer {
         }
     }
 
+    /// Stops the server with `SIGSTOP`: its socket stays open and accepts
+    /// connections, but nothing is answered until [`thaw`](Self::thaw).
+    /// The case that only timeouts can end. Does nothing if it is not
+    /// running.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server run again (`SIGCONT`).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .status();
+            assert!(
+                status.as_ref().is_ok_and(|s| s.success()),
+                "kill {signal} failed: {status:?}"
+            );
+        }
+    }
+
     /// Starts the server again on the same port, with the same arguments,
     /// after killing it if it still runs. Its data is gone (no
     /// persistence).

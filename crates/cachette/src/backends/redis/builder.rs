@@ -350,15 +350,16 @@ impl RedisBuilder {
         }
         .map_err(|err| map_error(err).context(format!("cannot configure {}", self.describe())))?;
 
-        // One quick retry inside the manager; the backend's own deadline
-        // (connect + response timeout) bounds every operation anyway, and
-        // the manager reconnects on the next operation after a failure.
+        // One connection attempt per reconnect, bounded by the connect
+        // timeout, and every request bounded by the response timeout: a
+        // request never waits longer than connect + response timeout, the
+        // backend's deadline (single requests rely on this, see
+        // `RedisBackend::run_request`). After a failed attempt the manager
+        // tries again on the next operation.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(200));
+            .set_number_of_retries(0);
         let config = match &self.push_sender {
             Some(sender) => config.set_push_sender(ForwardPushes(Arc::clone(sender))),
             None => config,

@@ -16,7 +16,9 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// `incr`: INCRBY, then PEXPIRE only if the key was created. Returns the
-/// new value as a string (exact for every `i64`).
+/// new value as a string (exact for every `i64`; Lua numbers are doubles),
+/// read before the expiry is set so that even a 1 ms TTL cannot take the
+/// counter away before it is returned.
 ///
 /// KEYS: data key. ARGV: delta, TTL in ms (`0` = none).
 pub(super) static INCR: LazyLock<Script> = LazyLock::new(|| {
@@ -24,10 +26,11 @@ pub(super) static INCR: LazyLock<Script> = LazyLock::new(|| {
         r"
 local created = redis.call('EXISTS', KEYS[1]) == 0
 redis.call('INCRBY', KEYS[1], ARGV[1])
+local value = redis.call('GET', KEYS[1])
 if created and ARGV[2] ~= '0' then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return redis.call('GET', KEYS[1])
+return value
 ",
     )
 });
