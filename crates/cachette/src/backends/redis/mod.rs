@@ -423,15 +423,16 @@ impl RedisBackend {
         }
     }
 
-    /// Runs one request (one command or one pipeline, one round trip)
-    /// within the backend's deadline. On a standalone connection redis-rs
+    /// Runs one request (one command or one pipeline, one round trip; or
+    /// several such requests at once, not one after another) within the
+    /// backend's deadline. On a standalone connection redis-rs
     /// already bounds it by that deadline: the request waits at most
     /// `connect_timeout` for a (re)connection, which the manager makes in a
     /// single attempt, then at most `response_timeout` for the answer. So
     /// there it is not wrapped in a timer of its own, which costs the hot
     /// path of many concurrent requests about a tenth of its throughput
     /// (docs/benchmarks.md). Cluster and sentinel connections, and
-    /// exchanges of several requests, go through [`run`](Self::run).
+    /// requests made one after another, go through [`run`](Self::run).
     async fn run_request<T>(
         &self,
         operation: &'static str,
@@ -709,7 +710,7 @@ impl RedisBackend {
     ) -> Result<Vec<Value>> {
         let send = || {
             let mut conn = self.conn();
-            self.run(operation, async move { pipe.query_async(&mut conn).await })
+            self.run_request(operation, async move { pipe.query_async(&mut conn).await })
         };
         match send().await {
             Err(err) if tagged && err.message().to_ascii_uppercase().contains("NOSCRIPT") => {
@@ -845,7 +846,8 @@ impl Backend for RedisBackend {
                 Ok((group, values))
             });
         }
-        let answers = self.run("get_many", all(jobs)).await?;
+        // Concurrent requests (one per slot), each bounded on its own.
+        let answers = self.run_request("get_many", all(jobs)).await?;
         let mut values = vec![None; keys.len()];
         for (group, found) in answers {
             for (i, value) in group.into_iter().zip(found) {
