@@ -308,13 +308,29 @@ impl Drop for RedisServer {
 }
 
 /// A port that was free a moment ago: bind port 0 and let it go.
+///
+/// Never the same port twice in one process: a test that killed its
+/// server may still have sentinels or replicas pointing at that port, and
+/// a sentinel turns a server that comes back there into a replica of its
+/// own master. Handing the port to another test's fresh server would let
+/// the two tests see each other's data.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap_or_else(|err| panic!("cannot bind a loopback port: {err}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|err| panic!("cannot read the bound port: {err}"))
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap_or_else(|err| panic!("cannot bind a loopback port: {err}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|err| panic!("cannot read the bound port: {err}"))
+            .port();
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// A new, empty directory under the system's temporary directory.
