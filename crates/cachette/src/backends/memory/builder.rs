@@ -27,8 +27,9 @@ pub enum Policy {
     /// aged by halving, kept under the write lock) has counted it more
     /// often than the main queue's next victim: loops and scans larger
     /// than the cache keep a stable part of their keys instead of none.
-    /// The sketch costs 8 to 16 bytes per entry of the entry bound (or per
-    /// 512 bytes of a byte bound alone), outside the bound.
+    /// The sketch costs 8 to 16 bytes per entry held, outside the bound; it
+    /// grows with the shard up to the entry bound (or 512 bytes an entry of
+    /// a byte bound alone).
     #[default]
     S3Fifo,
 }

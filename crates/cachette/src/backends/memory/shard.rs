@@ -377,7 +377,9 @@ impl ShardInner {
         }
         let interned = self.link_tags(index, tags);
         self.slot_mut(index).tags = interned;
+        let live = self.len() + 1;
         if let Some(sketch) = &mut self.sketch {
+            sketch.ensure_capacity(live);
             sketch.add(hash, 1);
         }
         let queue = match self.policy {

@@ -40,6 +40,11 @@ const WIDTH_FACTOR: u64 = 4;
 /// over the traces rose to 32 and then held, with no Zipf case worse.
 const SAMPLE_FACTOR: u64 = 32;
 
+/// Entries a new sketch is sized for before the shard grows (at most the
+/// bound): 8 KiB per shard at first, so that a large bound costs memory
+/// only once the entries are there.
+const INITIAL_ENTRIES: u64 = 1024;
+
 #[derive(Debug)]
 pub(super) struct FrequencySketch {
     /// `ROWS` rows of `width` 4-bit counters, two to a byte.
@@ -50,12 +55,22 @@ pub(super) struct FrequencySketch {
     additions: u64,
     /// Increments that trigger a halving.
     sample: u64,
+    /// The entries the sketch is sized for now.
+    sized_for: u64,
+    /// The entries the shard can hold: the sketch never grows past them.
+    max_entries: u64,
 }
 
 impl FrequencySketch {
-    /// A sketch for a shard expected to hold about `entries` entries.
-    pub(super) fn new(entries: u64) -> Self {
-        let entries = entries.clamp(1, MAX_WIDTH);
+    /// A sketch for a shard that holds at most about `max_entries`
+    /// entries; it starts small and grows with the shard
+    /// ([`ensure_capacity`](Self::ensure_capacity)).
+    pub(super) fn new(max_entries: u64) -> Self {
+        let max_entries = max_entries.clamp(1, MAX_WIDTH);
+        Self::sized(INITIAL_ENTRIES.min(max_entries), max_entries)
+    }
+
+    fn sized(entries: u64, max_entries: u64) -> Self {
         let width = (entries * WIDTH_FACTOR)
             .clamp(MIN_WIDTH, MAX_WIDTH)
             .next_power_of_two()
@@ -65,7 +80,20 @@ impl FrequencySketch {
             mask: width - 1,
             additions: 0,
             sample: entries * SAMPLE_FACTOR,
+            sized_for: entries,
+            max_entries,
         }
+    }
+
+    /// Grows the sketch (at least doubling it, up to the shard's bound)
+    /// once the shard holds more entries than it is sized for. The counts
+    /// start over: a sketch too small for its keys counts mostly noise.
+    pub(super) fn ensure_capacity(&mut self, live_entries: u64) {
+        if live_entries <= self.sized_for || self.sized_for >= self.max_entries {
+            return;
+        }
+        let entries = (self.sized_for * 2).max(live_entries).min(self.max_entries);
+        *self = Self::sized(entries, self.max_entries);
     }
 
     /// The counter positions of `hash`, one per row.
@@ -140,6 +168,28 @@ mod tests {
             sketch.estimate(7),
             0,
             "an empty sketch of this size holds no other key"
+        );
+    }
+
+    #[test]
+    fn it_grows_with_the_shard_up_to_the_bound() {
+        let mut sketch = FrequencySketch::new(1_000_000);
+        assert_eq!(sketch.sized_for, super::INITIAL_ENTRIES);
+        sketch.ensure_capacity(1_000);
+        assert_eq!(
+            sketch.sized_for,
+            super::INITIAL_ENTRIES,
+            "no growth within the size"
+        );
+        sketch.ensure_capacity(1_025);
+        assert_eq!(sketch.sized_for, 2_048);
+        sketch.ensure_capacity(900_000);
+        assert_eq!(sketch.sized_for, 900_000);
+        sketch.ensure_capacity(5_000_000);
+        assert_eq!(sketch.sized_for, 1_000_000, "never past the bound");
+        assert_eq!(
+            sketch.nibbles.len() as u64,
+            4 * (4 * 1_000_000u64).next_power_of_two() / 2
         );
     }
 

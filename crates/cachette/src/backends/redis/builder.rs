@@ -304,8 +304,8 @@ impl RedisBuilder {
         Ok(info)
     }
 
-    /// Connects (waiting at most the connect timeout plus the response
-    /// timeout) and returns the backend.
+    /// Connects (waiting at most twice the connect timeout plus the
+    /// response timeout) and returns the backend.
     ///
     /// # Errors
     ///

@@ -8,9 +8,13 @@
 //!   `default_ttl`, and for `rediss://` `ca_cert` (a PEM file) and
 //!   `insecure_hostname=true`; `redis+unix://` takes `db` as a parameter.
 //! - **Connections:** one multiplexed connection (redis-rs
-//!   `ConnectionManager`) that reconnects by itself. Every operation ends
-//!   within `connect_timeout + response_timeout` (1 s + 1 s by default):
-//!   a dead server gives [`ErrorKind::Connection`] or
+//!   `ConnectionManager`) that reconnects by itself. Every exchange with
+//!   the server ends within `connect_timeout + response_timeout` (1 s +
+//!   1 s by default), and with it every operation of one round trip (`get`,
+//!   `set`, `get_many`, `set_many`, `exists`, `ttl`, `incr`, `delete`);
+//!   operations that walk the key space or the tag index (`keys`, `clear`,
+//!   `invalidate_tags`) get that bound for each of their round trips. A
+//!   dead or hung server gives [`ErrorKind::Connection`] or
 //!   [`ErrorKind::Timeout`], never a hang, and the same backend serves
 //!   again once the server is back.
 //! - **Operations:** `get_many` is one `MGET`; `set_many` one pipeline of
@@ -452,7 +456,18 @@ impl RedisBackend {
         operation: &'static str,
         exchange: impl Future<Output = RedisResult<T>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.inner.deadline, exchange).await {
+        self.run_within(operation, self.inner.deadline, exchange)
+            .await
+    }
+
+    /// Runs an exchange with the server within `limit`.
+    async fn run_within<T>(
+        &self,
+        operation: &'static str,
+        limit: Duration,
+        exchange: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, exchange).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(map_error(err).with_operation(operation)),
             Err(_) => Err(Error::new(
@@ -708,16 +723,21 @@ impl RedisBackend {
         pipe: &redis::Pipeline,
         tagged: bool,
     ) -> Result<Vec<Value>> {
-        let send = || {
-            let mut conn = self.conn();
-            self.run_request(operation, async move { pipe.query_async(&mut conn).await })
-        };
-        match send().await {
+        let started = tokio::time::Instant::now();
+        let mut conn = self.conn();
+        let sent = self
+            .run_request(operation, async { pipe.query_async(&mut conn).await })
+            .await;
+        match sent {
             Err(err) if tagged && err.message().to_ascii_uppercase().contains("NOSCRIPT") => {
-                let mut conn = self.conn();
-                self.run(operation, scripts::SET_TAGGED.load_async(&mut conn))
-                    .await?;
-                send().await
+                // Loading the script and sending again share what is left
+                // of the one deadline.
+                let left = self.inner.deadline.saturating_sub(started.elapsed());
+                self.run_within(operation, left, async move {
+                    scripts::SET_TAGGED.load_async(&mut conn).await?;
+                    pipe.query_async(&mut conn).await
+                })
+                .await
             }
             other => other,
         }
