@@ -34,6 +34,60 @@ async fn standalone_conforms_with_a_sibling_prefix_on_the_same_server() {
     assert_eq!(skipped, ["value_size_limit"], "{report}");
 }
 
+/// With `tags=false` the backend says so in its capabilities, passes the
+/// conformance suite (which then skips the tag checks), refuses tagged
+/// writes and tag invalidation as unsupported, and sends untagged writes as
+/// bare `SET`s: no `UNLINK` of a tag record reaches the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tags_off_writes_are_bare_sets_and_tags_are_unsupported() {
+    let server = RedisServer::start();
+    let url = |prefix: &str| format!("{}?prefix={prefix}&tags=false", server.url());
+    let subject = cachette::open(&url("off:")).await.unwrap();
+    let sibling = cachette::open(&url("off-sibling:")).await.unwrap();
+    assert!(!subject.capabilities().tags);
+    let report = run_conformance(Arc::clone(&subject), Some(sibling)).await;
+    assert!(
+        report
+            .skipped()
+            .any(|(check, _)| check == "tag_invalidation"),
+        "{report}"
+    );
+
+    let unlinks = || {
+        let stats = server.cli(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_unlink:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    let before = unlinks();
+    let entries: Vec<(String, bytes::Bytes)> =
+        (0..16).map(|i| (format!("k{i}"), "v".into())).collect();
+    let refs: Vec<(&str, bytes::Bytes)> = entries
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    subject.set_many(&refs, &SetOptions::new()).await.unwrap();
+    subject
+        .set("k", "v".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(unlinks(), before, "an untagged write sent UNLINK");
+
+    let tagged = SetOptions::new().tags(["t"]);
+    let err = subject.set("k", "v".into(), &tagged).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.message().contains("tags=false"), "{err}");
+    let err = subject.invalidate_tags(&["t"]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    // With tags on (the default), the same untagged write drops the tag
+    // record first.
+    let on = backend(&server, "off:").await;
+    on.set("k", "v".into(), &SetOptions::new()).await.unwrap();
+    assert_eq!(unlinks(), before + 1);
+}
+
 /// A CA and a server certificate for 127.0.0.1 and localhost, in `dir`.
 fn certificates() -> TlsFiles {
     let dir = fresh_dir();
@@ -433,6 +487,7 @@ async fn url_parameters_are_checked() {
             "response_timeout",
         ),
         ("redis+unix://", "socket path"),
+        ("redis://127.0.0.1:1/0?tags=maybe", "parameter `tags`"),
     ] {
         let err = cachette::open(url).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{url}: {err}");

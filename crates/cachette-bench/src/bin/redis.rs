@@ -252,12 +252,16 @@ fn main() -> Result<(), BoxError> {
 
 async fn run(args: &Args, server: &RedisServer) -> Result<(), BoxError> {
     let prefix = "cachette:";
-    let backend = Arc::new(
+    let build = |tags: bool| {
         RedisBackend::builder("127.0.0.1", server.port())
             .prefix(prefix)
+            .tags(tags)
             .build()
-            .await?,
-    );
+    };
+    let backend = Arc::new(build(true).await?);
+    // The same prefix with tags off (`tags=false`): untagged writes are bare
+    // SETs. Only the write workloads differ.
+    let tags_off = Arc::new(build(false).await?);
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", server.port()))?;
     let connection = client.get_multiplexed_async_connection().await?;
     // Both read the same values: the raw side reads the keys cachette wrote.
@@ -267,31 +271,56 @@ async fn run(args: &Args, server: &RedisServer) -> Result<(), BoxError> {
     );
     println!("|---|---:|---:|---:|---:|");
     for workload in Workload::ALL {
-        let (mut mine, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        for round in 0..args.rounds {
-            let (a, b) = if round % 2 == 0 {
-                let a = ours(&backend, workload, args.ops).await?;
-                (a, raw(&connection, prefix, workload, args.ops).await?)
-            } else {
-                let b = raw(&connection, prefix, workload, args.ops).await?;
-                (ours(&backend, workload, args.ops).await?, b)
-            };
-            mine.push(a);
-            theirs.push(b);
-            ratios.push(a / b);
-        }
-        let (min, max) = ratios
-            .iter()
-            .fold((f64::MAX, 0.0_f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-        println!(
-            "| {} | {:.0} | {:.0} | {:.2} [{min:.2}–{max:.2}] | ≥ {:.2} |",
-            workload.label(),
-            median(&mut mine),
-            median(&mut theirs),
-            median(&mut ratios),
-            workload.target()
-        );
-        eprintln!("[redis] {} done", workload.label());
+        compare(args, &backend, &connection, prefix, workload, "").await?;
     }
+    for workload in [Workload::SequentialSet, Workload::PipelinedSet16] {
+        compare(
+            args,
+            &tags_off,
+            &connection,
+            prefix,
+            workload,
+            " (tags off)",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs `workload` through cachette and raw redis-rs in alternating rounds
+/// and prints its table row.
+async fn compare(
+    args: &Args,
+    backend: &Arc<RedisBackend>,
+    connection: &redis::aio::MultiplexedConnection,
+    prefix: &str,
+    workload: Workload,
+    note: &str,
+) -> Result<(), BoxError> {
+    let (mut mine, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        let (a, b) = if round % 2 == 0 {
+            let a = ours(backend, workload, args.ops).await?;
+            (a, raw(connection, prefix, workload, args.ops).await?)
+        } else {
+            let b = raw(connection, prefix, workload, args.ops).await?;
+            (ours(backend, workload, args.ops).await?, b)
+        };
+        mine.push(a);
+        theirs.push(b);
+        ratios.push(a / b);
+    }
+    let (min, max) = ratios
+        .iter()
+        .fold((f64::MAX, 0.0_f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    println!(
+        "| {}{note} | {:.0} | {:.0} | {:.2} [{min:.2}–{max:.2}] | ≥ {:.2} |",
+        workload.label(),
+        median(&mut mine),
+        median(&mut theirs),
+        median(&mut ratios),
+        workload.target()
+    );
+    eprintln!("[redis] {}{note} done", workload.label());
     Ok(())
 }

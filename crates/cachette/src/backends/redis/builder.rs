@@ -74,6 +74,7 @@ pub struct RedisBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     default_ttl: Option<Duration>,
+    tags: bool,
     root_cert_pem: Option<Vec<u8>>,
     insecure_tls: bool,
     /// Where RESP3 push messages go (the near cache's invalidations); set,
@@ -98,6 +99,7 @@ impl fmt::Debug for RedisBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("default_ttl", &self.default_ttl)
+            .field("tags", &self.tags)
             .field("root_cert_pem", &self.root_cert_pem.as_ref().map(Vec::len))
             .field("insecure_tls", &self.insecure_tls)
             .field("push_sender", &self.push_sender.is_some())
@@ -127,6 +129,7 @@ impl RedisBuilder {
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
             default_ttl: None,
+            tags: true,
             root_cert_pem: None,
             insecure_tls: false,
             push_sender: None,
@@ -216,6 +219,18 @@ impl RedisBuilder {
     /// How long one connection attempt may take.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Whether this backend keeps tags (default `true`). With `false`,
+    /// [`Capabilities::tags`](crate::Capabilities::tags) is false, a `set`
+    /// with tags and `invalidate_tags` are [`ErrorKind::Unsupported`], and
+    /// an untagged write is a bare `SET`: it no longer drops the key's tag
+    /// record first, which is what a write costs extra to keep tags exact.
+    /// Every backend that writes this prefix must then have tags off too: a
+    /// key written with tags and overwritten here would keep its old tags.
+    pub fn tags(mut self, enabled: bool) -> Self {
+        self.tags = enabled;
         self
     }
 
@@ -524,6 +539,7 @@ impl RedisBuilder {
             self.default_ttl,
             self.connect_timeout + self.response_timeout,
             address,
+            self.tags,
         ))
     }
 }

@@ -5,7 +5,8 @@
 //! - **URLs:** `redis://[user[:password]@]host[:port][/db][?params]`,
 //!   `rediss://...` (TLS) and `redis+unix:///path/to/redis.sock[?db=N&...]`.
 //!   Parameters: `prefix`, `connect_timeout`, `response_timeout`,
-//!   `default_ttl`, and for `rediss://` `ca_cert` (a PEM file) and
+//!   `default_ttl`, `tags` (`false` turns tags off, see
+//!   [`RedisBuilder::tags`]), and for `rediss://` `ca_cert` (a PEM file) and
 //!   `insecure_hostname=true`; `redis+unix://` takes `db` as a parameter.
 //! - **Connections:** one multiplexed connection (redis-rs
 //!   `ConnectionManager`) that reconnects by itself. Every exchange with
@@ -149,6 +150,8 @@ pub(super) struct Inner {
     default_ttl: Option<Duration>,
     deadline: Duration,
     address: String,
+    /// Whether tags are kept ([`RedisBuilder::tags`]).
+    tags: bool,
     hits: AtomicU64,
     misses: AtomicU64,
     deletes: AtomicU64,
@@ -162,6 +165,7 @@ impl Inner {
         default_ttl: Option<Duration>,
         deadline: Duration,
         address: String,
+        tags: bool,
     ) -> Self {
         Inner {
             conn,
@@ -169,6 +173,7 @@ impl Inner {
             default_ttl,
             deadline,
             address,
+            tags,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
@@ -559,7 +564,7 @@ impl RedisBackend {
         keys: impl IntoIterator<Item = &'k str>,
         condition: SetCondition,
     ) {
-        if condition == SetCondition::IfAbsent {
+        if condition == SetCondition::IfAbsent || !self.inner.tags {
             return;
         }
         pipe.cmd("UNLINK");
@@ -621,10 +626,26 @@ impl RedisBackend {
     }
 
     fn check_tags(&self, options: &SetOptions) -> Result<()> {
+        if !options.tags.is_empty() {
+            self.tags_on("set")?;
+        }
         if options.tags.iter().any(String::is_empty) {
             return Err(Error::invalid_input(NAME, "a tag is empty"));
         }
         Ok(())
+    }
+
+    /// [`ErrorKind::Unsupported`] naming `operation` when tags are off.
+    fn tags_on(&self, operation: &'static str) -> Result<()> {
+        if self.inner.tags {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            NAME,
+            "tags are off for this backend (`tags=false`)",
+        )
+        .with_operation(operation))
     }
 
     /// The servers `keys` and `clear` visit: the one server, or every
@@ -778,7 +799,9 @@ impl Backend for RedisBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Self::default_capabilities()
+        let mut capabilities = Self::default_capabilities();
+        capabilities.tags = self.inner.tags;
+        capabilities
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
@@ -1131,6 +1154,7 @@ impl Backend for RedisBackend {
     }
 
     async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {
+        self.tags_on("invalidate_tags")?;
         if tags.is_empty() {
             return Ok(0);
         }

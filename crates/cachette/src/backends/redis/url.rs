@@ -16,6 +16,7 @@ const PARAMS: &[&str] = &[
     "connect_timeout",
     "response_timeout",
     "default_ttl",
+    "tags",
 ];
 /// The parameters of `rediss://`.
 const TLS_PARAMS: &[&str] = &[
@@ -23,6 +24,7 @@ const TLS_PARAMS: &[&str] = &[
     "connect_timeout",
     "response_timeout",
     "default_ttl",
+    "tags",
     "ca_cert",
     "insecure_hostname",
 ];
@@ -32,6 +34,7 @@ const UNIX_PARAMS: &[&str] = &[
     "connect_timeout",
     "response_timeout",
     "default_ttl",
+    "tags",
     "db",
 ];
 
@@ -39,7 +42,7 @@ const UNIX_PARAMS: &[&str] = &[
 const DEFAULT_PORT: u16 = 6379;
 
 /// Builds a Redis backend from its URL:
-/// `redis://[user[:password]@]host[:port][/db]?prefix=app:&connect_timeout=1s&response_timeout=1s&default_ttl=5m`,
+/// `redis://[user[:password]@]host[:port][/db]?prefix=app:&connect_timeout=1s&response_timeout=1s&default_ttl=5m&tags=true`,
 /// `rediss://...` with `ca_cert=/path/ca.pem` and `insecure_hostname=true`,
 /// or `redis+unix:///path/redis.sock?db=0&...`.
 pub(crate) async fn open(url: &Url) -> Result<Arc<dyn Backend>> {
@@ -137,6 +140,9 @@ pub(crate) fn builder(url: &Url) -> Result<RedisBuilder> {
     if let Some(ttl) = params.duration("default_ttl")? {
         builder = builder.default_ttl(ttl);
     }
+    if let Some(tags) = bool_param(url, "tags")? {
+        builder = builder.tags(tags);
+    }
     if let Some(path) = text_param(url, "ca_cert") {
         let pem = std::fs::read(&path).map_err(|err| {
             Error::config(NAME, format!("parameter `ca_cert`: cannot read `{path}`"))
@@ -144,22 +150,25 @@ pub(crate) fn builder(url: &Url) -> Result<RedisBuilder> {
         })?;
         builder = builder.root_certificate_pem(pem);
     }
-    if let Some(insecure) = text_param(url, "insecure_hostname") {
-        let insecure = match insecure.trim() {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            other => {
-                return Err(Error::config(
-                    NAME,
-                    format!(
-                        "parameter `insecure_hostname`: expected `true` or `false`, got `{other}`"
-                    ),
-                ));
-            }
-        };
+    if let Some(insecure) = bool_param(url, "insecure_hostname")? {
         builder = builder.danger_accept_invalid_hostnames(insecure);
     }
     Ok(builder)
+}
+
+/// A `true`/`false` parameter (also `1`/`0`, `yes`/`no`).
+fn bool_param(url: &Url, name: &str) -> Result<Option<bool>> {
+    let Some(text) = text_param(url, name) else {
+        return Ok(None);
+    };
+    match text.trim() {
+        "true" | "1" | "yes" => Ok(Some(true)),
+        "false" | "0" | "no" => Ok(Some(false)),
+        other => Err(Error::config(
+            NAME,
+            format!("parameter `{name}`: expected `true` or `false`, got `{other}`"),
+        )),
+    }
 }
 
 /// A parameter taken as text. [`UrlParams::parse`] has already rejected
@@ -197,6 +206,7 @@ const CLUSTER_PARAMS: &[&str] = &[
     "connect_timeout",
     "response_timeout",
     "default_ttl",
+    "tags",
 ];
 /// The parameters of `redis+sentinel://`.
 const SENTINEL_PARAMS: &[&str] = &[
@@ -204,6 +214,7 @@ const SENTINEL_PARAMS: &[&str] = &[
     "connect_timeout",
     "response_timeout",
     "default_ttl",
+    "tags",
     "sentinel_username",
     "sentinel_password",
 ];
@@ -326,6 +337,9 @@ impl<'a> MultiHostUrl<'a> {
         }
         if let Some(ttl) = params.duration("default_ttl")? {
             builder = builder.default_ttl(ttl);
+        }
+        if let Some(tags) = bool_param(&self.query, "tags")? {
+            builder = builder.tags(tags);
         }
         Ok((builder, params))
     }
