@@ -7,6 +7,8 @@ pub mod file;
 pub mod memory;
 #[cfg(feature = "near")]
 pub mod near;
+#[cfg(any(feature = "memory", feature = "redis"))]
+pub(crate) mod read_counters;
 #[cfg(feature = "redb")]
 pub mod redb;
 #[cfg(feature = "redis")]

@@ -29,7 +29,6 @@
 //! [`set_sync`](MemoryBackend::set_sync), ...), which never block on I/O.
 
 mod builder;
-mod counters;
 mod ghost;
 mod shard;
 mod sketch;
@@ -68,7 +67,7 @@ struct Shard {
 struct Inner {
     shards: Box<[Shard]>,
     clock: Clock,
-    reads: counters::ReadCounters,
+    reads: crate::backends::read_counters::ReadCounters,
     shard_mask: u64,
     hasher: foldhash::fast::SeedableRandomState,
     policy: Policy,
@@ -180,7 +179,7 @@ impl MemoryBackend {
         let inner = Arc::new(Inner {
             shards,
             clock: Clock::new(),
-            reads: counters::ReadCounters::default(),
+            reads: crate::backends::read_counters::ReadCounters::default(),
             shard_mask: count as u64 - 1,
             hasher: if builder.fixed_hash_seed {
                 foldhash::fast::SeedableRandomState::fixed()

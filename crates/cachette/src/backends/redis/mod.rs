@@ -152,8 +152,7 @@ pub(super) struct Inner {
     address: String,
     /// Whether tags are kept ([`RedisBuilder::tags`]).
     tags: bool,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    reads: crate::backends::read_counters::ReadCounters,
     deletes: AtomicU64,
     invalidations: AtomicU64,
 }
@@ -174,8 +173,7 @@ impl Inner {
             deadline,
             address,
             tags,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            reads: crate::backends::read_counters::ReadCounters::default(),
             deletes: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
         }
@@ -813,12 +811,11 @@ impl Backend for RedisBackend {
                 redis::cmd("GET").arg(key).query_async(&mut conn).await
             })
             .await?;
-        let counter = if value.is_some() {
-            &self.inner.hits
+        if value.is_some() {
+            self.inner.reads.hit();
         } else {
-            &self.inner.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            self.inner.reads.miss();
+        }
         Ok(value)
     }
 
@@ -898,10 +895,7 @@ impl Backend for RedisBackend {
             }
         }
         let hits = values.iter().filter(|v| v.is_some()).count() as u64;
-        self.inner.hits.fetch_add(hits, Ordering::Relaxed);
-        self.inner
-            .misses
-            .fetch_add(values.len() as u64 - hits, Ordering::Relaxed);
+        self.inner.reads.add(hits, values.len() as u64 - hits);
         Ok(values)
     }
 
@@ -1226,9 +1220,10 @@ impl Backend for RedisBackend {
     }
 
     async fn stats(&self) -> Result<Stats> {
+        let reads = self.inner.reads.totals();
         let mut stats = Stats {
-            hits: self.inner.hits.load(Ordering::Relaxed),
-            misses: self.inner.misses.load(Ordering::Relaxed),
+            hits: reads.0,
+            misses: reads.1,
             deletes: self.inner.deletes.load(Ordering::Relaxed),
             invalidations: self.inner.invalidations.load(Ordering::Relaxed),
             ..Stats::default()

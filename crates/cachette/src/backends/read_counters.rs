@@ -1,5 +1,6 @@
-//! Read counters striped over cache lines, so that threads reading
-//! different keys never write to the same line just to count a hit.
+//! Read counters striped over cache lines, so that threads reading never
+//! write to the same line just to count a hit (the memory engine's and the
+//! Redis backend's hit and miss counters).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,7 +17,7 @@ struct Stripe {
 
 /// Hit and miss counters.
 #[derive(Debug, Default)]
-pub(super) struct ReadCounters {
+pub(crate) struct ReadCounters {
     stripes: [Stripe; STRIPES],
 }
 
@@ -38,20 +39,28 @@ fn stripe_of_this_thread() -> usize {
 }
 
 impl ReadCounters {
-    pub(super) fn hit(&self) {
+    pub(crate) fn hit(&self) {
         self.stripes[stripe_of_this_thread()]
             .hits
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn miss(&self) {
+    pub(crate) fn miss(&self) {
         self.stripes[stripe_of_this_thread()]
             .misses
             .fetch_add(1, Ordering::Relaxed);
     }
 
     /// (hits, misses) summed over the stripes.
-    pub(super) fn totals(&self) -> (u64, u64) {
+    /// Counts `hits` hits and `misses` misses at once (batch reads).
+    pub(crate) fn add(&self, hits: u64, misses: u64) {
+        let stripe = &self.stripes[stripe_of_this_thread()];
+        stripe.hits.fetch_add(hits, Ordering::Relaxed);
+        stripe.misses.fetch_add(misses, Ordering::Relaxed);
+    }
+
+    /// (hits, misses) summed over the stripes.
+    pub(crate) fn totals(&self) -> (u64, u64) {
         self.stripes.iter().fold((0, 0), |(h, m), s| {
             (
                 h + s.hits.load(Ordering::Relaxed),
