@@ -347,9 +347,9 @@ async fn kill_during_a_workload_fails_fast_and_the_same_backend_recovers() {
 /// A frozen server (`SIGSTOP`) accepts connections and answers nothing:
 /// only timeouts end an operation. Every kind of operation must end within
 /// the deadline (connect + response timeout) with a timeout or connection
-/// error, while the first requests wait on the live connection and later
-/// ones meet reconnects, and the same backend serves once the server runs
-/// again.
+/// error, first on the live connection to the frozen server, then (after
+/// it is thawed, serves again, and is killed) on reconnects to a port that
+/// accepts connections and never answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_server_fails_every_operation_within_the_deadline() {
     let server = RedisServer::start();

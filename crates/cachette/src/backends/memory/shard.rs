@@ -719,6 +719,10 @@ impl ShardInner {
             if freq > 0 {
                 let hash = entry.hash;
                 entry.freq.store(freq - 1, Ordering::Relaxed);
+                // All pending hits, on every pass: an entry hit often is
+                // counted more than once, which weighs residents above
+                // newcomers. The lab measured this above counting one hit
+                // per pass (trace mean 46.96 % vs 46.76 %, first sketch size).
                 self.count_hits(hash, freq);
                 self.unlink(candidate);
                 self.push_head(MAIN, candidate);
@@ -727,9 +731,7 @@ impl ShardInner {
             return candidate;
         }
     }
-}
 
-impl ShardInner {
     /// Whether an entry leaving the small queue without a hit takes the
     /// place of the main queue's `main_tail` instead of being evicted: it
     /// does if the main queue is empty, or if the sketch has counted it more
@@ -756,9 +758,9 @@ impl ShardInner {
     }
 }
 
-/// The admission sketch of a shard: S3-FIFO only, sized for the entries
-/// the shard is expected to hold (from the byte bound at 512 bytes an
-/// entry when only bytes are bounded: at most 3 % of the bound).
+/// The admission sketch of a shard: S3-FIFO only, growing up to the
+/// entries the shard can hold (from the byte bound at 512 bytes an entry
+/// when only bytes are bounded: at most 3 % of the bound).
 fn admission_sketch(policy: Policy, max_entries: u64, max_weight: u64) -> Option<FrequencySketch> {
     if policy != Policy::S3Fifo {
         return None;
