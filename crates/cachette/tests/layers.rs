@@ -6,15 +6,15 @@
 
 #![cfg(all(feature = "testing", feature = "memory"))]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 
 use cachette::layers::{
-    CircuitBreaker, CircuitBreakerLayer, CircuitState, LayerStack, PrefixLayer, Prefixed,
-    RetryLayer, TimeoutLayer, TracingLayer,
+    CircuitBreaker, CircuitBreakerLayer, CircuitState, Layer, LayerStack, PrefixLayer, RetryLayer,
+    TimeoutLayer, TracingLayer,
 };
 use cachette::testing::FaultyBackend;
 use cachette::{Backend, ErrorKind, MemoryBackend, SetOptions};
@@ -24,7 +24,9 @@ fn memory() -> Arc<dyn Backend> {
 }
 
 fn prefixed(inner: &Arc<dyn Backend>, prefix: &str) -> Arc<dyn Backend> {
-    Arc::new(Prefixed::new(inner.clone(), prefix).expect("a non-empty prefix"))
+    PrefixLayer::new(prefix)
+        .expect("a non-empty prefix")
+        .layer(inner.clone())
 }
 
 /// A memory backend behind a `FaultyBackend`: the handle, and the same as a
@@ -122,21 +124,17 @@ async fn every_layer_forwards_every_operation_once() {
     type Wrap = fn(Arc<dyn Backend>) -> Arc<dyn Backend>;
     let layers: [(&str, Wrap); 6] = [
         ("timeout", |b| {
-            Arc::new(
-                TimeoutLayer::new()
-                    .all(Duration::from_secs(1))
-                    .layer(b)
-                    .unwrap(),
-            )
+            TimeoutLayer::new()
+                .all(Duration::from_secs(1))
+                .unwrap()
+                .layer(b)
         }),
-        ("retry", |b| Arc::new(RetryLayer::new().layer(b).unwrap())),
-        ("circuit breaker", |b| {
-            Arc::new(CircuitBreakerLayer::new().layer(b).unwrap())
-        }),
-        ("tracing", |b| Arc::new(TracingLayer::new().layer(b))),
+        ("retry", |b| RetryLayer::new().layer(b)),
+        ("circuit breaker", |b| CircuitBreakerLayer::new().layer(b)),
+        ("tracing", |b| TracingLayer::new().layer(b)),
         ("metrics", |b| {
             #[cfg(feature = "metrics")]
-            let b: Arc<dyn Backend> = Arc::new(cachette::layers::MetricsLayer::new().layer(b));
+            let b = cachette::layers::MetricsLayer::new().layer(b);
             b
         }),
         ("prefix", |b| prefixed(&b, "app:")),
@@ -280,9 +278,7 @@ async fn prefixed_rejects_the_empty_key() {
 
 #[test]
 fn empty_prefix_is_a_config_error() {
-    let error = Prefixed::new(memory(), "").unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Config);
-    let error = PrefixLayer::new("").layer(memory()).unwrap_err();
+    let error = PrefixLayer::new("").unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Config);
 }
 
@@ -291,14 +287,40 @@ fn prefix_as_long_as_the_key_limit_is_a_config_error() {
     let store = memory();
     let prefix = "p".repeat(store.capabilities().max_key_len);
     assert_eq!(
-        Prefixed::new(store, prefix).unwrap_err().kind(),
+        PrefixLayer::new(prefix)
+            .unwrap()
+            .wrap(store)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Config
+    );
+}
+
+#[tokio::test]
+async fn prefix_without_room_fails_each_keyed_operation_and_health_with_a_config_error() {
+    let store = memory();
+    let prefix = "p".repeat(store.capabilities().max_key_len);
+    let backend = PrefixLayer::new(prefix).unwrap().layer(store);
+    assert_eq!(backend.capabilities().max_key_len, 0);
+
+    let error = backend.get("k").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert_eq!(error.operation(), Some("get"));
+    assert!(error.message().contains("no room"), "{error}");
+    let error = backend.set("k", "v".into(), &opts()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert_eq!(
+        backend.health().await.unwrap_err().kind(),
         ErrorKind::Config
     );
 }
 
 #[tokio::test]
 async fn prefixed_clear_is_unsupported_without_inner_key_listing() {
-    let app = Prefixed::new(Arc::new(Minimal::default()), "app:").unwrap();
+    let app = PrefixLayer::new("app:")
+        .unwrap()
+        .wrap(Arc::new(Minimal::default()))
+        .unwrap();
     assert!(!app.capabilities().clear);
     assert_eq!(
         app.clear().await.unwrap_err().kind(),
@@ -316,8 +338,8 @@ async fn timeout_fails_a_slow_operation_with_kind_timeout_naming_operation_and_l
     faults.set_delay(Some(Duration::from_secs(1)));
     let backend = TimeoutLayer::new()
         .reads(Duration::from_millis(100))
-        .layer(inner)
-        .unwrap();
+        .unwrap()
+        .layer(inner);
 
     let started = tokio::time::Instant::now();
     let error = backend.get("k").await.unwrap_err();
@@ -334,9 +356,10 @@ async fn timeout_applies_the_limit_of_the_operation_class() {
     faults.set_delay(Some(Duration::from_secs(1)));
     let backend = TimeoutLayer::new()
         .reads(Duration::from_millis(100))
+        .unwrap()
         .scans(Duration::from_millis(200))
-        .layer(inner)
-        .unwrap();
+        .unwrap()
+        .layer(inner);
 
     assert!(
         backend.set("k", "v".into(), &opts()).await.unwrap(),
@@ -353,8 +376,8 @@ async fn operation_within_its_timeout_succeeds() {
     faults.set_delay(Some(Duration::from_millis(50)));
     let backend = TimeoutLayer::new()
         .all(Duration::from_millis(100))
-        .layer(inner)
-        .unwrap();
+        .unwrap()
+        .layer(inner);
     backend.set("k", "v".into(), &opts()).await.unwrap();
     assert_eq!(backend.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
 }
@@ -363,8 +386,8 @@ async fn operation_within_its_timeout_succeeds() {
 async fn timeout_ends_a_keys_stream_that_stalls() {
     let backend = TimeoutLayer::new()
         .scans(Duration::from_millis(100))
-        .layer(Arc::new(Minimal::default()))
-        .unwrap();
+        .unwrap()
+        .layer(Arc::new(Minimal::default()));
     let mut keys = backend.keys("*").await.unwrap();
     assert_eq!(keys.next().await.unwrap().unwrap(), "first");
     let error = keys.next().await.unwrap().unwrap_err();
@@ -377,10 +400,7 @@ async fn timeout_ends_a_keys_stream_that_stalls() {
 
 #[test]
 fn zero_timeout_is_a_config_error() {
-    let error = TimeoutLayer::new()
-        .writes(Duration::ZERO)
-        .layer(memory())
-        .unwrap_err();
+    let error = TimeoutLayer::new().writes(Duration::ZERO).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Config);
     assert!(error.to_string().contains("writes"), "{error}");
 }
@@ -393,7 +413,7 @@ fn zero_timeout_is_a_config_error() {
 async fn retry_recovers_from_two_connection_failures() {
     let (faults, inner) = faulty();
     inner.set("k", "v".into(), &opts()).await.unwrap();
-    let backend = RetryLayer::new().layer(inner).unwrap();
+    let backend = RetryLayer::new().layer(inner);
     faults.fail_next(2, ErrorKind::Connection);
 
     assert_eq!(backend.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
@@ -403,7 +423,7 @@ async fn retry_recovers_from_two_connection_failures() {
 #[tokio::test(start_paused = true)]
 async fn retry_gives_up_after_max_attempts() {
     let (faults, inner) = faulty();
-    let backend = RetryLayer::new().max_attempts(4).layer(inner).unwrap();
+    let backend = RetryLayer::new().max_attempts(4).unwrap().layer(inner);
     faults.fail_with(Some(ErrorKind::Timeout));
 
     let error = backend.get("k").await.unwrap_err();
@@ -416,7 +436,7 @@ async fn retry_gives_up_after_max_attempts() {
 #[tokio::test(start_paused = true)]
 async fn retry_never_retries_incr_or_decr() {
     let (faults, inner) = faulty();
-    let backend = RetryLayer::new().layer(inner).unwrap();
+    let backend = RetryLayer::new().layer(inner);
     faults.fail_next(2, ErrorKind::Connection);
 
     let error = backend.incr("n", 1, Default::default()).await.unwrap_err();
@@ -429,7 +449,7 @@ async fn retry_never_retries_incr_or_decr() {
 #[tokio::test(start_paused = true)]
 async fn retry_never_retries_a_conditional_set() {
     let (faults, inner) = faulty();
-    let backend = RetryLayer::new().layer(inner).unwrap();
+    let backend = RetryLayer::new().layer(inner);
     faults.fail_next(2, ErrorKind::Connection);
 
     let error = backend
@@ -449,7 +469,7 @@ async fn retry_never_retries_a_conditional_set() {
 #[tokio::test(start_paused = true)]
 async fn retry_retries_an_unconditional_set() {
     let (faults, inner) = faulty();
-    let backend = RetryLayer::new().layer(inner).unwrap();
+    let backend = RetryLayer::new().layer(inner);
     faults.fail_next(1, ErrorKind::Connection);
     assert!(backend.set("k", "v".into(), &opts()).await.unwrap());
     assert_eq!(faults.calls_of("set"), 2);
@@ -458,7 +478,7 @@ async fn retry_retries_an_unconditional_set() {
 #[tokio::test(start_paused = true)]
 async fn retry_does_not_retry_a_non_temporary_error() {
     let (faults, inner) = faulty();
-    let backend = RetryLayer::new().layer(inner).unwrap();
+    let backend = RetryLayer::new().layer(inner);
     faults.fail_next(2, ErrorKind::Backend);
 
     let error = backend.get("k").await.unwrap_err();
@@ -471,10 +491,10 @@ async fn retry_waits_at_most_the_doubling_backoff_bound() {
     let (faults, inner) = faulty();
     let backend = RetryLayer::new()
         .max_attempts(4)
-        .initial_backoff(Duration::from_millis(100))
-        .max_backoff(Duration::from_millis(150))
-        .layer(inner)
-        .unwrap();
+        .unwrap()
+        .backoff(Duration::from_millis(100), Duration::from_millis(150))
+        .unwrap()
+        .layer(inner);
     faults.fail_with(Some(ErrorKind::Connection));
 
     let started = tokio::time::Instant::now();
@@ -489,11 +509,37 @@ async fn retry_waits_at_most_the_doubling_backoff_bound() {
 
 #[test]
 fn retry_with_zero_attempts_is_a_config_error() {
+    let error = RetryLayer::new().max_attempts(0).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+}
+
+#[test]
+fn retry_with_an_initial_backoff_above_the_maximum_is_a_config_error() {
     let error = RetryLayer::new()
-        .max_attempts(0)
-        .layer(memory())
+        .backoff(Duration::from_secs(2), Duration::from_secs(1))
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(error.message().contains("exceeds"), "{error}");
+}
+
+#[test]
+fn layer_configuration_errors_name_the_layer() {
+    let errors = [
+        PrefixLayer::new("").unwrap_err(),
+        TimeoutLayer::new().reads(Duration::ZERO).unwrap_err(),
+        RetryLayer::new().max_attempts(0).unwrap_err(),
+        CircuitBreakerLayer::new().failure_threshold(0).unwrap_err(),
+    ];
+    let names: Vec<&str> = errors.iter().map(|error| error.backend()).collect();
+    assert_eq!(
+        names,
+        [
+            "prefix layer",
+            "timeout layer",
+            "retry layer",
+            "circuit breaker"
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -502,9 +548,9 @@ async fn retry_above_timeout_retries_a_timed_out_attempt() {
     faults.set_delay(Some(Duration::from_secs(1)));
     let timeout = TimeoutLayer::new()
         .reads(Duration::from_millis(100))
-        .layer(inner)
-        .unwrap();
-    let backend = RetryLayer::new().layer(Arc::new(timeout)).unwrap();
+        .unwrap()
+        .layer(inner);
+    let backend = RetryLayer::new().layer(timeout);
 
     let error = backend.get("k").await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Timeout);
@@ -518,9 +564,9 @@ async fn retry_above_timeout_retries_a_timed_out_attempt() {
 fn breaker(inner: Arc<dyn Backend>) -> CircuitBreaker {
     CircuitBreakerLayer::new()
         .failure_threshold(3)
-        .open_duration(Duration::from_secs(5))
-        .layer(inner)
         .unwrap()
+        .open_duration(Duration::from_secs(5))
+        .wrap(inner)
 }
 
 /// A breaker over a failing backend, opened by three failures.
@@ -658,10 +704,7 @@ async fn success_resets_the_consecutive_failure_count() {
 
 #[test]
 fn breaker_with_a_zero_threshold_is_a_config_error() {
-    let error = CircuitBreakerLayer::new()
-        .failure_threshold(0)
-        .layer(memory())
-        .unwrap_err();
+    let error = CircuitBreakerLayer::new().failure_threshold(0).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Config);
 }
 
@@ -673,8 +716,8 @@ fn breaker_with_a_zero_threshold_is_a_config_error() {
 async fn stack_counts_one_breaker_failure_per_retried_operation() {
     let (faults, inner) = faulty();
     let backend = LayerStack::new(inner)
-        .retry(RetryLayer::new().max_attempts(3))
-        .circuit_breaker(CircuitBreakerLayer::new().failure_threshold(2))
+        .retry(RetryLayer::new().max_attempts(3).unwrap())
+        .circuit_breaker(CircuitBreakerLayer::new().failure_threshold(2).unwrap())
         .build()
         .unwrap();
     faults.fail_with(Some(ErrorKind::Connection));
@@ -693,7 +736,11 @@ async fn stack_gives_each_attempt_its_own_timeout() {
     let (faults, inner) = faulty();
     faults.set_delay(Some(Duration::from_secs(1)));
     let backend = LayerStack::new(inner)
-        .timeout(TimeoutLayer::new().reads(Duration::from_millis(100)))
+        .timeout(
+            TimeoutLayer::new()
+                .reads(Duration::from_millis(100))
+                .unwrap(),
+        )
         .retry(RetryLayer::new())
         .build()
         .unwrap();
@@ -724,6 +771,86 @@ async fn stack_reports_the_prefixed_key_limit() {
 fn stack_with_an_empty_prefix_is_a_config_error() {
     let error = LayerStack::new(memory()).prefix("").build().unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Config);
+}
+
+#[test]
+fn stack_with_a_prefix_that_leaves_no_room_is_a_config_error() {
+    let store = memory();
+    let prefix = "p".repeat(store.capabilities().max_key_len);
+    let error = LayerStack::new(store).prefix(prefix).build().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(error.message().contains("no room"), "{error}");
+}
+
+/// A layer of a user's own: its backend logs, under the layer's name, the
+/// key of each `get` it forwards.
+#[derive(Debug)]
+struct KeyLogLayer {
+    name: &'static str,
+    log: Arc<Mutex<Vec<(&'static str, String)>>>,
+}
+
+struct KeyLog {
+    name: &'static str,
+    log: Arc<Mutex<Vec<(&'static str, String)>>>,
+    inner: Arc<dyn Backend>,
+}
+
+impl Layer for KeyLogLayer {
+    fn layer(&self, inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
+        Arc::new(KeyLog {
+            name: self.name,
+            log: self.log.clone(),
+            inner,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for KeyLog {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> cachette::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn get(&self, key: &str) -> cachette::Result<Option<Bytes>> {
+        self.log.lock().unwrap().push((self.name, key.to_owned()));
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: &str, value: Bytes, options: &SetOptions) -> cachette::Result<bool> {
+        self.inner.set(key, value, options).await
+    }
+    async fn delete(&self, key: &str) -> cachette::Result<bool> {
+        self.inner.delete(key).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stack_puts_your_layers_below_the_prefix_and_retry_the_first_added_innermost() {
+    let (faults, inner) = faulty();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let layer = |name| KeyLogLayer {
+        name,
+        log: log.clone(),
+    };
+    let backend = LayerStack::new(inner)
+        .tracing(TracingLayer::new())
+        .retry(RetryLayer::new())
+        .prefix("app:")
+        .layer(layer("first"))
+        .layer(layer("second"))
+        .build()
+        .unwrap();
+    faults.fail_next(1, ErrorKind::Connection);
+
+    backend.get("k").await.unwrap();
+
+    let attempt = [
+        ("second", "app:k".to_owned()),
+        ("first", "app:k".to_owned()),
+    ];
+    assert_eq!(*log.lock().unwrap(), [attempt.clone(), attempt].concat());
 }
 
 // ---------------------------------------------------------------------------
@@ -1128,7 +1255,11 @@ mod metrics_layer {
         let metrics = recorded(|| async {
             let (faults, inner) = faulty();
             let backend = LayerStack::new(inner)
-                .retry(RetryLayer::new().initial_backoff(Duration::ZERO))
+                .retry(
+                    RetryLayer::new()
+                        .backoff(Duration::ZERO, Duration::from_secs(1))
+                        .unwrap(),
+                )
                 .metrics(MetricsLayer::new())
                 .build()
                 .unwrap();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cachette::layers::{
-    CircuitBreakerLayer, LayerStack, Prefixed, RetryLayer, TimeoutLayer, TracingLayer,
+    CircuitBreakerLayer, Layer, LayerStack, PrefixLayer, RetryLayer, TimeoutLayer, TracingLayer,
 };
 use cachette::testing::{Report, run_conformance};
 use cachette::{Backend, MemoryBackend};
@@ -24,7 +24,9 @@ fn memory() -> Arc<dyn Backend> {
 }
 
 fn prefixed(inner: &Arc<dyn Backend>, prefix: &str) -> Arc<dyn Backend> {
-    Arc::new(Prefixed::new(inner.clone(), prefix).expect("a non-empty prefix"))
+    PrefixLayer::new(prefix)
+        .expect("a non-empty prefix")
+        .layer(inner.clone())
 }
 
 /// Every check applies, except the value size limit (the memory backend
@@ -35,11 +37,18 @@ fn assert_only_unbounded_values_skipped(report: &Report) {
     assert_eq!(skipped, ["value_size_limit"], "{report}");
 }
 
+/// A deadline no operation of the suite comes near.
+fn generous_timeouts() -> TimeoutLayer {
+    TimeoutLayer::new()
+        .all(Duration::from_secs(10))
+        .expect("a positive timeout")
+}
+
 /// Every layer, generous deadlines, over `inner` with `prefix`.
 fn full_stack(inner: Arc<dyn Backend>, prefix: &str) -> Arc<dyn Backend> {
     let stack = LayerStack::new(inner)
         .prefix(prefix)
-        .timeout(TimeoutLayer::new().all(Duration::from_secs(10)))
+        .timeout(generous_timeouts())
         .retry(RetryLayer::new())
         .circuit_breaker(CircuitBreakerLayer::new())
         .tracing(TracingLayer::new());
@@ -76,7 +85,7 @@ async fn full_stack_over_memory_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stack_without_prefix_over_memory_conforms() {
     let stack = LayerStack::new(memory())
-        .timeout(TimeoutLayer::new().all(Duration::from_secs(10)))
+        .timeout(generous_timeouts())
         .retry(RetryLayer::new())
         .circuit_breaker(CircuitBreakerLayer::new())
         .tracing(TracingLayer::new().record_keys(true))

@@ -22,9 +22,9 @@ use crate::error::{Error, ErrorKind, Result};
 ///
 /// # fn main() -> cachette::Result<()> {
 /// let breaker = CircuitBreakerLayer::new()
-///     .failure_threshold(10)
+///     .failure_threshold(10)?
 ///     .open_duration(Duration::from_secs(30))
-///     .layer(Arc::new(MemoryBackend::default()))?;
+///     .wrap(Arc::new(MemoryBackend::default()));
 /// assert_eq!(breaker.state(), CircuitState::Closed);
 /// let backend: Arc<dyn Backend> = Arc::new(breaker);
 /// # Ok(())
@@ -46,16 +46,26 @@ impl Default for CircuitBreakerLayer {
     }
 }
 
+/// Who raises the configuration errors of [`CircuitBreakerLayer`].
+const NAME: &str = "circuit breaker";
+
 impl CircuitBreakerLayer {
     /// Opens after 5 consecutive failures, for 5 seconds.
     pub fn new() -> Self {
         CircuitBreakerLayer::default()
     }
 
-    /// How many consecutive temporary failures open the circuit (default 5).
-    pub fn failure_threshold(mut self, failures: u32) -> Self {
+    /// How many consecutive temporary failures open the circuit (default
+    /// 5). Fails with [`ErrorKind::Config`] if zero.
+    pub fn failure_threshold(mut self, failures: u32) -> Result<Self> {
+        if failures == 0 {
+            return Err(Error::config(
+                NAME,
+                "failure_threshold of the circuit breaker is zero; it must be at least 1",
+            ));
+        }
         self.failure_threshold = failures;
-        self
+        Ok(self)
     }
 
     /// How long the circuit stays open before it lets a probe through
@@ -65,22 +75,19 @@ impl CircuitBreakerLayer {
         self
     }
 
-    /// Wraps `inner` in a closed circuit of its own. Fails with
-    /// [`ErrorKind::Config`] if `failure_threshold` is zero.
-    pub fn layer<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Result<CircuitBreaker<B>> {
-        if self.failure_threshold == 0 {
-            return Err(Error::config(
-                inner.name(),
-                "failure_threshold of the circuit breaker is zero; it must be at least 1",
-            ));
-        }
-        Ok(CircuitBreaker {
+    /// Wraps `inner` in a closed circuit of its own, keeping its type;
+    /// [`Layer::layer`](super::Layer::layer) does the same for an
+    /// `Arc<dyn Backend>`.
+    pub fn wrap<B: Backend + ?Sized>(&self, inner: Arc<B>) -> CircuitBreaker<B> {
+        CircuitBreaker {
             config: *self,
             state: Mutex::new(State::Closed { failures: 0 }),
             inner,
-        })
+        }
     }
 }
+
+layer_by_wrap!(CircuitBreakerLayer);
 
 /// The state of a [`CircuitBreaker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -20,13 +20,11 @@ const MISSES: &str = "cachette_misses_total";
 /// ```
 /// use std::sync::Arc;
 /// use cachette::{Backend, MemoryBackend};
-/// use cachette::layers::MetricsLayer;
+/// use cachette::layers::{Layer, MetricsLayer};
 ///
-/// let backend: Arc<dyn Backend> = Arc::new(
-///     MetricsLayer::new()
-///         .backend_label("sessions")
-///         .layer(Arc::new(MemoryBackend::default())),
-/// );
+/// let backend: Arc<dyn Backend> = MetricsLayer::new()
+///     .backend_label("sessions")
+///     .layer(Arc::new(MemoryBackend::default()));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetricsLayer {
@@ -46,9 +44,10 @@ impl MetricsLayer {
         self
     }
 
-    /// Wraps `inner`, and describes the metrics to the recorder installed
-    /// now (if any).
-    pub fn layer<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Metrics<B> {
+    /// Wraps `inner`, keeping its type ([`Layer::layer`](super::Layer::layer)
+    /// does the same for an `Arc<dyn Backend>`), and describes the metrics
+    /// to the recorder installed now (if any).
+    pub fn wrap<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Metrics<B> {
         describe_counter!(OPERATIONS, "Operations on a cachette backend, by outcome.");
         describe_histogram!(
             DURATION,
@@ -64,6 +63,8 @@ impl MetricsLayer {
         Metrics { backend, inner }
     }
 }
+
+layer_by_wrap!(MetricsLayer);
 
 /// A backend that records each operation through the
 /// [`metrics`](https://docs.rs/metrics) facade; built by [`MetricsLayer`]

@@ -3,12 +3,15 @@
 //! Each layer observes or guards the operations of the backend it wraps and
 //! forwards every method of the trait (none falls back to a slow default),
 //! reporting the inner backend's name and [`Capabilities`] (adjusted where
-//! the layer changes them: [`Prefixed`] lowers `max_key_len`). The naming
-//! follows tower: a `…Layer` value configures, its
-//! [`layer`](TimeoutLayer::layer) method wraps a backend in the layer's
-//! backend type, which keeps the inner one behind an `Arc<B>`. `B` defaults
-//! to `dyn Backend`, so `Arc<dyn Backend>` goes in and, coerced,
-//! `Arc<dyn Backend>` comes out; a concrete `B` keeps static dispatch.
+//! the layer changes them: [`Prefix`] lowers `max_key_len`).
+//!
+//! The naming follows tower: a `…Layer` value configures, and the [`Layer`]
+//! trait's [`layer`](Layer::layer) wraps an `Arc<dyn Backend>` in the
+//! layer's backend type (`TimeoutLayer` → [`Timeout`]). Each `…Layer` also
+//! has an inherent `wrap`, which takes any `Arc<B>` and keeps the concrete
+//! type (`Timeout<B>`): static dispatch, and methods of the wrapper such as
+//! [`CircuitBreaker::state`]. Wrappers have no public constructor of their
+//! own: the layer is the one way in.
 //!
 //! | layer | wrapper | what it does |
 //! | --- | --- | --- |
@@ -17,10 +20,27 @@
 //! | [`CircuitBreakerLayer`] | [`CircuitBreaker`] | fails fast while the backend keeps failing |
 //! | [`RetryLayer`] | [`Retry`] | retries temporary failures of idempotent operations, with backoff |
 //! | [`TimeoutLayer`] | [`Timeout`] | a deadline per operation |
-//! | [`PrefixLayer`] | [`Prefixed`] | a key and tag prefix: a namespace in a shared store |
+//! | [`PrefixLayer`] | [`Prefix`] | a key and tag prefix: a namespace in a shared store |
 //!
 //! [`Backend`]: crate::Backend
 //! [`Capabilities`]: crate::Capabilities
+//!
+//! # Configuration errors come first
+//!
+//! A layer value is always valid, so wrapping never fails. Whatever can be
+//! wrong is rejected where it is written: a constructor or setter whose
+//! argument can be invalid returns [`Result<Self>`](crate::Result) (an
+//! [`ErrorKind::Config`](crate::ErrorKind::Config) error raised by the
+//! layer, e.g. `timeout layer`), the others return `Self`, and chains read
+//! `TimeoutLayer::new().reads(limit)?.writes(limit)?`. Two values that are
+//! only valid together are given together
+//! ([`RetryLayer::backoff`]), so no order of the calls matters.
+//!
+//! One rule depends on the backend being wrapped: a prefix must leave room
+//! for a key under the inner backend's `max_key_len`. [`PrefixLayer::wrap`]
+//! and [`LayerStack::build`] check it and fail; through the [`Layer`]
+//! trait, the prefixed backend reports a `max_key_len` of 0 and fails each
+//! keyed operation with that same error.
 //!
 //! # Order
 //!
@@ -28,7 +48,7 @@
 //! caller (outermost) down to the backend:
 //!
 //! ```text
-//! tracing → metrics → circuit breaker → retry → timeout → prefix → backend
+//! tracing → metrics → circuit breaker → retry → timeout → prefix → your layers → backend
 //! ```
 //!
 //! - **Tracing outermost**: its span covers the whole operation, so what the
@@ -45,9 +65,14 @@
 //! - **Retry above timeout**: each attempt gets its own deadline, and an
 //!   attempt that timed out is retried. Above retry, a timeout would bound
 //!   all attempts and the backoff together.
-//! - **Prefix innermost**: it only rewrites keys, so every layer above sees
-//!   and logs the caller's keys, and the key limit it lowers is the one the
-//!   caller is checked against.
+//! - **Prefix above your layers**: it only rewrites keys, so every layer
+//!   above sees and logs the caller's keys, and the key limit it lowers is
+//!   the one the caller is checked against.
+//! - **Your layers innermost** ([`LayerStack::layer`], the first added
+//!   nearest the backend): they extend the store, so the layers above treat
+//!   them as part of it: each attempt of a retry reaches them, the
+//!   deadlines and the circuit breaker cover them, and tracing records what
+//!   they do inside its span.
 //!
 //! # Composing by hand
 //!
@@ -57,25 +82,55 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use cachette::{Backend, MemoryBackend};
-//! use cachette::layers::{Prefixed, RetryLayer, TimeoutLayer, TracingLayer};
+//! use cachette::layers::{Layer, PrefixLayer, RetryLayer, TimeoutLayer, TracingLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> cachette::Result<()> {
 //! let store: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
-//! let backend = Arc::new(Prefixed::new(store, "app:")?);
-//! let backend = Arc::new(TimeoutLayer::new().all(Duration::from_millis(50)).layer(backend)?);
-//! let backend = Arc::new(RetryLayer::new().layer(backend)?);
-//! let backend: Arc<dyn Backend> = Arc::new(TracingLayer::new().layer(backend));
+//! let backend = PrefixLayer::new("app:")?.layer(store);
+//! let backend = TimeoutLayer::new().all(Duration::from_millis(50))?.layer(backend);
+//! let backend = RetryLayer::new().layer(backend);
+//! let backend = TracingLayer::new().layer(backend);
 //!
 //! backend.set("user:1", "Ada".into(), &Default::default()).await?;
 //! assert_eq!(backend.get("user:1").await?.as_deref(), Some(&b"Ada"[..]));
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Writing a layer
+//!
+//! A layer of your own implements [`Layer`] and returns a backend that
+//! forwards every method it does not change (deny
+//! `clippy::missing_trait_methods` on that impl, as the layers here do, so
+//! that no operation falls back to a slow default); [`LayerStack::layer`]
+//! stacks it with the others.
+
+use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::backend::{KeyStream, KeyTtl, SetCondition, SetOptions, Stats};
+use crate::backend::{Backend, KeyStream, KeyTtl, SetCondition, SetOptions, Stats};
+
+/// Wraps a backend in another backend: the configuring half of a layer
+/// (see [the module docs](self)).
+///
+/// `layer` never fails: a layer value is valid once built, and its
+/// constructors and setters rejected what was not.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cachette::{Backend, MemoryBackend};
+/// use cachette::layers::{Layer, TracingLayer};
+///
+/// let store: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+/// let traced: Arc<dyn Backend> = TracingLayer::new().layer(store);
+/// ```
+pub trait Layer: Send + Sync + fmt::Debug {
+    /// `inner`, wrapped in this layer's backend.
+    fn layer(&self, inner: Arc<dyn Backend>) -> Arc<dyn Backend>;
+}
 
 /// Implements [`Backend`] for a layer `$layer<B>` (with fields `inner:
 /// Arc<B>`) whose inherent method
@@ -220,6 +275,21 @@ macro_rules! backend_around {
     };
 }
 
+/// `impl Layer for $config` through its inherent, infallible
+/// `wrap(&self, Arc<B>) -> $wrapper<B>`.
+macro_rules! layer_by_wrap {
+    ($config:ident) => {
+        impl $crate::layers::Layer for $config {
+            fn layer(
+                &self,
+                inner: std::sync::Arc<dyn $crate::Backend>,
+            ) -> std::sync::Arc<dyn $crate::Backend> {
+                std::sync::Arc::new(self.wrap(inner))
+            }
+        }
+    };
+}
+
 /// `impl Debug` for a layer `$layer<B>` with an `inner: Arc<B>` field: the
 /// inner backend's name, then the given fields.
 macro_rules! debug_layer {
@@ -248,7 +318,7 @@ mod trace;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use self::metrics::{Metrics, MetricsLayer};
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitState};
-pub use prefix::{PrefixLayer, Prefixed};
+pub use prefix::{Prefix, PrefixLayer};
 pub use retry::{Retry, RetryLayer};
 pub use stack::LayerStack;
 pub use timeout::{Timeout, TimeoutLayer};

@@ -1,4 +1,4 @@
-//! [`Prefixed`]: a namespace in a shared store.
+//! [`Prefix`]: a namespace in a shared store.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -13,21 +13,23 @@ use crate::backend::{
 use crate::error::{Error, Result};
 use crate::glob;
 
-/// How many keys [`Prefixed::clear`](Backend::clear) deletes per
+use super::Layer;
+
+/// How many keys [`Prefix::clear`](Backend::clear) deletes per
 /// `delete_many` call of the inner backend.
 const CLEAR_BATCH: usize = 500;
 
-/// Configures a [`Prefixed`] backend: the prefix every key and tag gets.
+/// Configures a [`Prefix`] backend: the prefix every key and tag gets.
 ///
 /// ```
 /// use std::sync::Arc;
 /// use cachette::{Backend, MemoryBackend};
-/// use cachette::layers::PrefixLayer;
+/// use cachette::layers::{Layer, PrefixLayer};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> cachette::Result<()> {
 /// let store: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
-/// let sessions = PrefixLayer::new("sessions:").layer(store.clone())?;
+/// let sessions = PrefixLayer::new("sessions:")?.layer(store.clone());
 /// sessions.set("42", "Ada".into(), &Default::default()).await?;
 /// assert_eq!(store.get("sessions:42").await?.as_deref(), Some(&b"Ada"[..]));
 /// # Ok(())
@@ -39,21 +41,59 @@ pub struct PrefixLayer {
 }
 
 impl PrefixLayer {
-    /// Keys and tags will start with `prefix` (which must not be empty).
-    pub fn new(prefix: impl Into<String>) -> Self {
-        PrefixLayer {
-            prefix: prefix.into(),
+    /// Keys and tags will start with `prefix`. Fails with
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) if it is empty.
+    pub fn new(prefix: impl Into<String>) -> Result<Self> {
+        let prefix = prefix.into();
+        if prefix.is_empty() {
+            return Err(Error::config(
+                "prefix layer",
+                "the prefix of the prefix layer is empty; a prefix layer needs a non-empty prefix",
+            ));
         }
+        Ok(PrefixLayer { prefix })
     }
 
-    /// Wraps `inner`; see [`Prefixed::new`] for the errors.
-    pub fn layer<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Result<Prefixed<B>> {
-        Prefixed::new(inner, self.prefix.clone())
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Wraps `inner`, keeping its type. Fails with
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) if the prefix leaves
+    /// no room for a key under the inner backend's `max_key_len`; through
+    /// [`Layer::layer`], such a backend fails each keyed operation and
+    /// `health` with that error instead.
+    pub fn wrap<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Result<Prefix<B>> {
+        let backend = self.around(inner);
+        backend.check_room()?;
+        Ok(backend)
+    }
+
+    /// `inner` under the prefix, whether or not the prefix leaves room.
+    fn around<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Prefix<B> {
+        let max_key_len = inner
+            .capabilities()
+            .max_key_len
+            .saturating_sub(self.prefix.len());
+        Prefix {
+            pattern: glob::escape(&self.prefix),
+            prefix: self.prefix.clone(),
+            max_key_len,
+            inner,
+        }
+    }
+}
+
+impl Layer for PrefixLayer {
+    fn layer(&self, inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
+        Arc::new(self.around(inner))
     }
 }
 
 /// A backend whose keys and tags all start with a prefix in the inner
-/// backend, a namespace in a store shared with others.
+/// backend, a namespace in a store shared with others; built by
+/// [`PrefixLayer`].
 ///
 /// - Every key and tag gets the prefix; `keys(pattern)` lists the inner
 ///   keys that match the escaped prefix followed by `pattern` and returns
@@ -67,56 +107,27 @@ impl PrefixLayer {
 ///   a longer key is rejected with `InvalidInput` naming that limit.
 /// - `stats`, `purge_expired`, `health` and `close` concern the whole
 ///   inner backend.
+/// - A prefix that leaves no room for a key (which only
+///   [`Layer::layer`] lets through) reports a `max_key_len` of 0 and fails
+///   each keyed operation and `health` with `Config`.
 ///
-/// Keep it innermost, just above the backend (see [the module
+/// Keep it below the other layers of this module (see [the module
 /// docs](crate::layers)).
-pub struct Prefixed<B: ?Sized = dyn Backend> {
+pub struct Prefix<B: ?Sized = dyn Backend> {
     prefix: String,
     /// `prefix` with glob characters escaped: the start of inner patterns.
     pattern: String,
+    /// The inner limit minus the prefix; 0 if the prefix leaves no room.
     max_key_len: usize,
     inner: Arc<B>,
 }
 
-debug_layer!(Prefixed {
+debug_layer!(Prefix {
     prefix,
     max_key_len
 });
 
-impl<B: Backend + ?Sized> Prefixed<B> {
-    /// Wraps `inner` so that keys and tags start with `prefix`.
-    ///
-    /// Fails with [`ErrorKind::Config`](crate::ErrorKind::Config) if the
-    /// prefix is empty or leaves no room for a key under the inner
-    /// backend's `max_key_len`.
-    pub fn new(inner: Arc<B>, prefix: impl Into<String>) -> Result<Self> {
-        let prefix = prefix.into();
-        if prefix.is_empty() {
-            return Err(Error::config(
-                inner.name(),
-                "the prefix of the prefix layer is empty; a prefix layer needs a non-empty prefix",
-            ));
-        }
-        let inner_limit = inner.capabilities().max_key_len;
-        let max_key_len = inner_limit.saturating_sub(prefix.len());
-        if max_key_len == 0 {
-            return Err(Error::config(
-                inner.name(),
-                format!(
-                    "the prefix of the prefix layer is {} bytes long, which leaves no room for \
-                     a key under the limit of {inner_limit} bytes of the inner backend",
-                    prefix.len()
-                ),
-            ));
-        }
-        Ok(Prefixed {
-            pattern: glob::escape(&prefix),
-            prefix,
-            max_key_len,
-            inner,
-        })
-    }
-
+impl<B: Backend + ?Sized> Prefix<B> {
     /// The prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -127,8 +138,27 @@ impl<B: Backend + ?Sized> Prefixed<B> {
         &self.inner
     }
 
+    /// Fails with [`ErrorKind::Config`](crate::ErrorKind::Config) if the
+    /// prefix leaves no room for a key under the inner backend's limit.
+    fn check_room(&self) -> Result<()> {
+        if self.max_key_len > 0 {
+            return Ok(());
+        }
+        Err(Error::config(
+            self.inner.name(),
+            format!(
+                "the prefix of the prefix layer is {} bytes long, which leaves no room for a key \
+                 under the limit of {} bytes of the inner backend",
+                self.prefix.len(),
+                self.inner.capabilities().max_key_len
+            ),
+        ))
+    }
+
     /// The inner key of `key`, after checking it against the reduced limit.
     fn key(&self, key: &str, op: &'static str) -> Result<String> {
+        self.check_room()
+            .map_err(|error| error.with_operation(op))?;
         validate_key(self.inner.name(), key, self.max_key_len)
             .map_err(|error| error.with_operation(op))?;
         Ok(self.prefixed(key))
@@ -164,7 +194,7 @@ fn as_strs(keys: &[String]) -> Vec<&str> {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<B: Backend + ?Sized> Backend for Prefixed<B> {
+impl<B: Backend + ?Sized> Backend for Prefix<B> {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
@@ -297,6 +327,8 @@ impl<B: Backend + ?Sized> Backend for Prefixed<B> {
     }
 
     async fn health(&self) -> Result<()> {
+        self.check_room()
+            .map_err(|error| error.with_operation("health"))?;
         self.inner.health().await
     }
 

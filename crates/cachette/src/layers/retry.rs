@@ -22,23 +22,22 @@ use crate::error::{Error, Result};
 /// the key.
 ///
 /// The wait before attempt `n + 1` is drawn uniformly from zero to
-/// `min(max_backoff, initial_backoff × 2^(n-1))` ("full jitter"), so that
-/// clients that failed together do not retry together. For `keys`, only the
-/// call is retried, not a failure while reading its stream.
+/// `min(max, initial × 2^(n-1))`, with the bounds of
+/// [`backoff`](RetryLayer::backoff) ("full jitter"), so that clients that
+/// failed together do not retry together. For `keys`, only the call is
+/// retried, not a failure while reading its stream.
 ///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use cachette::{Backend, MemoryBackend};
-/// use cachette::layers::RetryLayer;
+/// use cachette::layers::{Layer, RetryLayer};
 ///
 /// # fn main() -> cachette::Result<()> {
-/// let backend: Arc<dyn Backend> = Arc::new(
-///     RetryLayer::new()
-///         .max_attempts(4)
-///         .initial_backoff(Duration::from_millis(20))
-///         .layer(Arc::new(MemoryBackend::default()))?,
-/// );
+/// let backend: Arc<dyn Backend> = RetryLayer::new()
+///     .max_attempts(4)?
+///     .backoff(Duration::from_millis(20), Duration::from_secs(1))?
+///     .layer(Arc::new(MemoryBackend::default()));
 /// # Ok(())
 /// # }
 /// ```
@@ -60,6 +59,9 @@ impl Default for RetryLayer {
     }
 }
 
+/// Who raises the configuration errors of [`RetryLayer`].
+const NAME: &str = "retry layer";
+
 impl RetryLayer {
     /// 3 attempts, backoff from 10 ms up to 1 s.
     pub fn new() -> Self {
@@ -67,51 +69,50 @@ impl RetryLayer {
     }
 
     /// Attempts in all, the first included (default 3; 1 never retries).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts;
-        self
-    }
-
-    /// The upper bound of the first wait (default 10 ms); it doubles with
-    /// each attempt up to [`max_backoff`](RetryLayer::max_backoff).
-    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
-        self.initial_backoff = backoff;
-        self
-    }
-
-    /// The largest upper bound of a wait (default 1 s).
-    pub fn max_backoff(mut self, backoff: Duration) -> Self {
-        self.max_backoff = backoff;
-        self
-    }
-
-    /// Wraps `inner`. Fails with [`ErrorKind::Config`](crate::ErrorKind::Config)
-    /// if `max_attempts` is zero or `initial_backoff` exceeds `max_backoff`.
-    pub fn layer<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Result<Retry<B>> {
-        if self.max_attempts == 0 {
+    /// Fails with [`ErrorKind::Config`](crate::ErrorKind::Config) if zero.
+    pub fn max_attempts(mut self, attempts: u32) -> Result<Self> {
+        if attempts == 0 {
             return Err(Error::config(
-                inner.name(),
+                NAME,
                 "max_attempts of the retry layer is zero; it counts the first attempt, so use 1 \
                  for no retries",
             ));
         }
-        if self.initial_backoff > self.max_backoff {
+        self.max_attempts = attempts;
+        Ok(self)
+    }
+
+    /// The bounds of the wait: `initial` is the upper bound of the first
+    /// wait (default 10 ms), which doubles with each attempt up to `max`
+    /// (default 1 s). Given together so that no order of calls matters;
+    /// fails with [`ErrorKind::Config`](crate::ErrorKind::Config) if
+    /// `initial` exceeds `max`.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Result<Self> {
+        if initial > max {
             return Err(Error::config(
-                inner.name(),
+                NAME,
                 format!(
-                    "initial_backoff of the retry layer ({:?}) exceeds its max_backoff ({:?})",
-                    self.initial_backoff, self.max_backoff
+                    "the initial backoff of the retry layer ({initial:?}) exceeds its maximum \
+                     backoff ({max:?})"
                 ),
             ));
         }
-        Ok(Retry {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        Ok(self)
+    }
+
+    /// Wraps `inner`, keeping its type; [`Layer::layer`](super::Layer::layer)
+    /// does the same for an `Arc<dyn Backend>`.
+    pub fn wrap<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Retry<B> {
+        Retry {
             policy: *self,
             inner,
-        })
+        }
     }
 
     /// The wait after the failure of attempt `attempt` (1-based).
-    fn backoff(&self, attempt: u32) -> Duration {
+    fn wait(&self, attempt: u32) -> Duration {
         let doublings = attempt.saturating_sub(1).min(31);
         let ceiling = self
             .initial_backoff
@@ -120,6 +121,8 @@ impl RetryLayer {
         ceiling.mul_f64(fastrand::f64())
     }
 }
+
+layer_by_wrap!(RetryLayer);
 
 /// A backend that retries temporary failures of idempotent operations;
 /// built by [`RetryLayer`].
@@ -156,7 +159,7 @@ impl<B: Backend + ?Sized> Retry<B> {
                 Err(error)
                     if retries && error.is_temporary() && attempt < self.policy.max_attempts =>
                 {
-                    let backoff = self.policy.backoff(attempt);
+                    let backoff = self.policy.wait(attempt);
                     tracing::debug!(
                         backend = self.inner.name(),
                         operation = call.op.name(),

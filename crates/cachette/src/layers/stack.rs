@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 #[cfg(feature = "metrics")]
 use super::MetricsLayer;
-use super::{CircuitBreakerLayer, PrefixLayer, RetryLayer, TimeoutLayer, TracingLayer};
+use super::{CircuitBreakerLayer, Layer, PrefixLayer, RetryLayer, TimeoutLayer, TracingLayer};
 use crate::backend::Backend;
 use crate::error::Result;
 
@@ -13,11 +13,12 @@ use crate::error::Result;
 /// the calls:
 ///
 /// ```text
-/// tracing → metrics → circuit breaker → retry → timeout → prefix → backend
+/// tracing → metrics → circuit breaker → retry → timeout → prefix → your layers → backend
 /// ```
 ///
 /// (outermost first; [the module docs](crate::layers) say why). Each layer
-/// is optional; compose by hand for another order.
+/// is optional; [`layer`](LayerStack::layer) adds one of your own, and
+/// composing by hand gives any other order.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -29,7 +30,7 @@ use crate::error::Result;
 /// # async fn main() -> cachette::Result<()> {
 /// let backend: Arc<dyn Backend> = LayerStack::new(Arc::new(MemoryBackend::default()))
 ///     .prefix("app:")
-///     .timeout(TimeoutLayer::new().all(Duration::from_millis(100)))
+///     .timeout(TimeoutLayer::new().all(Duration::from_millis(100))?)
 ///     .retry(RetryLayer::new())
 ///     .circuit_breaker(CircuitBreakerLayer::new())
 ///     .tracing(TracingLayer::new())
@@ -42,7 +43,9 @@ use crate::error::Result;
 #[must_use = "a LayerStack does nothing until `build` is called"]
 pub struct LayerStack {
     backend: Arc<dyn Backend>,
-    prefix: Option<PrefixLayer>,
+    /// The caller's own layers, the first added innermost.
+    layers: Vec<Box<dyn Layer>>,
+    prefix: Option<String>,
     timeout: Option<TimeoutLayer>,
     retry: Option<RetryLayer>,
     circuit_breaker: Option<CircuitBreakerLayer>,
@@ -56,6 +59,7 @@ impl LayerStack {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
         LayerStack {
             backend,
+            layers: Vec::new(),
             prefix: None,
             timeout: None,
             retry: None,
@@ -66,9 +70,19 @@ impl LayerStack {
         }
     }
 
-    /// A [`Prefixed`](super::Prefixed) namespace, innermost.
+    /// A layer of your own, below the prefix and every other layer of the
+    /// stack: each call adds one above the previous ones, so the first
+    /// added is nearest the backend.
+    pub fn layer(mut self, layer: impl Layer + 'static) -> Self {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
+    /// A [`Prefix`](super::Prefix) namespace, above your layers and below
+    /// the others. [`build`](LayerStack::build) checks it as
+    /// [`PrefixLayer::new`] and [`PrefixLayer::wrap`] do.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = Some(PrefixLayer::new(prefix));
+        self.prefix = Some(prefix.into());
         self
     }
 
@@ -105,31 +119,35 @@ impl LayerStack {
         self
     }
 
-    /// Wraps the backend in the chosen layers, innermost first. Fails with
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) if a layer's
-    /// configuration is invalid (an empty prefix, a zero timeout, ...).
+    /// Wraps the backend in the chosen layers, innermost first. The layers
+    /// were checked when they were configured; what is left is the prefix:
+    /// fails with [`ErrorKind::Config`](crate::ErrorKind::Config) if it is
+    /// empty or leaves no room for a key under the key limit of the layers
+    /// below it.
     pub fn build(self) -> Result<Arc<dyn Backend>> {
         let mut backend = self.backend;
-        if let Some(layer) = &self.prefix {
-            backend = Arc::new(layer.layer(backend)?);
+        for layer in &self.layers {
+            backend = layer.layer(backend);
         }
-        if let Some(layer) = &self.timeout {
-            backend = Arc::new(layer.layer(backend)?);
+        if let Some(prefix) = self.prefix {
+            backend = Arc::new(PrefixLayer::new(prefix)?.wrap(backend)?);
         }
-        if let Some(layer) = &self.retry {
-            backend = Arc::new(layer.layer(backend)?);
-        }
-        if let Some(layer) = &self.circuit_breaker {
-            backend = Arc::new(layer.layer(backend)?);
-        }
+        backend = around(backend, self.timeout.as_ref());
+        backend = around(backend, self.retry.as_ref());
+        backend = around(backend, self.circuit_breaker.as_ref());
         #[cfg(feature = "metrics")]
-        if let Some(layer) = &self.metrics {
-            backend = Arc::new(layer.layer(backend));
+        {
+            backend = around(backend, self.metrics.as_ref());
         }
-        if let Some(layer) = &self.tracing {
-            backend = Arc::new(layer.layer(backend));
-        }
-        Ok(backend)
+        Ok(around(backend, self.tracing.as_ref()))
+    }
+}
+
+/// `backend` in `layer`, if there is one.
+fn around(backend: Arc<dyn Backend>, layer: Option<&impl Layer>) -> Arc<dyn Backend> {
+    match layer {
+        Some(layer) => layer.layer(backend),
+        None => backend,
     }
 }
 
@@ -138,6 +156,7 @@ impl fmt::Debug for LayerStack {
         let mut debug = f.debug_struct("LayerStack");
         debug
             .field("backend", &self.backend.name())
+            .field("layers", &self.layers)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)

@@ -29,15 +29,13 @@ use crate::error::{Error, ErrorKind, Result};
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use cachette::{Backend, MemoryBackend};
-/// use cachette::layers::TimeoutLayer;
+/// use cachette::layers::{Layer, TimeoutLayer};
 ///
 /// # fn main() -> cachette::Result<()> {
-/// let backend: Arc<dyn Backend> = Arc::new(
-///     TimeoutLayer::new()
-///         .all(Duration::from_millis(50))
-///         .scans(Duration::from_secs(5))
-///         .layer(Arc::new(MemoryBackend::default()))?,
-/// );
+/// let backend: Arc<dyn Backend> = TimeoutLayer::new()
+///     .all(Duration::from_millis(50))?
+///     .scans(Duration::from_secs(5))?
+///     .layer(Arc::new(MemoryBackend::default()));
 /// # Ok(())
 /// # }
 /// ```
@@ -48,55 +46,63 @@ pub struct TimeoutLayer {
     scans: Option<Duration>,
 }
 
+/// Who raises the configuration errors of [`TimeoutLayer`].
+const NAME: &str = "timeout layer";
+
 impl TimeoutLayer {
     /// No deadline yet.
     pub fn new() -> Self {
         TimeoutLayer::default()
     }
 
-    /// The same deadline for reads, writes and scans.
-    pub fn all(self, limit: Duration) -> Self {
-        self.reads(limit).writes(limit).scans(limit)
+    /// The same deadline for reads, writes and scans. Fails with
+    /// [`ErrorKind::Config`] if it is zero.
+    pub fn all(self, limit: Duration) -> Result<Self> {
+        self.reads(limit)?.writes(limit)?.scans(limit)
     }
 
-    /// The deadline of reads.
-    pub fn reads(mut self, limit: Duration) -> Self {
-        self.reads = Some(limit);
-        self
-    }
-
-    /// The deadline of writes.
-    pub fn writes(mut self, limit: Duration) -> Self {
-        self.writes = Some(limit);
-        self
-    }
-
-    /// The deadline of `keys`, `clear` and `purge_expired`.
-    pub fn scans(mut self, limit: Duration) -> Self {
-        self.scans = Some(limit);
-        self
-    }
-
-    /// Wraps `inner`. Fails with [`ErrorKind::Config`] if a deadline is
+    /// The deadline of reads. Fails with [`ErrorKind::Config`] if it is
     /// zero.
-    pub fn layer<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Result<Timeout<B>> {
-        for (limit, what) in [
-            (self.reads, "reads"),
-            (self.writes, "writes"),
-            (self.scans, "scans"),
-        ] {
-            if limit.is_some_and(|limit| limit.is_zero()) {
-                return Err(Error::config(
-                    inner.name(),
-                    format!("the timeout of {what} is zero; give a positive duration or none"),
-                ));
-            }
-        }
-        Ok(Timeout {
+    pub fn reads(mut self, limit: Duration) -> Result<Self> {
+        self.reads = Some(positive(limit, "reads")?);
+        Ok(self)
+    }
+
+    /// The deadline of writes. Fails with [`ErrorKind::Config`] if it is
+    /// zero.
+    pub fn writes(mut self, limit: Duration) -> Result<Self> {
+        self.writes = Some(positive(limit, "writes")?);
+        Ok(self)
+    }
+
+    /// The deadline of `keys`, `clear` and `purge_expired`. Fails with
+    /// [`ErrorKind::Config`] if it is zero.
+    pub fn scans(mut self, limit: Duration) -> Result<Self> {
+        self.scans = Some(positive(limit, "scans")?);
+        Ok(self)
+    }
+
+    /// Wraps `inner`, keeping its type; [`Layer::layer`](super::Layer::layer)
+    /// does the same for an `Arc<dyn Backend>`.
+    pub fn wrap<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Timeout<B> {
+        Timeout {
             limits: *self,
             inner,
-        })
+        }
     }
+}
+
+layer_by_wrap!(TimeoutLayer);
+
+/// `limit`, if it is not zero: a zero deadline would fail every operation.
+fn positive(limit: Duration, what: &str) -> Result<Duration> {
+    if limit.is_zero() {
+        return Err(Error::config(
+            NAME,
+            format!("the timeout of {what} is zero; give a positive duration or leave it unset"),
+        ));
+    }
+    Ok(limit)
 }
 
 /// A backend whose operations fail with [`ErrorKind::Timeout`] when they

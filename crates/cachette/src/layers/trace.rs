@@ -15,10 +15,9 @@ use crate::error::Result;
 /// ```
 /// use std::sync::Arc;
 /// use cachette::{Backend, MemoryBackend};
-/// use cachette::layers::TracingLayer;
+/// use cachette::layers::{Layer, TracingLayer};
 ///
-/// let backend: Arc<dyn Backend> =
-///     Arc::new(TracingLayer::new().layer(Arc::new(MemoryBackend::default())));
+/// let backend: Arc<dyn Backend> = TracingLayer::new().layer(Arc::new(MemoryBackend::default()));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TracingLayer {
@@ -39,14 +38,17 @@ impl TracingLayer {
         self
     }
 
-    /// Wraps `inner`.
-    pub fn layer<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Tracing<B> {
+    /// Wraps `inner`, keeping its type; [`Layer::layer`](super::Layer::layer)
+    /// does the same for an `Arc<dyn Backend>`.
+    pub fn wrap<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Tracing<B> {
         Tracing {
             config: *self,
             inner,
         }
     }
 }
+
+layer_by_wrap!(TracingLayer);
 
 /// A backend that runs each operation in a `tracing` span; built by
 /// [`TracingLayer`].
