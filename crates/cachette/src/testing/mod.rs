@@ -86,9 +86,8 @@ mod counters;
 mod expiry;
 mod faults;
 mod listing;
-#[cfg(feature = "redis")]
-pub mod redis_server;
 mod scope;
+pub mod servers;
 mod service;
 mod tags;
 
