@@ -1,10 +1,17 @@
 //! The conformance suite: the behaviour every [`Backend`] shares, as plain
 //! `async fn` checks that any backend's (or layer's) tests call.
 //!
-//! Enabled by the `testing` feature. Every backend runs the whole suite
-//! with one call, [`run_conformance`] (or the [`Conformance`] builder when
-//! it has options), and a backend's test file may call a single check, such
-//! as [`ttl_expiry`], on its own. A new backend is done when it passes.
+//! Enabled by the `testing` feature. The rules are stated in the
+//! [`backend`](crate::backend) module docs; these checks are their
+//! executable form. Every backend runs the whole suite with one call,
+//! [`run_conformance`] (or the [`Conformance`] builder when it has
+//! options), and a backend's test file may call a single check, such as
+//! [`ttl_expiry`], on its own. A new backend is done when it passes.
+//!
+//! Beside the checks: [`FaultyBackend`] injects errors and latency for
+//! failure tests, and [`servers`] starts the real server processes that
+//! backend tests run against (a free port, a fresh directory, a
+//! supervised process; `servers::redis` with the `redis` feature).
 //!
 //! ```no_run
 //! use std::sync::Arc;

@@ -9,7 +9,7 @@
 //!   is printed if it never does), killed and reaped on [`Drop`].
 //! - [`wait_until`]: polls any condition with a deadline.
 //!
-//! A server of a backend builds on these (see [`redis`] with the `redis`
+//! A server of a backend builds on these (see `servers::redis` with the `redis`
 //! feature): it chooses the arguments and the readiness check, and adds
 //! what only that server has (a URL, a command-line client).
 //!
