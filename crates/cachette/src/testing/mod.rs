@@ -78,7 +78,8 @@
 //!   take `&Arc<dyn Backend>`. Every other check takes `&dyn Backend` (an
 //!   `&Arc<dyn Backend>` coerces to it).
 //! - **Room.** The subject needs room for a few hundred entries and, if it
-//!   bounds values by `max_value_len`, for one value of that size;
+//!   bounds values by `max_value_len` (at most 16 MiB; a larger limit is
+//!   not probed), for one value of that size;
 //!   evicting a key a check has just written fails the check.
 
 use std::fmt;
