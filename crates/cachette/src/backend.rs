@@ -1,29 +1,113 @@
-//! The byte-level [`Backend`] trait and its vocabulary.
+//! The byte-level [`Backend`] trait and its vocabulary, and **the rules
+//! every backend obeys**.
 //!
 //! Every store in cachette (memory, file, Redis, ...) implements [`Backend`];
 //! layers wrap a `Backend` and are one; the typed front end sits on top of
-//! an `Arc<dyn Backend>`. The rules every implementation obeys, and which
-//! `cachette::testing` checks, are:
+//! an `Arc<dyn Backend>`. This page is the one statement of the rules:
+//! `cachette::testing::run_conformance` (feature `testing`) checks them,
+//! and a new backend is done when it passes. Where a backend cannot follow
+//! a rule, its [`Capabilities`] say so, and the operations they rule out
+//! fail with [`ErrorKind::Unsupported`] instead of pretending.
 //!
-//! - TTLs keep millisecond precision. A TTL below one millisecond is rounded
-//!   **up** to one millisecond; a backend that can only store seconds rounds
-//!   up to whole seconds and says so in [`Capabilities::ttl_precision`]. A
-//!   zero TTL is rejected with [`ErrorKind::InvalidInput`].
-//!   [`Expiry::Default`] means the backend's configured default TTL, which
-//!   itself defaults to "no expiry".
-//! - Deadlines are absolute: `touch` replaces the deadline, it never adds to
-//!   a relative value.
-//! - [`Backend::ttl`] distinguishes missing, persistent and expiring keys.
-//! - [`Backend::clear`] removes this backend's keys only (its prefix,
-//!   namespace or table), never a whole shared server.
-//! - `incr` creates a missing key at 0, stores counters as ASCII decimal
-//!   (`b"-12"`), errors with [`ErrorKind::NotAnInteger`] on anything else and
-//!   with [`ErrorKind::Overflow`] when leaving the `i64` range.
+//! # Keys and values
+//!
+//! - Keys are `&str` (valid UTF-8), compared byte for byte. Any character
+//!   is allowed unless the backend's wire protocol cannot carry it; such a
+//!   backend rejects the key with [`ErrorKind::InvalidInput`], it never
+//!   rewrites it.
+//! - An empty key is [`ErrorKind::InvalidInput`] ("the key is empty").
+//! - [`Capabilities::max_key_len`] limits the key **the caller passes**, in
+//!   bytes; the default is [`DEFAULT_MAX_KEY_LEN`] (4096). A key one byte
+//!   longer is [`ErrorKind::InvalidInput`], and the message names the limit
+//!   ("the key is 4097 bytes long; the limit of this backend is 4096
+//!   bytes"). A layer or backend that adds a prefix or namespace to the
+//!   keys it stores lowers its advertised limit accordingly, so that the
+//!   limit a caller reads is the one it is checked against. Use
+//!   [`validate_key`].
+//! - A value longer than [`Capabilities::max_value_len`] is
+//!   [`ErrorKind::InvalidInput`] naming the limit ([`validate_value`]).
+//!   Nothing is ever truncated.
+//!
+//! # Expiry
+//!
+//! - [`Expiry::Default`] is the backend's configured default TTL, which
+//!   itself defaults to "no expiry"; [`Expiry::Never`] is no expiry whatever
+//!   the default; [`Expiry::After`] expires that long after the write.
+//! - TTLs keep millisecond precision. A TTL below one millisecond is
+//!   rounded **up** to one millisecond ([`validate_ttl`]); a backend that
+//!   can only store seconds rounds up to whole seconds and says so in
+//!   [`Capabilities::ttl_precision`].
+//! - A zero TTL passed to an operation (`set`, `set_many`, `touch`, `incr`)
+//!   is [`ErrorKind::InvalidInput`] and changes nothing: never "no expiry",
+//!   never "already expired". A zero default TTL given to a builder (or in
+//!   a URL) is a configuration mistake: [`ErrorKind::Config`], naming the
+//!   option ([`validate_builder_options`]).
+//! - Deadlines are absolute: `touch(key, expiry)` replaces the deadline
+//!   with `expiry` from now, it never adds to a relative value; it returns
+//!   whether the key existed and never creates one. `touch(key,
+//!   Expiry::Never)` makes a key persistent.
+//! - [`Backend::ttl`] answers [`KeyTtl::Missing`], [`KeyTtl::Persistent`]
+//!   or [`KeyTtl::ExpiresIn`]; an expired key is missing to every operation
+//!   even before it is physically removed.
+//! - An overwrite (`set` without a condition) replaces value, tags and
+//!   deadline.
+//!
+//! # Counters
+//!
+//! - Counters are stored as ASCII decimal `i64` (`b"-12"`): no `+`, no
+//!   spaces ([`parse_counter`], [`format_counter`]). `incr` creates a
+//!   missing key at 0 before adding, with the expiry it is given; an
+//!   existing counter keeps its deadline and its tags. `decr(k, d)` is
+//!   `incr(k, -d)`.
+//! - Anything else stored at the key is [`ErrorKind::NotAnInteger`];
+//!   leaving the `i64` range is [`ErrorKind::Overflow`]. Neither changes
+//!   the stored value.
+//! - [`Capabilities::atomic_incr`] is true only where concurrent `incr`s
+//!   never lose an update.
+//!
+//! # Batches, listing, tags and `clear`
+//!
 //! - Batch operations answer positionally, one result per key asked,
-//!   repeated keys included.
-//! - Bad input gives [`ErrorKind::InvalidInput`] with the limit named:
-//!   an empty key, a key longer than [`Capabilities::max_key_len`] bytes, a
-//!   value longer than [`Capabilities::max_value_len`]. Nothing is truncated.
+//!   repeated keys included: `get_many` one `Option` per key, `set_many`
+//!   one `bool` per entry (false where a condition kept the write from
+//!   happening); `delete_many` counts the keys that existed.
+//! - [`Backend::keys`] takes a Redis-style glob (see [`crate::glob`];
+//!   `glob::escape` makes a literal prefix safe) and streams the matching
+//!   keys as the caller wrote them, without any prefix the backend adds.
+//!   No key is hidden from a listing because of its name. A listing may
+//!   repeat a key (Redis `SCAN` does).
+//! - [`Backend::invalidate_tags`] removes exactly the entries stored with
+//!   any of the tags; overwriting an entry replaces its tags.
+//! - [`Backend::clear`] removes this backend's keys only (its prefix,
+//!   namespace or table), never a whole shared server; flushing a server is
+//!   a separately named operation of that backend.
+//!
+//! # Errors
+//!
+//! One [`Error`] with [`kind`](Error::kind), [`backend`](Error::backend)
+//! and [`operation`](Error::operation):
+//!
+//! | kind | when |
+//! | --- | --- |
+//! | [`Connection`](ErrorKind::Connection) | the backend cannot be reached or the connection broke (temporary) |
+//! | [`Timeout`](ErrorKind::Timeout) | a deadline passed (temporary) |
+//! | [`InvalidInput`](ErrorKind::InvalidInput) | an operation got an empty or too long key, a too large value or a zero TTL; the message names the limit |
+//! | [`Config`](ErrorKind::Config) | a bad URL, builder option (a zero default TTL included) or configuration file; the message names the parameter |
+//! | [`Serialization`](ErrorKind::Serialization) | encoding or decoding failed |
+//! | [`Unsupported`](ErrorKind::Unsupported) | an operation the backend's capabilities do not offer |
+//! | [`NotAnInteger`](ErrorKind::NotAnInteger), [`Overflow`](ErrorKind::Overflow) | `incr`/`decr` on a non-counter, or out of range |
+//! | [`PermissionDenied`](ErrorKind::PermissionDenied) | the server refused (e.g. a Redis ACL) |
+//! | [`Backend`](ErrorKind::Backend) | anything else the backend reports |
+//!
+//! [`Error::is_temporary`] is true for `Connection` and `Timeout` only: the
+//! retry layer retries nothing else. Stored data that cannot be read back
+//! is a miss, counted in [`Stats::corrupt`], not an error. Messages, `Debug`
+//! output and logs never contain passwords: URLs are redacted first.
+//!
+//! # Stats
+//!
+//! [`Backend::stats`] returns the counters of [`Stats`], cumulative since
+//! the backend was built; a counter a backend does not track stays 0.
 
 use std::fmt;
 use std::time::Duration;
@@ -244,7 +328,9 @@ pub struct Capabilities {
     pub persistent: bool,
     /// Several processes see the same data.
     pub shared: bool,
-    /// The longest key accepted, in bytes of UTF-8.
+    /// The longest key a caller may pass, in bytes of UTF-8. A backend or
+    /// layer that stores keys under a prefix of its own advertises its
+    /// store's limit minus that prefix.
     pub max_key_len: usize,
     /// The longest value accepted, in bytes, if limited.
     pub max_value_len: Option<usize>,

@@ -19,9 +19,10 @@
 //! # }
 //! ```
 //!
-//! See `DESIGN.md` for the architecture; [`backend`] for the rules every
-//! backend obeys; `cachette::testing` (feature `testing`) for the conformance suite
-//! that checks them.
+//! See `docs/design.md` in the repository for the architecture, the
+//! [`backend`] module for the rules every backend obeys (the one place they
+//! are written), and `cachette::testing` (feature `testing`) for the
+//! conformance suite that checks them.
 
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use cachette::backends::memory::MemoryBackend;
 use cachette::backends::near::{NearBackend, NearBuilder, Tracking};
 use cachette::backends::redis::RedisBackend;
-use cachette::testing::redis_server::RedisServer;
 use cachette::testing::run_conformance;
+use cachette::testing::servers::redis::RedisServer;
 use cachette::{Backend, KeyTtl, SetOptions};
 
 const TIMEOUT: Duration = Duration::from_millis(500);

@@ -1,13 +1,14 @@
 //! The Redis backend against real `redis-server` processes started by
-//! `cachette::testing::redis_server`.
+//! `cachette::testing::servers::redis`.
 #![cfg(all(feature = "redis", feature = "testing"))]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cachette::backends::redis::RedisBackend;
-use cachette::testing::redis_server::{RedisServer, TlsFiles, fresh_dir};
 use cachette::testing::run_conformance;
+use cachette::testing::servers::fresh_dir;
+use cachette::testing::servers::redis::{RedisServer, TlsFiles};
 use cachette::{Backend, ErrorKind, KeyTtl, SetOptions};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -217,7 +218,7 @@ async fn password_never_appears_in_debug_or_errors() {
 
     let closed = format!(
         "redis://:hunter2-secret@127.0.0.1:{}/0",
-        cachette::testing::redis_server::free_port()
+        cachette::testing::servers::free_port()
     );
     let err = cachette::open(&closed).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");

@@ -1,6 +1,6 @@
 //! The Redis backend in cluster mode, against three-master clusters of
 //! fresh `redis-server` processes started by
-//! `cachette::testing::redis_server::RedisCluster`.
+//! `cachette::testing::servers::redis::RedisCluster`.
 #![cfg(all(feature = "redis", feature = "testing"))]
 
 use std::collections::BTreeSet;
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cachette::backends::redis::{RedisBackend, hash_slot};
-use cachette::testing::redis_server::RedisCluster;
 use cachette::testing::run_conformance;
+use cachette::testing::servers::redis::RedisCluster;
 use cachette::{Backend, ErrorKind, SetOptions};
 
 const TIMEOUT: Duration = Duration::from_millis(500);

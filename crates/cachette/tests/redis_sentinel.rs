@@ -1,6 +1,6 @@
 //! The Redis backend behind Redis Sentinel, against real `redis-server` and
 //! `redis-server --sentinel` processes started by
-//! `cachette::testing::redis_server`.
+//! `cachette::testing::servers::redis`.
 #![cfg(all(feature = "redis", feature = "testing"))]
 
 use std::sync::Arc;
@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cachette::backends::redis::RedisBackend;
-use cachette::testing::redis_server::RedisSentinel;
 use cachette::testing::run_conformance;
+use cachette::testing::servers::redis::RedisSentinel;
 use cachette::{Backend, ErrorKind, SetOptions};
 
 const TIMEOUT: Duration = Duration::from_millis(250);

@@ -271,11 +271,11 @@ async fn memory_over_memory_conforms() {
     assert_eq!(skipped, ["value_size_limit"], "{report}");
 }
 
-#[cfg(all(feature = "file", feature = "redis"))]
+#[cfg(feature = "file")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_over_file_conforms() {
     use cachette::backends::file::FileBackend;
-    use cachette::testing::redis_server::fresh_dir;
+    use cachette::testing::servers::fresh_dir;
 
     let (subject_dir, sibling_dir) = (fresh_dir(), fresh_dir());
     let over_file = async |dir: &std::path::Path| -> Arc<dyn Backend> {
@@ -839,7 +839,8 @@ mod redis {
     use super::*;
     use cachette::backends::redis::RedisBackend;
     use cachette::backends::tiered::InvalidationChannel;
-    use cachette::testing::redis_server::{RedisServer, free_port};
+    use cachette::testing::servers::free_port;
+    use cachette::testing::servers::redis::RedisServer;
 
     const TIMEOUT: Duration = Duration::from_millis(500);
 

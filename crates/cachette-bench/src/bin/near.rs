@@ -41,7 +41,7 @@ use bytes::Bytes;
 use cachette::backends::near::NearBackend;
 use cachette::backends::redis::RedisBackend;
 use cachette::sim::zipf_trace;
-use cachette::testing::redis_server::RedisServer;
+use cachette::testing::servers::redis::RedisServer;
 use cachette::{Backend, SetOptions, Stats};
 use clap::Parser;
 use redis::aio::MultiplexedConnection;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cachette::backends::redis::RedisBackend;
-use cachette::testing::redis_server::RedisServer;
+use cachette::testing::servers::redis::RedisServer;
 use cachette::{Backend, SetOptions};
 use clap::Parser;
 use redis::AsyncCommands;

@@ -295,7 +295,9 @@ pub async fn value_size_limit(subject: &dyn Backend) -> Outcome {
 
 /// The empty key and a key of `max_key_len + 1` bytes are rejected with
 /// [`ErrorKind::InvalidInput`] (the message names the limit) by every
-/// operation; a key of exactly `max_key_len` bytes works.
+/// operation; a key of exactly `max_key_len` bytes works. The limit counts
+/// the key as the caller passes it: a prefix the backend adds must already
+/// be taken off (see [`crate::backend`]).
 pub async fn key_limits(subject: &dyn Backend) -> Outcome {
     let s = Scope::new(subject, "key_limits");
     let caps = subject.capabilities();

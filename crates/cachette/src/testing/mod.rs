@@ -1,10 +1,17 @@
 //! The conformance suite: the behaviour every [`Backend`] shares, as plain
 //! `async fn` checks that any backend's (or layer's) tests call.
 //!
-//! Enabled by the `testing` feature. Every backend runs the whole suite
-//! with one call, [`run_conformance`] (or the [`Conformance`] builder when
-//! it has options), and a backend's test file may call a single check, such
-//! as [`ttl_expiry`], on its own. A new backend is done when it passes.
+//! Enabled by the `testing` feature. The rules are stated in the
+//! [`backend`](crate::backend) module docs; these checks are their
+//! executable form. Every backend runs the whole suite with one call,
+//! [`run_conformance`] (or the [`Conformance`] builder when it has
+//! options), and a backend's test file may call a single check, such as
+//! [`ttl_expiry`], on its own. A new backend is done when it passes.
+//!
+//! Beside the checks: [`FaultyBackend`] injects errors and latency for
+//! failure tests, and [`servers`] starts the real server processes that
+//! backend tests run against (a free port, a fresh directory, a
+//! supervised process; `servers::redis` with the `redis` feature).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -71,7 +78,8 @@
 //!   take `&Arc<dyn Backend>`. Every other check takes `&dyn Backend` (an
 //!   `&Arc<dyn Backend>` coerces to it).
 //! - **Room.** The subject needs room for a few hundred entries and, if it
-//!   bounds values by `max_value_len`, for one value of that size;
+//!   bounds values by `max_value_len` (at most 16 MiB; a larger limit is
+//!   not probed), for one value of that size;
 //!   evicting a key a check has just written fails the check.
 
 use std::fmt;
@@ -86,9 +94,8 @@ mod counters;
 mod expiry;
 mod faults;
 mod listing;
-#[cfg(feature = "redis")]
-pub mod redis_server;
 mod scope;
+pub mod servers;
 mod service;
 mod tags;
 

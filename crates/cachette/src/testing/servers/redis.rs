@@ -1,16 +1,17 @@
-//! Real `redis-server` processes for tests (features `testing` + `redis`).
+//! Real `redis-server` processes for tests (features `testing` + `redis`),
+//! built on the generic pieces of [`servers`](super).
 //!
-//! [`RedisServer::start`] binds port 0 to find a free loopback port (never
-//! the machine's 6379), starts `redis-server` there without persistence,
-//! with its log and working directory in a fresh temporary directory, and
-//! waits until it accepts connections (panicking with the server's log if
-//! it never does). The process is killed (`SIGKILL`) and reaped on
-//! [`Drop`], and the directory removed. [`RedisServer::kill`] and
-//! [`RedisServer::restart`] let fault tests take the server away and bring
-//! it back on the same port.
+//! [`RedisServer::start`] takes a [`free_port`] (never the machine's 6379)
+//! and a [`fresh_dir`], starts `redis-server` there without persistence
+//! as a [`ServerProcess`], and waits until it logs that it is ready and
+//! accepts connections (panicking with the server's log if it never does).
+//! The process is killed (`SIGKILL`) and reaped on [`Drop`], and the
+//! directory removed. [`RedisServer::kill`] and [`RedisServer::restart`]
+//! let fault tests take the server away and bring it back on the same
+//! port.
 //!
 //! ```no_run
-//! use cachette::testing::redis_server::RedisServer;
+//! use cachette::testing::servers::redis::RedisServer;
 //!
 //! let mut server = RedisServer::start();
 //! let url = server.url(); // redis://127.0.0.1:PORT/0
@@ -25,14 +26,13 @@
 //!
 //! These are test helpers: failures panic.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-/// How long a server may take to accept connections.
-const STARTUP: Duration = Duration::from_secs(10);
+use super::{ServerProcess, free_port, fresh_dir, wait_until};
 
 /// The certificate files of a TLS server, in PEM.
 #[derive(Debug, Clone)]
@@ -61,13 +61,8 @@ impl TlsFiles {
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
-    dir: PathBuf,
-    args: Vec<String>,
     tls: Option<TlsFiles>,
-    /// The configuration file of a sentinel (`redis-server FILE
-    /// --sentinel`), which it rewrites as it learns.
-    sentinel_config: Option<PathBuf>,
-    child: Option<Child>,
+    process: ServerProcess,
 }
 
 impl RedisServer {
@@ -79,44 +74,67 @@ impl RedisServer {
     /// Starts a server with extra command-line arguments (e.g.
     /// `["--maxmemory", "10mb"]`).
     pub fn start_with(args: &[&str]) -> Self {
-        Self::launch(args, None)
+        Self::launch_in(fresh_dir(), free_port(), args, None)
     }
 
     /// Starts a server that speaks TLS only, on a free loopback port, with
     /// these certificates; clients need not present one.
     pub fn start_tls(files: &TlsFiles) -> Self {
-        Self::launch(&[], Some(files.clone()))
+        Self::launch_in(fresh_dir(), free_port(), &[], Some(files.clone()))
     }
 
-    fn launch(args: &[&str], tls: Option<TlsFiles>) -> Self {
-        Self::launch_in(fresh_dir(), free_port(), args, tls)
-    }
-
-    fn launch_in(dir: PathBuf, port: u16, args: &[&str], tls: Option<TlsFiles>) -> Self {
-        let mut server = RedisServer {
-            port,
-            dir,
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-            tls,
-            sentinel_config: None,
-            child: None,
-        };
-        server.spawn();
-        server
+    fn launch_in(dir: PathBuf, port: u16, extra: &[&str], tls: Option<TlsFiles>) -> Self {
+        let mut args: Vec<OsString> = Vec::new();
+        match &tls {
+            None => args.extend(["--port".into(), port.to_string().into()]),
+            Some(tls) => args.extend([
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string().into(),
+                "--tls-cert-file".into(),
+                tls.cert.clone().into(),
+                "--tls-key-file".into(),
+                tls.key.clone().into(),
+                "--tls-ca-cert-file".into(),
+                tls.ca.clone().into(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]),
+        }
+        args.extend(without_persistence(&dir));
+        args.extend(extra.iter().map(OsString::from));
+        Self::supervise(dir, port, args, tls, "Ready to accept connections")
     }
 
     /// Starts `redis-server config --sentinel` in `dir` on `port`.
     fn launch_sentinel(dir: PathBuf, port: u16, config: PathBuf) -> Self {
-        let mut server = RedisServer {
-            port,
-            dir,
-            args: Vec::new(),
-            tls: None,
-            sentinel_config: Some(config),
-            child: None,
+        // The file must come first.
+        let mut args: Vec<OsString> = vec![
+            config.into(),
+            "--sentinel".into(),
+            "--port".into(),
+            port.to_string().into(),
+        ];
+        args.extend(without_persistence(&dir));
+        // A sentinel listens before it logs that it watches its masters.
+        Self::supervise(dir, port, args, None, "+monitor master")
+    }
+
+    /// Runs `redis-server args` in `dir`, ready once its log (since each
+    /// start) holds `marker` and its port accepts connections.
+    fn supervise(
+        dir: PathBuf,
+        port: u16,
+        args: Vec<OsString>,
+        tls: Option<TlsFiles>,
+        marker: &'static str,
+    ) -> Self {
+        let ready = move |log: &str| {
+            log.contains(marker) && TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
         };
-        server.spawn();
-        server
+        let process = ServerProcess::start("redis-server", args, dir, ready);
+        RedisServer { port, tls, process }
     }
 
     /// The port the server listens on (TLS or not).
@@ -126,7 +144,7 @@ impl RedisServer {
 
     /// The server's working directory (its log is `log` in there).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.process.dir()
     }
 
     /// `redis://127.0.0.1:PORT/0`, or `rediss://...` for a TLS server.
@@ -141,21 +159,18 @@ impl RedisServer {
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// Whether the process is running (as far as this handle knows).
     pub fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.process.is_running()
     }
 
     /// Kills the server with `SIGKILL` (no shutdown, no goodbye to
     /// clients) and reaps it. Does nothing if it is not running.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Stops the server with `SIGSTOP`: its socket stays open and accepts
@@ -163,33 +178,19 @@ impl RedisServer {
     /// The case that only timeouts can end. Does nothing if it is not
     /// running.
     pub fn freeze(&self) {
-        self.signal("-STOP");
+        self.process.freeze();
     }
 
     /// Lets a frozen server run again (`SIGCONT`).
     pub fn thaw(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        if let Some(child) = &self.child {
-            let status = Command::new("kill")
-                .arg(signal)
-                .arg(child.id().to_string())
-                .status();
-            assert!(
-                status.as_ref().is_ok_and(|s| s.success()),
-                "kill {signal} failed: {status:?}"
-            );
-        }
+        self.process.thaw();
     }
 
     /// Starts the server again on the same port, with the same arguments,
     /// after killing it if it still runs. Its data is gone (no
     /// persistence).
     pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
+        self.process.restart();
     }
 
     /// Runs `redis-cli` against this (plain) server and returns its output,
@@ -216,137 +217,18 @@ impl RedisServer {
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
-
-    fn spawn(&mut self) {
-        let port = self.port.to_string();
-        let log = self.dir.join("log");
-        // A restarted server appends to the log; start each run's readiness
-        // check after what is there already.
-        let log_start = self.log().len();
-        let mut command = Command::new("redis-server");
-        if let Some(config) = &self.sentinel_config {
-            // The file must come first.
-            command.arg(config).arg("--sentinel");
-        }
-        match &self.tls {
-            None => {
-                command.args(["--port", &port]);
-            }
-            Some(tls) => {
-                command
-                    .args(["--port", "0", "--tls-port", &port])
-                    .arg("--tls-cert-file")
-                    .arg(&tls.cert)
-                    .arg("--tls-key-file")
-                    .arg(&tls.key)
-                    .arg("--tls-ca-cert-file")
-                    .arg(&tls.ca)
-                    .args(["--tls-auth-clients", "no"]);
-            }
-        }
-        command
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .arg("--logfile")
-            .arg(&log)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = command.spawn().unwrap_or_else(|err| {
-            panic!("cannot start redis-server (is it installed and on PATH?): {err}")
-        });
-        self.child = Some(child);
-        self.wait_ready(log_start);
-    }
-
-    fn wait_ready(&mut self, log_start: usize) {
-        // A sentinel listens before it logs that it watches its masters.
-        let marker = if self.sentinel_config.is_some() {
-            "+monitor master"
-        } else {
-            "Ready to accept connections"
-        };
-        let started = Instant::now();
-        loop {
-            let ready = self
-                .log()
-                .get(log_start..)
-                .is_some_and(|log| log.contains(marker));
-            if ready && TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
-                return;
-            }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                self.child = None;
-                panic!(
-                    "redis-server on port {} exited with {status} before it was ready; its log:\n{}",
-                    self.port,
-                    self.log()
-                );
-            }
-            if started.elapsed() > STARTUP {
-                self.kill();
-                panic!(
-                    "redis-server on port {} did not accept connections within {STARTUP:?}; its log:\n{}",
-                    self.port,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A port that was free a moment ago: bind port 0 and let it go.
-///
-/// Never the same port twice in one process: a test that killed its
-/// server may still have sentinels or replicas pointing at that port, and
-/// a sentinel turns a server that comes back there into a replica of its
-/// own master. Handing the port to another test's fresh server would let
-/// the two tests see each other's data.
-pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap_or_else(|err| panic!("cannot bind a loopback port: {err}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|err| panic!("cannot read the bound port: {err}"))
-            .port();
-        let mut handed_out = HANDED_OUT
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !handed_out.contains(&port) {
-            handed_out.push(port);
-            return port;
-        }
-    }
-}
-
-/// A new, empty directory under the system's temporary directory.
-pub fn fresh_dir() -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!(
-        "cachette-redis-{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir)
-        .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
-    dir
+/// The arguments every server of a test gets: loopback only, no RDB or
+/// AOF files, `dir` as its working directory.
+fn without_persistence(dir: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    args.push("--dir".into());
+    args.push(dir.into());
+    args
 }
 
 /// How long a new cluster may take to agree on its slots.
@@ -360,7 +242,7 @@ const CLUSTER_STARTUP: Duration = Duration::from_secs(20);
 /// short `cluster-node-timeout` (2 s).
 ///
 /// ```no_run
-/// use cachette::testing::redis_server::RedisCluster;
+/// use cachette::testing::servers::redis::RedisCluster;
 ///
 /// let mut cluster = RedisCluster::start(3);
 /// let url = cluster.url(); // redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3
@@ -423,22 +305,17 @@ impl RedisCluster {
     }
 
     fn wait_ok(&self) {
-        let started = Instant::now();
-        loop {
-            let known = format!("cluster_known_nodes:{}", self.nodes.len());
-            let ok = self.nodes.iter().all(|node| {
-                let info = node.cli(&["CLUSTER", "INFO"]);
-                info.contains("cluster_state:ok") && info.contains(&known)
-            });
-            if ok {
-                return;
-            }
-            assert!(
-                started.elapsed() < CLUSTER_STARTUP,
-                "the cluster did not reach cluster_state:ok within {CLUSTER_STARTUP:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
+        wait_until(
+            "the cluster to reach cluster_state:ok",
+            CLUSTER_STARTUP,
+            || {
+                self.nodes.iter().all(|node| {
+                    let info = node.cli(&["CLUSTER", "INFO"]);
+                    info.contains("cluster_state:ok") && info.contains(&known)
+                })
+            },
+        );
     }
 
     /// The nodes' client ports, in the order they were created.
@@ -537,7 +414,7 @@ const SENTINEL_STARTUP: Duration = Duration::from_secs(20);
 /// the replica is promoted within a few seconds on loopback.
 ///
 /// ```no_run
-/// use cachette::testing::redis_server::RedisSentinel;
+/// use cachette::testing::servers::redis::RedisSentinel;
 ///
 /// let mut group = RedisSentinel::start();
 /// let url = group.url(); // redis+sentinel://127.0.0.1:S1/cachette
@@ -570,11 +447,15 @@ impl RedisSentinel {
         let master = RedisServer::start();
         let master_port = master.port().to_string();
         let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master_port]);
-        wait_until("the replica to sync with the master", || {
-            replica
-                .cli(&["INFO", "replication"])
-                .contains("master_link_status:up")
-        });
+        wait_until(
+            "the replica to sync with the master",
+            SENTINEL_STARTUP,
+            || {
+                replica
+                    .cli(&["INFO", "replication"])
+                    .contains("master_link_status:up")
+            },
+        );
         let quorum = sentinels / 2 + 1;
         let name = Self::MASTER_NAME;
         let config = format!(
@@ -597,22 +478,26 @@ impl RedisSentinel {
             sentinels,
         };
         let others = (group.sentinels.len() - 1).to_string();
-        wait_until("the sentinels to find the replica and each other", || {
-            group.sentinels.iter().all(|sentinel| {
-                let master = sentinel.cli(&["SENTINEL", "MASTER", name]);
-                // A replica can be promoted only once the sentinel has read
-                // its `INFO` (`info-refresh`: milliseconds since then).
-                let replica = sentinel.cli(&["SENTINEL", "REPLICAS", name]);
-                field(&master, "flags").as_deref() == Some("master")
-                    && field(&master, "num-slaves").as_deref() == Some("1")
-                    && field(&master, "num-other-sentinels").as_deref() == Some(others.as_str())
-                    && field(&replica, "flags").as_deref() == Some("slave")
-                    && field(&replica, "master-link-status").as_deref() == Some("ok")
-                    && field(&replica, "info-refresh")
-                        .and_then(|ms| ms.parse::<u64>().ok())
-                        .is_some_and(|ms| ms < 5_000)
-            })
-        });
+        wait_until(
+            "the sentinels to find the replica and each other",
+            SENTINEL_STARTUP,
+            || {
+                group.sentinels.iter().all(|sentinel| {
+                    let master = sentinel.cli(&["SENTINEL", "MASTER", name]);
+                    // A replica can be promoted only once the sentinel has read
+                    // its `INFO` (`info-refresh`: milliseconds since then).
+                    let replica = sentinel.cli(&["SENTINEL", "REPLICAS", name]);
+                    field(&master, "flags").as_deref() == Some("master")
+                        && field(&master, "num-slaves").as_deref() == Some("1")
+                        && field(&master, "num-other-sentinels").as_deref() == Some(others.as_str())
+                        && field(&replica, "flags").as_deref() == Some("slave")
+                        && field(&replica, "master-link-status").as_deref() == Some("ok")
+                        && field(&replica, "info-refresh")
+                            .and_then(|ms| ms.parse::<u64>().ok())
+                            .is_some_and(|ms| ms < 5_000)
+                })
+            },
+        );
         group
     }
 
@@ -707,17 +592,4 @@ fn field(reply: &str, name: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// Polls `ready` until it holds, or panics naming `what` after
-/// [`SENTINEL_STARTUP`].
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(
-            started.elapsed() < SENTINEL_STARTUP,
-            "timed out after {SENTINEL_STARTUP:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
