@@ -137,7 +137,8 @@ async fn after_a_manual_failover_writes_follow_the_announced_master() {
         let written = cache
             .set("after", value.clone().into(), &SetOptions::new())
             .await;
-        if written.is_ok() && group.node(1).cli(&["GET", "mf:after"]).trim() == value {
+        let seen = group.node(1).try_cli(&["GET", "mf:after"]);
+        if written.is_ok() && seen.is_ok_and(|seen| seen.trim() == value) {
             break;
         }
         assert!(

@@ -197,6 +197,14 @@ impl RedisServer {
     /// e.g. `server.cli(&["ACL", "SETUSER", "app", "on", ">pw", "~app:*", "+@all"])`.
     /// Panics if `redis-cli` fails to run or exits with an error.
     pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args)
+            .unwrap_or_else(|error| panic!("redis-cli {args:?} failed: {error}"))
+    }
+
+    /// Like [`cli`](Self::cli), but a failed command is an `Err` with
+    /// `redis-cli`'s error output instead of a panic: for a server that may
+    /// close connections at that moment (a node changing its role).
+    pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
         let mut command = Command::new("redis-cli");
         command
             .arg("-h")
@@ -210,12 +218,11 @@ impl RedisServer {
             .args(args)
             .output()
             .unwrap_or_else(|err| panic!("cannot run redis-cli: {err}"));
-        assert!(
-            output.status.success(),
-            "redis-cli {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
     }
 }
 
@@ -568,9 +575,21 @@ impl RedisSentinel {
 
     /// The role data node `node` reports itself (`ROLE`): `master` or
     /// `slave`.
+    ///
+    /// A node changing its role closes its clients' connections; the
+    /// question is asked again for up to 10 s while that happens.
     pub fn role(&self, node: usize) -> String {
-        let reply = self.nodes[node].cli(&["ROLE"]);
-        reply.lines().next().unwrap_or_default().trim().to_owned()
+        let started = std::time::Instant::now();
+        loop {
+            match self.nodes[node].try_cli(&["ROLE"]) {
+                Ok(reply) => return reply.lines().next().unwrap_or_default().trim().to_owned(),
+                Err(error) if started.elapsed() < Duration::from_secs(10) => {
+                    tracing::debug!(%error, node, "ROLE failed; asking again");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(error) => panic!("redis-cli ROLE on node {node} kept failing: {error}"),
+            }
+        }
     }
 
     /// Kills the node the sentinels name as the master (`SIGKILL`) and
