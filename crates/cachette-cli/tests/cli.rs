@@ -421,3 +421,22 @@ fn a_config_file_without_a_default_asks_for_a_cache_name() {
     let err = assert_clean_error(&output);
     assert!(err.contains("no cache named `c`"), "{err}");
 }
+
+#[test]
+fn a_bad_layer_in_a_config_file_is_a_clean_error_naming_the_file_and_the_cache() {
+    let dir = TempDir::new("badlayer");
+    let config = dir.0.join("caches.toml");
+    std::fs::write(
+        &config,
+        "[caches.pages]\nl1 = \"memory://?max_entrie=1\"\nl2 = \"memory://\"\n",
+    )
+    .expect("the config file is written");
+    let config = config.to_str().expect("UTF-8");
+    let err = assert_clean_error(&cachette(&["--config", config, "get", "k"]));
+    assert!(
+        err.contains(config)
+            && err.contains("cache `pages`: l1: unknown parameter `max_entrie`")
+            && err.contains("did you mean `max_entries`?"),
+        "{err}"
+    );
+}

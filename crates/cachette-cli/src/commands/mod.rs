@@ -70,7 +70,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 /// Opens every cache of the configuration file at `path`, with the
 /// environment applied over it.
 async fn open_config(path: &Path) -> anyhow::Result<CacheManager> {
-    let manager = CacheManager::from_env_and_file(path)?.build().await?;
+    let manager = async { CacheManager::from_env_and_file(path)?.build().await }
+        .await
+        .with_context(|| format!("cannot open the caches of `{}`", path.display()))?;
     tracing::debug!(caches = ?manager.names(), "opened the configured caches");
     Ok(manager)
 }
