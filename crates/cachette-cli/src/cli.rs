@@ -1,6 +1,8 @@
 //! The command line: global options and the list of subcommands. Each
 //! subcommand's own arguments live next to its code in [`crate::commands`].
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 use crate::commands::{backends, bench, ops, sim};
@@ -17,6 +19,7 @@ Examples:
   cachette --url 'memory://?max_entries=10000' bench --duration 5s
   cachette --url redis://localhost:6379 set greeting hello --ttl 10m --tag demo
   cachette --url redis://localhost:6379 keys 'user:*' | wc -l
+  cachette --config caches.toml --cache pages get home
   cachette sim --zipf 1.0 --capacity 1000,10000 --plot zipf.svg
 
 Logs go to stderr; set RUST_LOG (default: warn) to see more.";
@@ -39,6 +42,30 @@ pub(crate) struct Cli {
     )]
     pub(crate) url: String,
 
+    /// A TOML file of named caches (`[caches.<name>]` tables with a `url`,
+    /// or `l1` and `l2` for a tiered cache); the command works on the cache
+    /// `--cache` names, else on the file's default cache. Given, it is used
+    /// instead of `--url`. `CACHETTE_CACHES__*` variables override the file.
+    #[arg(
+        long,
+        global = true,
+        env = "CACHETTE_CONFIG",
+        value_name = "FILE",
+        display_order = 1001
+    )]
+    pub(crate) config: Option<PathBuf>,
+
+    /// The cache of `--config` to work on.
+    #[arg(
+        long,
+        global = true,
+        env = "CACHETTE_CACHE",
+        value_name = "NAME",
+        requires = "config",
+        display_order = 1002
+    )]
+    pub(crate) cache: Option<String>,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -54,7 +81,8 @@ pub(crate) enum Command {
     OnBackend(BackendCommand),
 }
 
-/// The subcommands that work on the backend named by `--url`.
+/// The subcommands that work on the backend named by `--url` (or
+/// `--config` and `--cache`).
 #[derive(Debug, Subcommand)]
 pub(crate) enum BackendCommand {
     /// Print the value of a key; exit status 1 and `(miss)` on stderr if absent.

@@ -28,7 +28,7 @@ pub(crate) fn format_bytes(bytes: u64) -> String {
 
 /// Parses a byte size with the library's rules (`64`, `4KiB`, `1 MB`).
 pub(crate) fn parse_byte_size(text: &str) -> Result<usize, String> {
-    cachette::manager::parse_byte_size(text)
+    cachette::params::parse_byte_size(text)
         .ok_or_else(|| format!("`{text}` is not a byte size (expected e.g. `64`, `4KiB`, `1MB`)"))
         .and_then(|bytes| usize::try_from(bytes).map_err(|_| format!("`{text}` is too large")))
 }

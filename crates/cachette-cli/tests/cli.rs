@@ -7,11 +7,13 @@
 use std::process::{Command, Output};
 
 /// Runs `cachette` with these arguments, isolated from the caller's
-/// `CACHETTE_URL` and `RUST_LOG`.
+/// `CACHETTE_URL`, `CACHETTE_CONFIG`, `CACHETTE_CACHE` and `RUST_LOG`.
 fn cachette(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cachette"))
         .args(args)
         .env_remove("CACHETTE_URL")
+        .env_remove("CACHETTE_CONFIG")
+        .env_remove("CACHETTE_CACHE")
         .env_remove("RUST_LOG")
         .output()
         .expect("the cachette binary runs")
@@ -333,4 +335,108 @@ fn sim_needs_a_trace_or_a_zipf_exponent() {
     let output = cachette(&["sim", "--capacity", "10"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--trace"), "{}", stderr(&output));
+}
+
+/// A fresh directory under the temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("cachette-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("a temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn backends_lists_tiered_as_compiled_in() {
+    let output = cachette(&["backends", "--json"]);
+    let schemes: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    let tiered = schemes
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|s| s["scheme"] == "tiered")
+        .expect("the tiered scheme is listed");
+    assert_eq!(tiered["enabled"], true);
+}
+
+#[test]
+fn a_tiered_cache_from_a_config_file_keeps_what_set_wrote() {
+    let dir = TempDir::new("tiered");
+    let config = dir.0.join("caches.toml");
+    let l2 = dir.0.join("l2");
+    std::fs::write(
+        &config,
+        format!(
+            "[caches.pages]\nl1 = \"memory://?max_entries=100\"\nl2 = \"file://{}\"\nl1_ttl = \"5s\"\n\n\
+             [caches.other]\nurl = \"memory://\"\n",
+            l2.display()
+        ),
+    )
+    .expect("the config file is written");
+    let config = config.to_str().expect("a UTF-8 path");
+    let set = cachette(&[
+        "--config", config, "--cache", "pages", "set", "home", "hello",
+    ]);
+    assert_eq!(set.status.code(), Some(0), "stderr: {}", stderr(&set));
+    // A new process: the value comes back from the file-backed L2.
+    let get = cachette(&["--config", config, "--cache", "pages", "get", "home"]);
+    assert_eq!(get.status.code(), Some(0), "stderr: {}", stderr(&get));
+    assert_eq!(stdout(&get).trim(), "hello");
+    let stats = cachette(&["--config", config, "--cache", "pages", "stats", "--json"]);
+    assert!(stdout(&stats).contains("l1_hits"), "{}", stdout(&stats));
+}
+
+#[test]
+fn a_config_file_without_a_default_asks_for_a_cache_name() {
+    let dir = TempDir::new("nodefault");
+    let config = dir.0.join("caches.toml");
+    std::fs::write(
+        &config,
+        "[caches.a]\nurl = \"memory://\"\n[caches.b]\nurl = \"memory://\"\n",
+    )
+    .expect("the config file is written");
+    let output = cachette(&["--config", config.to_str().expect("UTF-8"), "get", "k"]);
+    let err = assert_clean_error(&output);
+    assert!(
+        err.contains("no default cache") && err.contains("known: a, b"),
+        "{err}"
+    );
+    let output = cachette(&[
+        "--config",
+        config.to_str().expect("UTF-8"),
+        "--cache",
+        "c",
+        "get",
+        "k",
+    ]);
+    let err = assert_clean_error(&output);
+    assert!(err.contains("no cache named `c`"), "{err}");
+}
+
+#[test]
+fn a_bad_layer_in_a_config_file_is_a_clean_error_naming_the_file_and_the_cache() {
+    let dir = TempDir::new("badlayer");
+    let config = dir.0.join("caches.toml");
+    std::fs::write(
+        &config,
+        "[caches.pages]\nl1 = \"memory://?max_entrie=1\"\nl2 = \"memory://\"\n",
+    )
+    .expect("the config file is written");
+    let config = config.to_str().expect("UTF-8");
+    let err = assert_clean_error(&cachette(&["--config", config, "get", "k"]));
+    assert!(
+        err.contains(config)
+            && err.contains("cache `pages`: l1: unknown parameter `max_entrie`")
+            && err.contains("did you mean `max_entries`?"),
+        "{err}"
+    );
 }

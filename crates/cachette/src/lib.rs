@@ -36,6 +36,8 @@ pub mod error;
 pub mod glob;
 pub mod layers;
 pub mod manager;
+pub mod params;
+mod registry;
 #[cfg(feature = "sim")]
 pub mod sim;
 #[cfg(feature = "testing")]
@@ -48,7 +50,9 @@ pub use backend::{
 pub use backends::memory::{MemoryBackend, MemoryBuilder, Policy};
 pub use cache::{Cache, CacheBuilder, CacheStats, Codec, DefaultCodec, EntryOptions, LoadContext};
 pub use error::{Error, ErrorKind, Result};
-pub use manager::{CacheManager, SchemeInfo, open, schemes};
+pub use manager::CacheManager;
+pub use params::SchemeInfo;
+pub use registry::{open, schemes};
 
 /// The README's examples, compiled and run as doc tests so they cannot rot.
 #[cfg(doctest)]

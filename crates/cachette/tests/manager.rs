@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cachette::manager::{CacheManagerConfig, redact};
+use cachette::manager::CacheManagerConfig;
+use cachette::params::redact;
 use cachette::{Backend, CacheManager, Error, ErrorKind, KeyTtl, SetOptions, open, schemes};
 
 async fn open_err(url: &str) -> Error {
@@ -324,6 +325,7 @@ fn schemes_name_their_features_and_are_enabled_only_when_compiled_in() {
             || (feature == "redb" && cfg!(feature = "redb"))
             || (feature == "redis" && cfg!(feature = "redis"))
             || (feature == "near" && cfg!(feature = "near"))
+            || (feature == "tiered" && cfg!(feature = "tiered"))
     }
     let all = schemes();
     let expected = [
@@ -350,12 +352,98 @@ fn schemes_name_their_features_and_are_enabled_only_when_compiled_in() {
         assert!(!info.enabled || compiled(feature), "{info:?}");
         assert_eq!(info.capabilities.is_some(), info.enabled, "{info:?}");
     }
-    for planned in ["memcached", "postgres", "tiered"] {
+    for planned in ["memcached", "postgres"] {
         let info = all.iter().find(|info| info.scheme == planned).unwrap();
         assert!(!info.enabled, "{info:?}");
     }
     let memory = all.iter().find(|info| info.scheme == "memory").unwrap();
     assert!(memory.enabled && memory.capabilities.is_some());
+}
+
+#[test]
+fn tiered_is_compiled_in_exactly_when_its_feature_is_on() {
+    let tiered = schemes()
+        .into_iter()
+        .find(|info| info.scheme == "tiered")
+        .expect("tiered is listed");
+    assert_eq!(tiered.enabled, cfg!(feature = "tiered"), "{tiered:?}");
+    assert_eq!(tiered.capabilities.is_some(), tiered.enabled, "{tiered:?}");
+}
+
+#[cfg(feature = "tiered")]
+#[tokio::test]
+async fn a_tiered_url_says_to_use_the_toml_form() {
+    open_config_error(
+        "tiered://?l1=memory://",
+        &["a tiered cache has no URL form", "[caches.main]", "l1 = "],
+    )
+    .await;
+}
+
+#[cfg(feature = "near")]
+#[tokio::test]
+async fn a_typo_on_a_wrapped_scheme_names_that_scheme_and_suggests_the_nearest() {
+    let err = open_config_error(
+        "near+redis://127.0.0.1?local_max_entrie=10",
+        &[
+            "unknown parameter `local_max_entrie` for near+redis://",
+            "local_max_entries",
+            "prefix",
+            "did you mean `local_max_entries`?",
+        ],
+    )
+    .await;
+    assert_eq!(err.backend(), "near");
+}
+
+#[tokio::test]
+async fn every_scheme_names_itself_in_an_unknown_parameter_error() {
+    for info in schemes().into_iter().filter(|info| info.enabled) {
+        let url = match info.scheme {
+            "tiered" => continue,
+            "file" | "redb" => format!("{}:///tmp/cachette-never-opened?bogus=1", info.scheme),
+            "redis+unix" => "redis+unix:///tmp/cachette.sock?bogus=1".to_owned(),
+            "redis+sentinel" => "redis+sentinel://127.0.0.1/master?bogus=1".to_owned(),
+            "memory" => "memory://?bogus=1".to_owned(),
+            scheme => format!("{scheme}://127.0.0.1?bogus=1"),
+        };
+        open_config_error(
+            &url,
+            &[&format!("unknown parameter `bogus` for {}://", info.scheme)],
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn flags_read_alike_in_every_scheme() {
+    // `on`/`off` and `yes`/`no` are flags everywhere, not only in file://.
+    #[cfg(feature = "redis")]
+    open_config_error(
+        "redis://127.0.0.1:1/0?tags=maybe",
+        &["parameter `tags`", "1/0, yes/no, on/off"],
+    )
+    .await;
+    #[cfg(feature = "file")]
+    open_config_error(
+        "file:///tmp/x?fsync=maybe",
+        &["parameter `fsync`", "1/0, yes/no, on/off"],
+    )
+    .await;
+}
+
+#[cfg(feature = "file")]
+#[tokio::test]
+async fn key_limits_are_byte_sizes_in_every_scheme() {
+    let dir = std::env::temp_dir().join(format!("cachette-limits-{}", std::process::id()));
+    let cache = open(&format!("file://{}?max_key_len=1KiB", dir.display()))
+        .await
+        .unwrap();
+    assert_eq!(cache.capabilities().max_key_len, 1024);
+    drop(cache);
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = open("memory://?max_key_len=1KiB").await.unwrap();
+    assert_eq!(cache.capabilities().max_key_len, 1024);
 }
 
 #[test]
@@ -671,5 +759,114 @@ async fn builder_rejects_a_name_added_twice() {
 #[tokio::test]
 async fn close_of_memory_caches_succeeds() {
     let manager = manager(TWO_CACHES).await;
+    manager.close().await.unwrap();
+}
+
+// --- manager: tiered caches ---
+
+#[cfg(feature = "tiered")]
+const TIERED: &str = r#"
+[caches.pages]
+l1 = "memory://?max_entries=100"
+l2 = "memory://"
+l1_ttl = "10s"
+"#;
+
+#[cfg(feature = "tiered")]
+#[tokio::test]
+async fn a_tiered_cache_opens_from_toml_over_its_two_layers() {
+    let manager = manager(TIERED).await;
+    let pages = manager.get("pages").unwrap();
+    assert_eq!(pages.name(), "tiered");
+    set(&pages, "home").await;
+    assert_eq!(pages.get("home").await.unwrap().as_deref(), Some(&b"v"[..]));
+    let stats = pages.stats().await.unwrap();
+    assert!(
+        stats.details.iter().any(|(name, _)| name == "l1_hits"),
+        "{stats:?}"
+    );
+}
+
+#[cfg(feature = "tiered")]
+#[tokio::test]
+async fn a_tiered_layer_that_fails_names_the_cache_and_the_layer() {
+    let toml = "[caches.pages]\nl1 = \"memory://?max_entries=0\"\nl2 = \"memory://\"\n";
+    let err = manager_err(build(toml).await);
+    assert_config_error(&err, &["cache `pages`: l1: max_entries must be at least 1"]);
+}
+
+#[tokio::test]
+async fn a_tiered_cache_needs_both_layers_and_no_url() {
+    let err = manager_err(build("[caches.pages]\nl1 = \"memory://\"\n").await);
+    assert_config_error(&err, &["cache `pages`", "needs both `l1` and `l2`"]);
+    let toml = "[caches.pages]\nurl = \"memory://\"\nl1 = \"memory://\"\nl2 = \"memory://\"\n";
+    let err = manager_err(build(toml).await);
+    assert_config_error(&err, &["either `url` or the keys of a tiered cache"]);
+    let err = manager_err(build("[caches.pages]\n").await);
+    assert_config_error(&err, &["no `url` is given"]);
+}
+
+#[test]
+fn an_unknown_cache_key_names_the_valid_ones() {
+    let err = CacheManager::from_toml_str("[caches.main]\nl3 = \"memory://\"\n").unwrap_err();
+    assert_config_error(
+        &err,
+        &[
+            "unknown field `l3`",
+            "`url`",
+            "`l1`",
+            "`l2`",
+            "`l1_ttl`",
+            "`channel`",
+        ],
+    );
+}
+
+#[test]
+fn a_bad_l1_ttl_is_an_error_naming_the_line() {
+    let err = CacheManager::from_toml_str("[caches.main]\nl1_ttl = \"soon\"\n").unwrap_err();
+    assert_config_error(&err, &["line 2", "expected a duration"]);
+}
+
+#[test]
+fn env_variables_set_the_keys_of_a_tiered_cache() {
+    let config = CacheManagerConfig::new()
+        .apply_env_vars([
+            ("CACHETTE_CACHES__PAGES__L1", "memory://"),
+            ("CACHETTE_CACHES__PAGES__L2", "redis://u:secret@host"),
+            ("CACHETTE_CACHES__PAGES__L1_TTL", "5s"),
+        ])
+        .unwrap();
+    let pages = &config.caches["pages"];
+    assert_eq!(pages.l1.as_deref(), Some("memory://"));
+    assert_eq!(pages.l1_ttl, Some(std::time::Duration::from_secs(5)));
+    assert!(!format!("{config:?}").contains("secret"));
+    let err = CacheManagerConfig::new()
+        .apply_env_vars([("CACHETTE_CACHES__PAGES__L1_TTL", "soon")])
+        .unwrap_err();
+    assert_config_error(
+        &err,
+        &["CACHETTE_CACHES__PAGES__L1_TTL", "expected a duration"],
+    );
+}
+
+#[cfg(all(feature = "tiered", feature = "redis", feature = "testing"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiered_cache_with_a_channel_opens_from_toml() {
+    let server = cachette::testing::redis_server::RedisServer::start();
+    let toml = format!(
+        "[caches.pages]\nl1 = \"memory://\"\nl2 = \"redis://127.0.0.1:{port}/0?prefix=t:\"\n\
+         channel = \"redis://127.0.0.1:{port}/0?name=t:inv&ping_interval=200ms\"\n",
+        port = server.port()
+    );
+    let manager = manager(&toml).await;
+    let pages = manager.get("pages").unwrap();
+    set(&pages, "home").await;
+    assert_eq!(server.cli(&["GET", "t:home"]).trim(), "v");
+    let stats = pages.stats().await.unwrap();
+    assert!(
+        stats.details.iter().any(|(name, _)| name == "published"),
+        "{stats:?}"
+    );
     manager.close().await.unwrap();
 }

@@ -1,15 +1,17 @@
 //! The subcommands, and what they share: opening the backend named by
-//! `--url` and the outcome that becomes the exit status.
+//! `--url` (or by `--config` and `--cache`) and the outcome that becomes
+//! the exit status.
 
 pub(crate) mod backends;
 pub(crate) mod bench;
 pub(crate) mod ops;
 pub(crate) mod sim;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cachette::Backend;
+use cachette::{Backend, CacheManager};
 
 use crate::cli::{BackendCommand, Cli, Command};
 
@@ -30,7 +32,17 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Sim(args) => return sim::run(&args),
         Command::OnBackend(command) => command,
     };
-    let backend = open_backend(&cli.url).await?;
+    let (backend, manager) = match &cli.config {
+        Some(path) => {
+            let manager = open_config(path).await?;
+            let backend = match &cli.cache {
+                Some(name) => manager.get(name),
+                None => manager.default_cache(),
+            }?;
+            (backend, Some(manager))
+        }
+        None => (open_backend(&cli.url).await?, None),
+    };
     let outcome = match command {
         BackendCommand::Bench(args) => bench::run(Arc::clone(&backend), &args).await,
         BackendCommand::Get(args) => ops::get(&*backend, &args).await,
@@ -45,10 +57,24 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         BackendCommand::Stats(args) => ops::stats(&*backend, &args).await,
         BackendCommand::Ping => ops::ping(&*backend).await,
     };
-    if let Err(err) = backend.close().await {
+    let closed = match &manager {
+        Some(manager) => manager.close().await,
+        None => backend.close().await,
+    };
+    if let Err(err) = closed {
         tracing::warn!(error = %err, "closing the backend failed");
     }
     outcome
+}
+
+/// Opens every cache of the configuration file at `path`, with the
+/// environment applied over it.
+async fn open_config(path: &Path) -> anyhow::Result<CacheManager> {
+    let manager = async { CacheManager::from_env_and_file(path)?.build().await }
+        .await
+        .with_context(|| format!("cannot open the caches of `{}`", path.display()))?;
+    tracing::debug!(caches = ?manager.names(), "opened the configured caches");
+    Ok(manager)
 }
 
 /// Opens the backend at `url`. The error names the URL's scheme but never

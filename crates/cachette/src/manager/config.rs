@@ -1,15 +1,19 @@
-//! [`CacheManagerConfig`]: named cache URLs from TOML, the environment or
+//! [`CacheManagerConfig`]: named caches from TOML, the environment or
 //! code.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
+use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::params::{redact, redact_text};
+use crate::registry::open;
 
-use super::url::{open, redact, redact_text};
 use super::{CacheManager, MANAGER, resolve_default};
 
 /// The environment variable that names the default cache.
@@ -18,9 +22,12 @@ const ENV_DEFAULT: &str = "CACHETTE_DEFAULT";
 const ENV_CACHES: &str = "CACHETTE_CACHES__";
 /// The separator between levels of an environment variable's name.
 const ENV_SEPARATOR: &str = "__";
+/// The settings of a cache an environment variable may set: the keys of
+/// [`CacheConfig`], upper-cased.
+const ENV_SETTINGS: &[&str] = &["URL", "L1", "L2", "L1_TTL", "CHANNEL"];
 
-/// The configuration of a [`CacheManager`]: a URL per cache name and the
-/// name of the default cache.
+/// The configuration of a [`CacheManager`]: each cache by name (a URL, or
+/// the layers of a tiered cache) and the name of the default cache.
 ///
 /// Read it from TOML ([`from_toml_str`](Self::from_toml_str),
 /// [`from_file`](Self::from_file)), apply the environment
@@ -37,8 +44,9 @@ const ENV_SEPARATOR: &str = "__";
 /// url = "memory://?policy=lru&default_ttl=30m"
 /// ```
 ///
-/// Unknown keys are errors. `Debug` output shows URLs with their passwords
-/// replaced by `***`.
+/// See [`CacheConfig`] for the keys of a cache, tiered caches included.
+/// Unknown keys are errors that name the key and the valid ones. `Debug`
+/// output shows URLs with their passwords replaced by `***`.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -52,26 +60,162 @@ pub struct CacheManagerConfig {
     pub caches: BTreeMap<String, CacheConfig>,
 }
 
-/// The configuration of one named cache.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// The configuration of one named cache: either a `url`, or the layers of
+/// a tiered cache (feature `tiered`, see
+/// [`backends::tiered`](crate::backends)).
+///
+/// | key       | value |
+/// |-----------|-------|
+/// | `url`     | the URL the cache opens from with [`open`](crate::open) |
+/// | `l1`      | tiered: the URL of the local layer, e.g. `memory://?max_entries=10000` |
+/// | `l2`      | tiered: the URL of the shared layer, e.g. `redis://127.0.0.1:6379/0` |
+/// | `l1_ttl`  | tiered: the longest an L1 copy lives, e.g. `10s` (default 30 s) |
+/// | `channel` | tiered, feature `redis`: the invalidation channel's server, `redis://[user[:password]@]host[:port][/db]` (or `rediss://`, `redis+unix://`), with optional parameters `name` (default `cachette:tiered:<cache name>`), `connect_timeout`, `response_timeout` and `ping_interval` (durations) |
+///
+/// ```
+/// use cachette::{Backend, CacheManager, SetOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cachette::Result<()> {
+/// # #[cfg(feature = "tiered")] {
+/// let manager = CacheManager::from_toml_str(
+///     r#"
+///     [caches.pages]
+///     l1 = "memory://?max_entries=10000"
+///     l2 = "memory://"                  # in practice redis://..., file://...
+///     l1_ttl = "10s"
+///     "#,
+/// )?
+/// .build()
+/// .await?;
+/// let pages = manager.get("pages")?;
+/// assert_eq!(pages.name(), "tiered");
+/// pages.set("home", "<html>".into(), &SetOptions::new()).await?;
+/// # }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CacheConfig {
-    /// The URL the cache is opened from with [`open`](crate::open).
+    /// The URL the cache is opened from with [`open`](crate::open); empty
+    /// for a tiered cache.
+    #[serde(default)]
     pub url: String,
+    /// The URL of a tiered cache's L1.
+    #[serde(default)]
+    pub l1: Option<String>,
+    /// The URL of a tiered cache's L2.
+    #[serde(default)]
+    pub l2: Option<String>,
+    /// The longest a tiered cache's L1 copy lives.
+    #[serde(default, deserialize_with = "duration")]
+    pub l1_ttl: Option<Duration>,
+    /// The URL of a tiered cache's invalidation channel.
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+/// Reads a duration in humantime form (`10s`, `1h 30m`).
+fn duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(text.trim())
+        .map(Some)
+        .map_err(|_| {
+            serde::de::Error::custom(format!("expected a duration such as `10s`, got `{text}`"))
+        })
 }
 
 impl CacheConfig {
     /// A cache opened from `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        CacheConfig { url: url.into() }
+        CacheConfig {
+            url: url.into(),
+            ..CacheConfig::default()
+        }
+    }
+
+    /// A tiered cache over the backends at these two URLs (feature
+    /// `tiered`); set [`l1_ttl`](Self::l1_ttl) and
+    /// [`channel`](Self::channel) on the result if needed.
+    pub fn tiered(l1: impl Into<String>, l2: impl Into<String>) -> Self {
+        CacheConfig {
+            l1: Some(l1.into()),
+            l2: Some(l2.into()),
+            ..CacheConfig::default()
+        }
+    }
+
+    /// Sets the key an environment variable names (one of [`ENV_SETTINGS`]).
+    fn set(&mut self, setting: &str, value: String) -> Result<()> {
+        match setting {
+            "URL" => self.url = value,
+            "L1" => self.l1 = Some(value),
+            "L2" => self.l2 = Some(value),
+            "CHANNEL" => self.channel = Some(value),
+            _ => {
+                // Never echoed: values are not shown.
+                let ttl = humantime::parse_duration(value.trim())
+                    .map_err(|_| Error::config(MANAGER, "expected a duration such as `10s`"))?;
+                self.l1_ttl = Some(ttl);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any key of a tiered cache is set.
+    fn is_tiered(&self) -> bool {
+        self.l1.is_some() || self.l2.is_some() || self.l1_ttl.is_some() || self.channel.is_some()
+    }
+
+    /// Opens the cache named `name`.
+    async fn open(&self, name: &str) -> Result<Arc<dyn Backend>> {
+        if !self.is_tiered() {
+            if self.url.is_empty() {
+                return Err(Error::config(
+                    MANAGER,
+                    "no `url` is given (or `l1` and `l2` for a tiered cache)",
+                ));
+            }
+            return open(&self.url).await;
+        }
+        if !self.url.is_empty() {
+            return Err(Error::config(
+                MANAGER,
+                "give either `url` or the keys of a tiered cache (`l1`, `l2`, `l1_ttl`, `channel`), not both",
+            ));
+        }
+        let (Some(l1), Some(l2)) = (&self.l1, &self.l2) else {
+            return Err(Error::config(
+                MANAGER,
+                "a tiered cache needs both `l1` and `l2`",
+            ));
+        };
+        #[cfg(feature = "tiered")]
+        return super::tiered::open(name, l1, l2, self).await;
+        #[cfg(not(feature = "tiered"))]
+        {
+            let _ = (name, l1, l2);
+            Err(Error::config(
+                MANAGER,
+                "the `tiered` backend is not compiled in; enable the cargo feature `tiered`",
+            ))
+        }
     }
 }
 
 impl fmt::Debug for CacheConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |url: &Option<String>| url.as_deref().map(redact);
         f.debug_struct("CacheConfig")
             .field("url", &redact(&self.url))
+            .field("l1", &shown(&self.l1))
+            .field("l2", &shown(&self.l2))
+            .field("l1_ttl", &self.l1_ttl)
+            .field("channel", &shown(&self.channel))
             .finish()
     }
 }
@@ -182,6 +326,8 @@ impl CacheManagerConfig {
     /// - `CACHETTE_CACHES__<NAME>__URL=<url>` sets the URL of cache `<name>`
     ///   (lower-cased), adding the cache if it is not configured yet.
     ///   `__` separates the levels, so a name may contain single `_`.
+    ///   `..__L1`, `..__L2`, `..__L1_TTL` and `..__CHANNEL` set the keys of a
+    ///   tiered cache the same way (see [`CacheConfig`]).
     /// - `CACHETTE_DEFAULT=<name>` names the default cache.
     ///
     /// Variable names are matched without regard to case. An empty value is
@@ -243,11 +389,12 @@ impl CacheManagerConfig {
                     format!("environment variable `{key}`: the cache name is empty"),
                 ));
             }
-            if setting != "URL" {
+            if !ENV_SETTINGS.contains(&setting) {
                 return Err(Error::config(
                     MANAGER,
                     format!(
-                        "environment variable `{key}`: unknown setting `{setting}`; expected URL"
+                        "environment variable `{key}`: unknown setting `{setting}`; expected {}",
+                        ENV_SETTINGS.join(", ")
                     ),
                 ));
             }
@@ -256,8 +403,9 @@ impl CacheManagerConfig {
             }
             self.caches
                 .entry(name.to_ascii_lowercase())
-                .and_modify(|cache| cache.url.clone_from(&value))
-                .or_insert_with(|| CacheConfig::new(value));
+                .or_default()
+                .set(setting, value)
+                .map_err(|err| err.context(format_args!("environment variable `{key}`")))?;
         }
         Ok(self)
     }
@@ -275,7 +423,8 @@ impl CacheManagerConfig {
         resolve_default(self.default.as_deref(), &names)
     }
 
-    /// Opens every cache with [`open`](crate::open), concurrently, and
+    /// Opens every cache with [`open`](crate::open) (a tiered cache: each
+    /// of its layers, then the tiered backend over them), concurrently, and
     /// returns the manager.
     ///
     /// Caches are opened here rather than on first use, so that a wrong URL
@@ -289,7 +438,7 @@ impl CacheManagerConfig {
     pub async fn build(self) -> Result<CacheManager> {
         self.default_name()?;
         let opening = self.caches.into_iter().map(|(name, cache)| async move {
-            match open(&cache.url).await {
+            match cache.open(&name).await {
                 Ok(backend) => Ok((name, backend)),
                 Err(err) => Err(super::in_cache(&name, err)),
             }

@@ -1,13 +1,10 @@
-//! Opening backends by URL, and named backends built from configuration.
+//! Named backends built from configuration.
 //!
-//! - [`open`] turns a URL into an `Arc<dyn Backend>`: one match arm per
-//!   scheme, each behind its cargo feature. [`schemes`] lists every scheme
-//!   cachette knows, compiled in or not. [`redact`] hides the passwords of a
-//!   URL before it is shown.
-//! - [`CacheManager`] holds named backends and a default one. It is built
-//!   from a [`CacheManagerConfig`] (a TOML file, overridden by `CACHETTE_*`
-//!   environment variables), which opens every cache up front, or from
-//!   backends in code with [`CacheManager::builder`].
+//! [`CacheManager`] holds named backends and a default one. It is built
+//! from a [`CacheManagerConfig`] (a TOML file, overridden by `CACHETTE_*`
+//! environment variables), which opens every cache up front with
+//! [`open`](crate::open), or from backends in code with
+//! [`CacheManager::builder`].
 //!
 //! The TOML form:
 //!
@@ -19,18 +16,24 @@
 //!
 //! [caches.sessions]
 //! url = "memory://?policy=lru&default_ttl=30m"
+//!
+//! [caches.pages]            # a tiered cache (feature `tiered`): no `url`
+//! l1 = "memory://?max_entries=10000"
+//! l2 = "redis://127.0.0.1:6379/0?prefix=pages:"
 //! ```
 //!
-//! The environment: `CACHETTE_CACHES__<NAME>__URL=<url>` sets or adds the
-//! URL of cache `<name>` (lower-cased), `CACHETTE_DEFAULT=<name>` names the
-//! default; see [`CacheManagerConfig::apply_env_vars`].
+//! See [`CacheConfig`] for every key of a cache. The environment:
+//! `CACHETTE_CACHES__<NAME>__<KEY>=<value>` sets or adds a key of cache
+//! `<name>` (lower-cased), `CACHETTE_DEFAULT=<name>` names the default; see
+//! [`CacheManagerConfig::apply_env_vars`].
 //!
 //! When no default is named, the only cache is the default if there is
 //! exactly one, else the cache named `default` if there is one, else there
 //! is none and [`CacheManager::default_cache`] is an error.
 
 mod config;
-pub(crate) mod url;
+#[cfg(feature = "tiered")]
+mod tiered;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,12 +41,11 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::params::did_you_mean;
 
-pub use self::url::{SchemeInfo, open, parse_byte_size, redact, schemes};
 pub use config::{CacheConfig, CacheManagerConfig};
 
-/// The name in errors raised by the manager and by [`open`] before a
-/// backend is chosen.
+/// The name in errors raised by the manager.
 const MANAGER: &str = "manager";
 
 /// Named backends and a default one.
@@ -302,55 +304,4 @@ fn resolve_default<'a>(explicit: Option<&'a str>, names: &[&'a str]) -> Result<O
 /// backend and source.
 fn in_cache(name: &str, err: Error) -> Error {
     err.context(format_args!("cache `{name}`"))
-}
-
-/// `"; did you mean `x`?"` when one of `candidates` is a likely typo of
-/// `word`, else `""`.
-fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    candidates
-        .into_iter()
-        .map(|candidate| (edit_distance(word, candidate), candidate))
-        .filter(|&(distance, candidate)| distance > 0 && distance <= (candidate.len() / 3).max(1))
-        .min_by_key(|&(distance, _)| distance)
-        .map_or_else(String::new, |(_, candidate)| {
-            format!("; did you mean `{candidate}`?")
-        })
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = Vec::with_capacity(b.len() + 1);
-        current.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn edit_distance_counts_single_edits() {
-        assert_eq!(edit_distance("max_entires", "max_entries"), 2);
-        assert_eq!(edit_distance("sesions", "sessions"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("same", "same"), 0);
-    }
-
-    #[test]
-    fn did_you_mean_suggests_only_close_names() {
-        assert_eq!(
-            did_you_mean("sesions", ["main", "sessions"]),
-            "; did you mean `sessions`?"
-        );
-        assert_eq!(did_you_mean("zzz", ["main", "sessions"]), "");
-    }
 }

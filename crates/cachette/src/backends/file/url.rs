@@ -1,6 +1,6 @@
-//! The `file://` URL form, opened by [`crate::open`].
+//! The `file://` URL form, opened by [`crate::open`], and the scheme's
+//! declaration.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use ::url::Url;
@@ -8,7 +8,16 @@ use ::url::Url;
 use super::{FileBackend, NAME};
 use crate::backend::Backend;
 use crate::error::{Error, ErrorKind, Result};
-use crate::manager::url::UrlParams;
+use crate::params::{Opening, Scheme, UrlParams, no_fragment, no_host, no_userinfo, parse_url};
+
+/// The `file://` scheme.
+pub(crate) const SCHEMES: &[Scheme] = &[Scheme {
+    name: "file",
+    feature: "file",
+    description: "one file per entry, atomic writes, bounded size, shared by processes",
+    capabilities: FileBackend::default_capabilities,
+    open,
+}];
 
 /// The parameters of `file://`, in the order the docs list them.
 const PARAMS: &[&str] = &[
@@ -21,28 +30,17 @@ const PARAMS: &[&str] = &[
     "max_value_len",
 ];
 
-/// A boolean parameter: `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
-struct Flag(bool);
+/// What a `file://` URL holds instead of a host or user.
+const HINT: &str = "it needs an absolute local path, e.g. `file:///var/cache/app`";
 
-impl FromStr for Flag {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(Flag(true)),
-            "false" | "0" | "no" | "off" => Ok(Flag(false)),
-            _ => Err(Error::config(
-                NAME,
-                format!("expected `true` or `false`, got `{s}`"),
-            )),
-        }
-    }
+fn open(url: &str) -> Opening<'_> {
+    Box::pin(open_dir(url))
 }
 
 /// Builds a file backend from `file:///dir?param=value&...`. The directory
 /// is created and scanned on a blocking thread.
-pub(crate) async fn open(url: &Url) -> Result<Arc<dyn Backend>> {
-    let builder = builder(url)?;
+async fn open_dir(url: &str) -> Result<Arc<dyn Backend>> {
+    let builder = builder(&parse_url(url, NAME)?)?;
     let backend = tokio::task::spawn_blocking(move || builder.build())
         .await
         .map_err(|join| {
@@ -57,22 +55,13 @@ pub(crate) async fn open(url: &Url) -> Result<Arc<dyn Backend>> {
 }
 
 fn builder(url: &Url) -> Result<super::FileBuilder> {
-    if url.fragment().is_some() {
-        return Err(Error::config(NAME, "file:// takes no `#fragment`"));
-    }
-    if !url.username().is_empty() || url.password().is_some() || url.port().is_some() {
-        return Err(Error::config(
-            NAME,
-            "file:// takes no user, password or port, only a path, e.g. `file:///var/cache/app`",
-        ));
-    }
+    no_fragment(url, NAME)?;
+    no_userinfo(url, NAME, HINT)?;
+    no_host(url, NAME, &["localhost"], HINT)?;
     let dir = url.to_file_path().map_err(|()| {
         Error::config(
             NAME,
-            format!(
-                "file:// needs an absolute local path, e.g. `file:///var/cache/app` (host `{}` is not this machine)",
-                url.host_str().unwrap_or("")
-            ),
+            "file:// needs an absolute local path, e.g. `file:///var/cache/app`",
         )
     })?;
     if dir.as_os_str().is_empty() || dir == std::path::Path::new("/") {
@@ -81,7 +70,7 @@ fn builder(url: &Url) -> Result<super::FileBuilder> {
             "file:// needs a cache directory, e.g. `file:///var/cache/app`",
         ));
     }
-    let mut params = UrlParams::parse(url, NAME, PARAMS)?;
+    let mut params = UrlParams::parse(url, NAME, &[PARAMS])?;
     let mut builder = FileBackend::builder(dir);
     if let Some(max) = params.integer("max_entries")? {
         builder = builder.max_entries(max);
@@ -92,17 +81,17 @@ fn builder(url: &Url) -> Result<super::FileBuilder> {
     if let Some(ttl) = params.duration("default_ttl")? {
         builder = builder.default_ttl(ttl);
     }
-    if let Some(Flag(fsync)) = params.parsed("fsync")? {
+    if let Some(fsync) = params.flag("fsync")? {
         builder = builder.fsync(fsync);
     }
-    if let Some(Flag(allow)) = params.parsed("allow_non_empty")? {
+    if let Some(allow) = params.flag("allow_non_empty")? {
         builder = builder.allow_non_empty(allow);
     }
-    if let Some(max) = params.integer("max_key_len")? {
+    if let Some(max) = params.byte_len("max_key_len")? {
         builder = builder.max_key_len(max);
     }
-    if let Some(max) = params.bytes("max_value_len")? {
-        builder = builder.max_value_len(usize::try_from(max).unwrap_or(usize::MAX));
+    if let Some(max) = params.byte_len("max_value_len")? {
+        builder = builder.max_value_len(max);
     }
     Ok(builder)
 }

@@ -1,4 +1,5 @@
-//! The `memory://` URL form, opened by [`crate::open`].
+//! The `memory://` URL form, opened by [`crate::open`], and the scheme's
+//! declaration.
 
 use std::sync::Arc;
 
@@ -6,9 +7,17 @@ use ::url::Url;
 
 use super::{MemoryBackend, NAME, Policy};
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::params::{Opening, Scheme, UrlParams, no_fragment, no_host, no_userinfo, parse_url};
 
-use crate::manager::url::UrlParams;
+/// The `memory://` scheme.
+pub(crate) const SCHEMES: &[Scheme] = &[Scheme {
+    name: "memory",
+    feature: "memory",
+    description: "in-process engine: LRU, FIFO, SIEVE or S3-FIFO; TTL; byte bounds; tags",
+    capabilities: MemoryBackend::default_capabilities,
+    open,
+}];
 
 /// The parameters of `memory://`, in the order the docs list them.
 const PARAMS: &[&str] = &[
@@ -21,23 +30,30 @@ const PARAMS: &[&str] = &[
     "max_key_len",
 ];
 
+/// What a `memory://` URL holds instead of a host, user or path.
+const HINT: &str = "only parameters, e.g. `memory://?max_entries=10000`";
+
+fn open(url: &str) -> Opening<'_> {
+    Box::pin(std::future::ready(open_now(url)))
+}
+
 /// Builds a memory backend from `memory://?param=value&...`.
-pub(crate) fn open(url: &Url) -> Result<Arc<dyn Backend>> {
-    let host = url.host_str().unwrap_or("");
-    let has_authority = !host.is_empty()
-        || url.port().is_some()
-        || !url.username().is_empty()
-        || url.password().is_some();
-    if has_authority || !matches!(url.path(), "" | "/") {
-        return Err(Error::config(
+fn open_now(url: &str) -> Result<Arc<dyn Backend>> {
+    let url = parse_url(url, NAME)?;
+    Ok(Arc::new(builder(&url)?.build()?))
+}
+
+fn builder(url: &Url) -> Result<super::MemoryBuilder> {
+    no_host(url, NAME, &[], HINT)?;
+    no_userinfo(url, NAME, HINT)?;
+    if !matches!(url.path(), "" | "/") {
+        return Err(crate::error::Error::config(
             NAME,
-            "memory:// takes no host, user or path, only parameters, e.g. `memory://?max_entries=10000`",
+            format!("memory:// takes no path; {HINT}"),
         ));
     }
-    if url.fragment().is_some() {
-        return Err(Error::config(NAME, "memory:// takes no `#fragment`"));
-    }
-    let mut params = UrlParams::parse(url, NAME, PARAMS)?;
+    no_fragment(url, NAME)?;
+    let mut params = UrlParams::parse(url, NAME, &[PARAMS])?;
     let mut builder = MemoryBackend::builder();
     if let Some(max) = params.integer("max_entries")? {
         builder = builder.max_entries(max);
@@ -57,8 +73,8 @@ pub(crate) fn open(url: &Url) -> Result<Arc<dyn Backend>> {
     if let Some(interval) = params.duration("expiry_interval")? {
         builder = builder.expiry_interval(interval);
     }
-    if let Some(max) = params.integer("max_key_len")? {
+    if let Some(max) = params.byte_len("max_key_len")? {
         builder = builder.max_key_len(max);
     }
-    Ok(Arc::new(builder.build()?))
+    Ok(builder)
 }

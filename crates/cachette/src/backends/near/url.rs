@@ -1,6 +1,6 @@
 //! The `near+redis://` and `near+rediss://` URL forms, opened by
-//! [`crate::open`]: a `redis://` URL whose own parameters go to the Redis
-//! backend, plus the near cache's.
+//! [`crate::open`], and their declarations: a `redis://` URL whose own
+//! parameters go to the Redis backend, plus the near cache's.
 
 use std::sync::Arc;
 
@@ -9,8 +9,29 @@ use ::url::Url;
 use super::{NAME, NearBackend, Tracking};
 use crate::backend::Backend;
 use crate::backends::memory::{MemoryBackend, Policy};
+use crate::backends::redis::url::{standalone, standalone_params};
 use crate::error::{Error, Result};
-use crate::manager::url::{UrlParams, redact};
+use crate::params::{Opening, Scheme, UrlParams, no_fragment, parse_url, redact};
+
+/// A near-cache scheme: enabled by the `near` feature.
+const fn scheme(name: &'static str, description: &'static str) -> Scheme {
+    Scheme {
+        name,
+        feature: "near",
+        description,
+        capabilities: NearBackend::default_capabilities,
+        open,
+    }
+}
+
+/// The near-cache schemes.
+pub(crate) const SCHEMES: &[Scheme] = &[
+    scheme(
+        "near+redis",
+        "near cache: a local store kept coherent with Redis by CLIENT TRACKING",
+    ),
+    scheme("near+rediss", "near cache over Redis with TLS"),
+];
 
 /// The near cache's own parameters; the others go to the Redis URL.
 const PARAMS: &[&str] = &[
@@ -22,9 +43,18 @@ const PARAMS: &[&str] = &[
     "local_policy",
 ];
 
-/// Builds a near cache from its URL (see the module docs for the form).
-pub(crate) async fn open(url: &Url) -> Result<Arc<dyn Backend>> {
+fn open(url: &str) -> Opening<'_> {
+    Box::pin(async move {
+        let backend: Arc<dyn Backend> = Arc::new(builder(&parse_url(url, NAME)?)?.build().await?);
+        Ok(backend)
+    })
+}
+
+/// The builder a near-cache URL describes (without connecting; see the
+/// module docs for the form).
+fn builder(url: &Url) -> Result<super::NearBuilder> {
     let shown = redact(url.as_str());
+    no_fragment(url, NAME)?;
     let redis_scheme = match url.scheme() {
         "near+redis" => "redis",
         "near+rediss" => "rediss",
@@ -35,11 +65,11 @@ pub(crate) async fn open(url: &Url) -> Result<Arc<dyn Backend>> {
             ));
         }
     };
-    // Split the query: the near cache's parameters here, the rest for Redis.
-    let (own, rest): (Vec<_>, Vec<_>) = url
-        .query_pairs()
-        .into_owned()
-        .partition(|(name, _)| PARAMS.contains(&name.as_str()));
+    // One parse of the whole query, so that a typo is reported against
+    // this scheme with every parameter it takes, its own and Redis's.
+    let mut known = vec![PARAMS];
+    known.extend_from_slice(standalone_params(redis_scheme));
+    let mut params = UrlParams::parse(url, NAME, &known)?;
     let mut redis_url = url.clone();
     redis_url.set_scheme(redis_scheme).map_err(|()| {
         Error::config(
@@ -47,23 +77,9 @@ pub(crate) async fn open(url: &Url) -> Result<Arc<dyn Backend>> {
             format!("{shown}: cannot read this URL as a Redis URL"),
         )
     })?;
-    redis_url.set_query(None);
-    if !rest.is_empty() {
-        redis_url.query_pairs_mut().extend_pairs(rest);
-    }
-    let mut own_url = Url::parse("near://").map_err(|err| Error::config(NAME, err.to_string()))?;
-    if !own.is_empty() {
-        own_url.query_pairs_mut().extend_pairs(own);
-    }
-    let mut params = UrlParams::parse(&own_url, NAME, PARAMS)?;
-
-    let mut builder = NearBackend::builder(crate::backends::redis::url::builder(&redis_url)?);
+    let mut builder = NearBackend::builder(standalone(&redis_url, &mut params)?);
     let mut tracking = params.parsed::<Tracking>("tracking")?.unwrap_or_default();
-    if let Some(prefixes) = own_url
-        .query_pairs()
-        .find(|(name, _)| name == "bcast_prefixes")
-        .map(|(_, value)| value.into_owned())
-    {
+    if let Some(prefixes) = params.text("bcast_prefixes") {
         let Tracking::Broadcast(list) = &mut tracking else {
             return Err(Error::config(
                 NAME,
@@ -94,5 +110,54 @@ pub(crate) async fn open(url: &Url) -> Result<Arc<dyn Backend>> {
         }
         builder = builder.local(Arc::new(local.build()?));
     }
-    Ok(Arc::new(builder.build().await?))
+    Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<super::super::NearBuilder> {
+        builder(&Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn a_typo_names_the_near_scheme_its_parameters_and_the_nearest() {
+        let err = parse("near+redis://127.0.0.1?local_max_entrie=10").unwrap_err();
+        let message = err.message();
+        assert!(
+            message.contains("unknown parameter `local_max_entrie` for near+redis://"),
+            "{err}"
+        );
+        for name in ["tracking", "local_max_entries", "prefix", "default_ttl"] {
+            assert!(message.contains(name), "{name} not in {err}");
+        }
+        assert!(
+            message.contains("did you mean `local_max_entries`?"),
+            "{err}"
+        );
+        assert_eq!(err.backend(), "near");
+    }
+
+    #[test]
+    fn over_tls_the_redis_tls_parameters_are_listed_too() {
+        let err = parse("near+rediss://127.0.0.1?ca_certs=x").unwrap_err();
+        assert!(
+            err.message().contains("for near+rediss://")
+                && err.message().contains("did you mean `ca_cert`?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn redis_parameters_reach_the_redis_builder() {
+        let shown = format!(
+            "{:?}",
+            parse("near+redis://127.0.0.1/2?prefix=n:&tracking=optin").unwrap()
+        );
+        assert!(
+            shown.contains("\"n:\"") && shown.contains("db: 2"),
+            "{shown}"
+        );
+    }
 }

@@ -1,7 +1,7 @@
-//! The `redb://` URL form, opened by [`crate::open`].
+//! The `redb://` URL form, opened by [`crate::open`], and the scheme's
+//! declaration.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use ::url::Url;
@@ -9,8 +9,18 @@ use ::url::Url;
 use super::{NAME, RedbBackend, RedbBuilder, RedbDurability};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::params::{
+    Opening, Scheme, UrlParams, decode, no_fragment, no_host, no_userinfo, parse_url,
+};
 
-use crate::manager::url::UrlParams;
+/// The `redb://` scheme.
+pub(crate) const SCHEMES: &[Scheme] = &[Scheme {
+    name: "redb",
+    feature: "redb",
+    description: "embedded ACID store (pure Rust): one database file, namespaces, TTL, tags",
+    capabilities: RedbBackend::default_capabilities,
+    open,
+}];
 
 /// The parameters of `redb://`, in the order the docs list them.
 const PARAMS: &[&str] = &[
@@ -26,28 +36,19 @@ const PARAMS: &[&str] = &[
 
 const EXAMPLE: &str = "redb:///var/cache/app/cache.redb?namespace=sessions";
 
+/// What a `redb://` URL holds instead of a host or user.
+const HINT: &str = "only an absolute path: `redb:///var/cache/app/cache.redb?namespace=sessions` \
+     (a path after `redb://` without a third `/` is read as a host)";
+
 /// Reads `redb:///abs/path?param=value&...` into a builder.
 pub(crate) fn builder(url: &Url) -> Result<RedbBuilder> {
-    let host = url.host_str().unwrap_or("");
-    if !(host.is_empty() || host == "localhost")
-        || url.port().is_some()
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
-        return Err(Error::config(
-            NAME,
-            format!(
-                "redb:// takes no host, user or port, only an absolute path: `{EXAMPLE}` (a path after `redb://` without a third `/` is read as a host)"
-            ),
-        ));
-    }
-    if url.fragment().is_some() {
-        return Err(Error::config(NAME, "redb:// takes no `#fragment`"));
-    }
+    no_host(url, NAME, &["localhost"], HINT)?;
+    no_userinfo(url, NAME, HINT)?;
+    no_fragment(url, NAME)?;
     let path = decoded_path(url)?;
-    let mut params = UrlParams::parse(url, NAME, PARAMS)?;
+    let mut params = UrlParams::parse(url, NAME, &[PARAMS])?;
     let mut builder = RedbBackend::builder(path);
-    if let Some(Namespace(namespace)) = params.parsed("namespace")? {
+    if let Some(namespace) = params.text("namespace") {
         builder = builder.namespace(namespace);
     }
     if let Some(ttl) = params.duration("default_ttl")? {
@@ -56,11 +57,11 @@ pub(crate) fn builder(url: &Url) -> Result<RedbBuilder> {
     if let Some(max) = params.integer("max_entries")? {
         builder = builder.max_entries(max);
     }
-    if let Some(max) = params.bytes("max_key_len")? {
-        builder = builder.max_key_len(to_usize("max_key_len", max)?);
+    if let Some(max) = params.byte_len("max_key_len")? {
+        builder = builder.max_key_len(max);
     }
-    if let Some(max) = params.bytes("max_value_len")? {
-        builder = builder.max_value_len(to_usize("max_value_len", max)?);
+    if let Some(max) = params.byte_len("max_value_len")? {
+        builder = builder.max_value_len(max);
     }
     if let Some(durability) = params.parsed::<RedbDurability>("durability")? {
         builder = builder.durability(durability);
@@ -68,16 +69,20 @@ pub(crate) fn builder(url: &Url) -> Result<RedbBuilder> {
     if let Some(interval) = params.duration("purge_interval")? {
         builder = builder.purge_interval(interval);
     }
-    if let Some(bytes) = params.bytes("cache_size")? {
-        builder = builder.cache_size(to_usize("cache_size", bytes)?);
+    if let Some(bytes) = params.byte_len("cache_size")? {
+        builder = builder.cache_size(bytes);
     }
     Ok(builder)
 }
 
+fn open(url: &str) -> Opening<'_> {
+    Box::pin(open_file(url))
+}
+
 /// Builds a redb backend from its URL. Opening the file blocks, so it
 /// runs on tokio's blocking pool.
-pub(crate) async fn open(url: &Url) -> Result<Arc<dyn Backend>> {
-    let builder = builder(url)?;
+async fn open_file(url: &str) -> Result<Arc<dyn Backend>> {
+    let builder = builder(&parse_url(url, NAME)?)?;
     let backend = super::on_blocking_pool(move || builder.build()).await?;
     Ok(Arc::new(backend))
 }
@@ -91,54 +96,11 @@ fn decoded_path(url: &Url) -> Result<PathBuf> {
             format!("redb:// needs the absolute path of the database file, e.g. `{EXAMPLE}`"),
         ));
     }
-    let bytes = percent_decode(encoded).ok_or_else(|| {
-        Error::config(
-            NAME,
-            format!("the path `{encoded}` has a malformed percent escape"),
-        )
-    })?;
-    let path = String::from_utf8(bytes)
-        .map_err(|_| Error::config(NAME, "the decoded path is not UTF-8"))?;
+    let path = decode(encoded, NAME, &format!("the path `{encoded}`"))?;
     if path.contains('\0') {
         return Err(Error::config(NAME, "the path contains a NUL byte"));
     }
     Ok(PathBuf::from(path))
-}
-
-/// The `namespace` parameter, checked by [`RedbBuilder::build`].
-struct Namespace(String);
-
-impl FromStr for Namespace {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(Namespace(s.to_owned()))
-    }
-}
-
-/// Decodes `%XX` escapes; `None` for a malformed one.
-fn percent_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut bytes = text.bytes();
-    while let Some(byte) = bytes.next() {
-        if byte == b'%' {
-            let high = char::from(bytes.next()?).to_digit(16)?;
-            let low = char::from(bytes.next()?).to_digit(16)?;
-            out.push(u8::try_from(high * 16 + low).ok()?);
-        } else {
-            out.push(byte);
-        }
-    }
-    Some(out)
-}
-
-fn to_usize(name: &str, value: u64) -> Result<usize> {
-    usize::try_from(value).map_err(|_| {
-        Error::config(
-            NAME,
-            format!("parameter `{name}`: {value} does not fit in this platform's usize"),
-        )
-    })
 }
 
 #[cfg(test)]

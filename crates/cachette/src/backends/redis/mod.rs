@@ -122,7 +122,7 @@ use crate::backend::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::glob;
-use crate::manager::url::redact_text;
+use crate::params::redact_text;
 
 pub use builder::RedisBuilder;
 pub use cluster::hash_slot;

@@ -1,14 +1,47 @@
 //! The `redis://`, `rediss://`, `redis+unix://`, `redis+cluster://` and
-//! `redis+sentinel://` URL forms, opened by [`crate::open`].
+//! `redis+sentinel://` URL forms, opened by [`crate::open`], and their
+//! declarations.
 
 use std::sync::Arc;
 
 use ::url::Url;
 
-use super::{NAME, RedisBuilder};
+use super::{NAME, RedisBackend, RedisBuilder};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::manager::url::{UrlParams, redact};
+use crate::params::{Opening, Scheme, UrlParams, decode, no_fragment, parse_url, redact};
+
+/// A Redis scheme: enabled by the `redis` feature.
+const fn scheme(
+    name: &'static str,
+    description: &'static str,
+    open: for<'a> fn(&'a str) -> Opening<'a>,
+) -> Scheme {
+    Scheme {
+        name,
+        feature: "redis",
+        description,
+        capabilities: RedisBackend::default_capabilities,
+        open,
+    }
+}
+
+/// The Redis schemes.
+pub(crate) const SCHEMES: &[Scheme] = &[
+    scheme("redis", "Redis, standalone", open_standalone),
+    scheme("rediss", "Redis, standalone, over TLS", open_standalone),
+    scheme("redis+unix", "Redis over a Unix socket", open_standalone),
+    scheme(
+        "redis+cluster",
+        "Redis Cluster (comma-separated seed nodes)",
+        open_cluster,
+    ),
+    scheme(
+        "redis+sentinel",
+        "Redis behind Sentinel (comma-separated sentinels, then the master's name)",
+        open_sentinel,
+    ),
+];
 
 /// The parameters every form takes.
 const PARAMS: &[&str] = &[
@@ -18,77 +51,47 @@ const PARAMS: &[&str] = &[
     "default_ttl",
     "tags",
 ];
-/// The parameters of `rediss://`.
-const TLS_PARAMS: &[&str] = &[
-    "prefix",
-    "connect_timeout",
-    "response_timeout",
-    "default_ttl",
-    "tags",
-    "ca_cert",
-    "insecure_hostname",
-];
-/// The parameters of `redis+unix://`.
-const UNIX_PARAMS: &[&str] = &[
-    "prefix",
-    "connect_timeout",
-    "response_timeout",
-    "default_ttl",
-    "tags",
-    "db",
-];
+/// The parameters `rediss://` adds.
+const TLS_PARAMS: &[&str] = &["ca_cert", "insecure_hostname"];
+/// The parameters `redis+unix://` adds.
+const UNIX_PARAMS: &[&str] = &["db"];
+/// The parameters `redis+sentinel://` adds.
+const SENTINEL_PARAMS: &[&str] = &["sentinel_username", "sentinel_password"];
 
 /// The default port of Redis.
 const DEFAULT_PORT: u16 = 6379;
+
+/// The parameters of a standalone scheme (`redis`, `rediss` or
+/// `redis+unix`), in groups for [`UrlParams::parse`].
+pub(crate) fn standalone_params(scheme: &str) -> &'static [&'static [&'static str]] {
+    match scheme {
+        "rediss" => &[PARAMS, TLS_PARAMS],
+        "redis+unix" => &[PARAMS, UNIX_PARAMS],
+        _ => &[PARAMS],
+    }
+}
 
 /// Builds a Redis backend from its URL:
 /// `redis://[user[:password]@]host[:port][/db]?prefix=app:&connect_timeout=1s&response_timeout=1s&default_ttl=5m&tags=true`,
 /// `rediss://...` with `ca_cert=/path/ca.pem` and `insecure_hostname=true`,
 /// or `redis+unix:///path/redis.sock?db=0&...`.
-pub(crate) async fn open(url: &Url) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(builder(url)?.build().await?))
+fn open_standalone(url: &str) -> Opening<'_> {
+    Box::pin(async move {
+        let url = parse_url(url, NAME)?;
+        no_fragment(&url, NAME)?;
+        let mut params = UrlParams::parse(&url, NAME, standalone_params(url.scheme()))?;
+        let backend: Arc<dyn Backend> = Arc::new(standalone(&url, &mut params)?.build().await?);
+        Ok(backend)
+    })
 }
 
-/// The builder a URL describes (without connecting).
-pub(crate) fn builder(url: &Url) -> Result<RedisBuilder> {
+/// The builder a standalone URL describes (without connecting), its query
+/// already read into `params` (a wrapping scheme adds its own parameters
+/// there).
+pub(crate) fn standalone(url: &Url, params: &mut UrlParams) -> Result<RedisBuilder> {
     let shown = redact(url.as_str());
-    if url.fragment().is_some() {
-        return Err(Error::config(
-            NAME,
-            format!("{shown}: a Redis URL takes no `#fragment`"),
-        ));
-    }
-    let scheme = url.scheme();
-    let (mut builder, mut params) = match scheme {
-        "redis" | "rediss" => {
-            let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| {
-                Error::config(
-                    NAME,
-                    format!("{shown}: the URL names no host, e.g. `redis://127.0.0.1:6379/0`"),
-                )
-            })?;
-            // `[::1]` comes back with its brackets.
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port = url.port().unwrap_or(DEFAULT_PORT);
-            let tls = scheme == "rediss";
-            let known = if tls { TLS_PARAMS } else { PARAMS };
-            let mut builder = RedisBuilder::new(host, port).tls(tls);
-            let db = url.path().trim_matches('/');
-            if !db.is_empty() {
-                let db = db
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|db| *db >= 0)
-                    .ok_or_else(|| {
-                        Error::config(
-                            NAME,
-                            format!("{shown}: the path must be a database number, e.g. `/0`"),
-                        )
-                    })?;
-                builder = builder.db(db);
-            }
-            (builder, UrlParams::parse(url, NAME, known)?)
-        }
+    let mut builder = match url.scheme() {
+        "redis" | "rediss" => tcp(url, &shown)?,
         "redis+unix" => {
             if url.host_str().is_some_and(|h| !h.is_empty()) || url.port().is_some() {
                 return Err(Error::config(
@@ -106,13 +109,12 @@ pub(crate) fn builder(url: &Url) -> Result<RedisBuilder> {
                     ),
                 ));
             }
-            let builder = RedisBuilder::new("", 0).unix(url.path());
-            let mut params = UrlParams::parse(url, NAME, UNIX_PARAMS)?;
-            let builder = match params.integer::<i64>("db")? {
+            let path = decode(url.path(), NAME, "the socket path")?;
+            let builder = RedisBuilder::new("", 0).unix(path);
+            match params.integer::<i64>("db")? {
                 Some(db) => builder.db(db),
                 None => builder,
-            };
-            (builder, params)
+            }
         }
         other => {
             return Err(Error::config(
@@ -122,13 +124,57 @@ pub(crate) fn builder(url: &Url) -> Result<RedisBuilder> {
         }
     };
     if !url.username().is_empty() {
-        let user = percent_decode(url.username());
-        builder = builder.username(user);
+        builder = builder.username(decode(url.username(), NAME, "the user name")?);
     }
     if let Some(password) = url.password() {
-        builder = builder.password(percent_decode(password));
+        builder = builder.password(decode(password, NAME, "the password")?);
     }
-    if let Some(prefix) = text_param(url, "prefix") {
+    builder = common(builder, params)?;
+    if let Some(path) = params.text("ca_cert") {
+        let pem = std::fs::read(&path).map_err(|err| {
+            Error::config(NAME, format!("parameter `ca_cert`: cannot read `{path}`"))
+                .with_source(err)
+        })?;
+        builder = builder.root_certificate_pem(pem);
+    }
+    if let Some(insecure) = params.flag("insecure_hostname")? {
+        builder = builder.danger_accept_invalid_hostnames(insecure);
+    }
+    Ok(builder)
+}
+
+/// The host, port, TLS and database of a `redis://` or `rediss://` URL.
+fn tcp(url: &Url, shown: &str) -> Result<RedisBuilder> {
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| {
+        Error::config(
+            NAME,
+            format!("{shown}: the URL names no host, e.g. `redis://127.0.0.1:6379/0`"),
+        )
+    })?;
+    // `[::1]` comes back with its brackets.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port().unwrap_or(DEFAULT_PORT);
+    let mut builder = RedisBuilder::new(host, port).tls(url.scheme() == "rediss");
+    let db = url.path().trim_matches('/');
+    if !db.is_empty() {
+        let db = db
+            .parse::<i64>()
+            .ok()
+            .filter(|db| *db >= 0)
+            .ok_or_else(|| {
+                Error::config(
+                    NAME,
+                    format!("{shown}: the path must be a database number, e.g. `/0`"),
+                )
+            })?;
+        builder = builder.db(db);
+    }
+    Ok(builder)
+}
+
+/// Applies the parameters every form takes.
+fn common(mut builder: RedisBuilder, params: &mut UrlParams) -> Result<RedisBuilder> {
+    if let Some(prefix) = params.text("prefix") {
         builder = builder.prefix(prefix);
     }
     if let Some(timeout) = params.duration("connect_timeout")? {
@@ -140,84 +186,11 @@ pub(crate) fn builder(url: &Url) -> Result<RedisBuilder> {
     if let Some(ttl) = params.duration("default_ttl")? {
         builder = builder.default_ttl(ttl);
     }
-    if let Some(tags) = bool_param(url, "tags")? {
+    if let Some(tags) = params.flag("tags")? {
         builder = builder.tags(tags);
-    }
-    if let Some(path) = text_param(url, "ca_cert") {
-        let pem = std::fs::read(&path).map_err(|err| {
-            Error::config(NAME, format!("parameter `ca_cert`: cannot read `{path}`"))
-                .with_source(err)
-        })?;
-        builder = builder.root_certificate_pem(pem);
-    }
-    if let Some(insecure) = bool_param(url, "insecure_hostname")? {
-        builder = builder.danger_accept_invalid_hostnames(insecure);
     }
     Ok(builder)
 }
-
-/// A `true`/`false` parameter (also `1`/`0`, `yes`/`no`).
-fn bool_param(url: &Url, name: &str) -> Result<Option<bool>> {
-    let Some(text) = text_param(url, name) else {
-        return Ok(None);
-    };
-    match text.trim() {
-        "true" | "1" | "yes" => Ok(Some(true)),
-        "false" | "0" | "no" => Ok(Some(false)),
-        other => Err(Error::config(
-            NAME,
-            format!("parameter `{name}`: expected `true` or `false`, got `{other}`"),
-        )),
-    }
-}
-
-/// A parameter taken as text. [`UrlParams::parse`] has already rejected
-/// unknown and repeated names.
-fn text_param(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
-}
-
-/// Decodes `%XX` escapes of the user info (a password may hold `@` or `:`).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The parameters of `redis+cluster://`.
-const CLUSTER_PARAMS: &[&str] = &[
-    "prefix",
-    "connect_timeout",
-    "response_timeout",
-    "default_ttl",
-    "tags",
-];
-/// The parameters of `redis+sentinel://`.
-const SENTINEL_PARAMS: &[&str] = &[
-    "prefix",
-    "connect_timeout",
-    "response_timeout",
-    "default_ttl",
-    "tags",
-    "sentinel_username",
-    "sentinel_password",
-];
 
 /// The default port of Redis Sentinel.
 const DEFAULT_SENTINEL_PORT: u16 = 26379;
@@ -262,40 +235,10 @@ impl<'a> MultiHostUrl<'a> {
             Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
             None => (None, authority),
         };
-        let mut nodes = Vec::new();
-        for node in hosts.split(',') {
-            let node = node.trim();
-            if node.is_empty() {
-                return Err(bad("a node is empty"));
-            }
-            let (host, port) = if let Some(v6) = node.strip_prefix('[') {
-                let (host, after) = v6
-                    .split_once(']')
-                    .ok_or_else(|| bad("an IPv6 address lacks its `]`"))?;
-                match after.strip_prefix(':') {
-                    Some(port) => (host, Some(port)),
-                    None if after.is_empty() => (host, None),
-                    None => return Err(bad(&format!("cannot read the node `{node}`"))),
-                }
-            } else {
-                match node.rsplit_once(':') {
-                    Some((host, port)) => (host, Some(port)),
-                    None => (node, None),
-                }
-            };
-            if host.is_empty() {
-                return Err(bad(&format!("the node `{node}` names no host")));
-            }
-            let port = match port {
-                None => default_port,
-                Some(port) => port
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|port| *port != 0)
-                    .ok_or_else(|| bad(&format!("the node `{node}` has a bad port")))?,
-            };
-            nodes.push((host.to_owned(), port));
-        }
+        let nodes = hosts
+            .split(',')
+            .map(|node| parse_node(node.trim(), default_port, &bad))
+            .collect::<Result<Vec<_>>>()?;
         let query = Url::parse(&format!("{scheme}://nodes/?{}", query.unwrap_or("")))
             .map_err(|err| bad("cannot read the query").with_source(err))?;
         Ok(MultiHostUrl {
@@ -311,7 +254,7 @@ impl<'a> MultiHostUrl<'a> {
     fn configure(
         &self,
         mut builder: RedisBuilder,
-        known: &[&'static str],
+        known: &[&[&str]],
     ) -> Result<(RedisBuilder, UrlParams)> {
         if let Some(info) = self.userinfo {
             let (user, password) = match info.split_once(':') {
@@ -319,38 +262,61 @@ impl<'a> MultiHostUrl<'a> {
                 None => (info, None),
             };
             if !user.is_empty() {
-                builder = builder.username(percent_decode(user));
+                builder = builder.username(decode(user, NAME, "the user name")?);
             }
             if let Some(password) = password {
-                builder = builder.password(percent_decode(password));
+                builder = builder.password(decode(password, NAME, "the password")?);
             }
         }
         let mut params = UrlParams::parse(&self.query, NAME, known)?;
-        if let Some(prefix) = text_param(&self.query, "prefix") {
-            builder = builder.prefix(prefix);
-        }
-        if let Some(timeout) = params.duration("connect_timeout")? {
-            builder = builder.connect_timeout(timeout);
-        }
-        if let Some(timeout) = params.duration("response_timeout")? {
-            builder = builder.response_timeout(timeout);
-        }
-        if let Some(ttl) = params.duration("default_ttl")? {
-            builder = builder.default_ttl(ttl);
-        }
-        if let Some(tags) = bool_param(&self.query, "tags")? {
-            builder = builder.tags(tags);
-        }
+        let builder = common(builder, &mut params)?;
         Ok((builder, params))
     }
+}
+
+/// One `host[:port]` or `[v6][:port]` node of a multi-host URL.
+fn parse_node(node: &str, default_port: u16, bad: impl Fn(&str) -> Error) -> Result<(String, u16)> {
+    if node.is_empty() {
+        return Err(bad("a node is empty"));
+    }
+    let (host, port) = if let Some(v6) = node.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| bad("an IPv6 address lacks its `]`"))?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => return Err(bad(&format!("cannot read the node `{node}`"))),
+        }
+    } else {
+        match node.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (node, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad(&format!("the node `{node}` names no host")));
+    }
+    let port = match port {
+        None => default_port,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| bad(&format!("the node `{node}` has a bad port")))?,
+    };
+    Ok((host.to_owned(), port))
 }
 
 /// Builds a Redis Cluster backend from its URL:
 /// `redis+cluster://[user[:password]@]host1:port1,host2:port2,...[/][?prefix=..&connect_timeout=..&response_timeout=..&default_ttl=..]`.
 /// The `url` crate cannot parse several hosts, so the authority is split
 /// here; the query goes through the common parameter checks.
-pub(crate) async fn open_cluster(url: &str) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(cluster_builder(url)?.build().await?))
+fn open_cluster(url: &str) -> Opening<'_> {
+    Box::pin(async move {
+        let backend: Arc<dyn Backend> = Arc::new(cluster_builder(url)?.build().await?);
+        Ok(backend)
+    })
 }
 
 /// The builder a `redis+cluster://` URL describes (without connecting).
@@ -371,7 +337,7 @@ pub(crate) fn cluster_builder(url: &str) -> Result<RedisBuilder> {
         ));
     }
     let builder = RedisBuilder::new_cluster(parts.nodes.clone());
-    let (builder, _) = parts.configure(builder, CLUSTER_PARAMS)?;
+    let (builder, _) = parts.configure(builder, &[PARAMS])?;
     Ok(builder)
 }
 
@@ -379,8 +345,11 @@ pub(crate) fn cluster_builder(url: &str) -> Result<RedisBuilder> {
 /// `redis+sentinel://[user[:password]@]host1:port1,host2:port2/MASTER[/db][?prefix=..&connect_timeout=..&response_timeout=..&default_ttl=..&sentinel_username=..&sentinel_password=..]`.
 /// The hosts are the sentinels (port 26379 by default); user, password
 /// and database are the data nodes'.
-pub(crate) async fn open_sentinel(url: &str) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(sentinel_builder(url)?.build().await?))
+fn open_sentinel(url: &str) -> Opening<'_> {
+    Box::pin(async move {
+        let backend: Arc<dyn Backend> = Arc::new(sentinel_builder(url)?.build().await?);
+        Ok(backend)
+    })
 }
 
 /// The builder a `redis+sentinel://` URL describes (without connecting).
@@ -396,7 +365,7 @@ pub(crate) fn sentinel_builder(url: &str) -> Result<RedisBuilder> {
     };
     let parts = MultiHostUrl::parse(url, "redis+sentinel", DEFAULT_SENTINEL_PORT, bad)?;
     let mut path = parts.path.trim_start_matches('/').splitn(2, '/');
-    let master = percent_decode(path.next().unwrap_or_default());
+    let master = decode(path.next().unwrap_or_default(), NAME, "the master's name")?;
     if master.is_empty() {
         return Err(bad("the URL names no master"));
     }
@@ -412,11 +381,11 @@ pub(crate) fn sentinel_builder(url: &str) -> Result<RedisBuilder> {
             builder = builder.db(db);
         }
     }
-    let (mut builder, _) = parts.configure(builder, SENTINEL_PARAMS)?;
-    if let Some(user) = text_param(&parts.query, "sentinel_username") {
+    let (mut builder, mut params) = parts.configure(builder, &[PARAMS, SENTINEL_PARAMS])?;
+    if let Some(user) = params.text("sentinel_username") {
         builder = builder.sentinel_username(user);
     }
-    if let Some(password) = text_param(&parts.query, "sentinel_password") {
+    if let Some(password) = params.text("sentinel_password") {
         builder = builder.sentinel_password(password);
     }
     Ok(builder)

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use super::message::{self, ReceivedChange};
 use super::{Change, NAME, Shared};
 use crate::error::{Error, ErrorKind, Result};
-use crate::manager::url::{redact, redact_text};
+use crate::params::{redact, redact_text};
 
 /// The first delay before a new subscription attempt.
 const RETRY_MIN: Duration = Duration::from_millis(50);

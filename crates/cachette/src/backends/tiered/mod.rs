@@ -142,6 +142,7 @@ mod channel;
 mod guard;
 #[cfg(feature = "redis")]
 mod message;
+pub(crate) mod url;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
