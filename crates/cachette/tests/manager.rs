@@ -853,7 +853,7 @@ fn env_variables_set_the_keys_of_a_tiered_cache() {
 #[cfg(all(feature = "tiered", feature = "redis", feature = "testing"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tiered_cache_with_a_channel_opens_from_toml() {
-    let server = cachette::testing::redis_server::RedisServer::start();
+    let server = cachette::testing::servers::redis::RedisServer::start();
     let toml = format!(
         "[caches.pages]\nl1 = \"memory://\"\nl2 = \"redis://127.0.0.1:{port}/0?prefix=t:\"\n\
          channel = \"redis://127.0.0.1:{port}/0?name=t:inv&ping_interval=200ms\"\n",
