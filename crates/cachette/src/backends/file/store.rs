@@ -9,8 +9,7 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -23,6 +22,7 @@ use super::format::{
 use super::index::Index;
 use super::lock::{StripeGuard, StripeLocks};
 use crate::backend::{KeyTtl, SetCondition, add_to_counter, format_counter};
+use crate::backends::common::{Counters, Event, Limits, now_ms};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The marker file that makes a directory a cachette cache.
@@ -43,30 +43,11 @@ const HEADER_READ: usize = 4096;
 /// The options the store needs, checked by the builder.
 #[derive(Debug, Clone)]
 pub(super) struct Options {
-    pub(super) default_ttl: Option<Duration>,
+    /// The key, value and expiry checks, made before any I/O.
+    pub(super) limits: Limits,
     pub(super) fsync: bool,
     pub(super) max_entries: Option<u64>,
     pub(super) max_bytes: Option<u64>,
-    pub(super) max_key_len: usize,
-    pub(super) max_value_len: usize,
-}
-
-/// Counters for [`Stats`](crate::Stats).
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    pub(super) hits: AtomicU64,
-    pub(super) misses: AtomicU64,
-    pub(super) inserts: AtomicU64,
-    pub(super) updates: AtomicU64,
-    pub(super) deletes: AtomicU64,
-    pub(super) evictions: AtomicU64,
-    pub(super) expirations: AtomicU64,
-    pub(super) invalidations: AtomicU64,
-    pub(super) corrupt: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Why a file is removed; decides the counter.
@@ -125,13 +106,6 @@ enum Found {
 enum Item {
     Entry { hash: u128, path: PathBuf },
     Temp { path: PathBuf },
-}
-
-/// The current time in Unix milliseconds.
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Creates a directory and its missing parents, each 0700 on Unix.
@@ -371,11 +345,11 @@ impl Store {
         }
         self.index.lock().forget(hash);
         match why {
-            Removal::Deleted => bump(&self.counters.deletes),
-            Removal::Expired => bump(&self.counters.expirations),
-            Removal::Invalidated => bump(&self.counters.invalidations),
+            Removal::Deleted => self.counters.bump(Event::Delete),
+            Removal::Expired => self.counters.bump(Event::Expiration),
+            Removal::Invalidated => self.counters.bump(Event::Invalidation),
             Removal::Corrupt(reason) => {
-                bump(&self.counters.corrupt);
+                self.counters.bump(Event::Corrupt);
                 tracing::warn!(
                     path = %path.display(),
                     %reason,
@@ -505,7 +479,7 @@ impl Store {
             }
             let path = self.entry_path(hash);
             match fs::remove_file(&path) {
-                Ok(()) => bump(&self.counters.evictions),
+                Ok(()) => self.counters.bump(Event::Eviction),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                 Err(error) => return Err(io_error("evict", &path, error)),
             }
@@ -517,10 +491,10 @@ impl Store {
         let path = self.entry_path(hash);
         let (found, bytes) = self.read(key, hash, &path)?;
         let Some(header) = self.settle(hash, &path, found, false)? else {
-            bump(&self.counters.misses);
+            self.counters.bump(Event::Miss);
             return Ok(None);
         };
-        bump(&self.counters.hits);
+        self.counters.bump(Event::Hit);
         let size = bytes.len() as u64;
         self.record(hash, size, &header.tags);
         self.enforce_bounds()?;
@@ -575,10 +549,10 @@ impl Store {
         let size = self.write_entry(hash, key, tags, expires_at, value, None)?;
         let replaced = self.record(hash, size, tags);
         drop(guard);
-        bump(if replaced {
-            &self.counters.updates
+        self.counters.bump(if replaced {
+            Event::Update
         } else {
-            &self.counters.inserts
+            Event::Insert
         });
         self.enforce_bounds()?;
         Ok(true)
@@ -615,10 +589,10 @@ impl Store {
         let size = self.write_entry(hash, key, &tags, expires_at, &format_counter(next), None)?;
         let replaced = self.record(hash, size, &tags);
         drop(guard);
-        bump(if replaced {
-            &self.counters.updates
+        self.counters.bump(if replaced {
+            Event::Update
         } else {
-            &self.counters.inserts
+            Event::Insert
         });
         self.enforce_bounds()?;
         Ok(next)
