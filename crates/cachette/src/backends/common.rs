@@ -409,7 +409,12 @@ fn panicked(backend: &'static str, operation: &'static str, payload: &(dyn Any +
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)");
-    tracing::error!(backend, operation, panic = message, "a storage task panicked");
+    tracing::error!(
+        backend,
+        operation,
+        panic = message,
+        "a storage task panicked"
+    );
     Error::new(
         ErrorKind::Backend,
         backend,
@@ -429,14 +434,17 @@ pub(crate) async fn on_blocking_pool<T: Send + 'static>(
     let guarded = move || catch_panic(backend, operation, task);
     let result = match tokio::runtime::Handle::try_current() {
         Err(_) => guarded(),
-        Ok(runtime) => runtime.spawn_blocking(guarded).await.unwrap_or_else(|join| {
-            Err(Error::new(
-                ErrorKind::Backend,
-                backend,
-                format!("the storage task of `{operation}` was cancelled"),
-            )
-            .with_source(join))
-        }),
+        Ok(runtime) => runtime
+            .spawn_blocking(guarded)
+            .await
+            .unwrap_or_else(|join| {
+                Err(Error::new(
+                    ErrorKind::Backend,
+                    backend,
+                    format!("the storage task of `{operation}` was cancelled"),
+                )
+                .with_source(join))
+            }),
     };
     result.map_err(|error| error.with_operation(operation))
 }
@@ -468,7 +476,10 @@ mod tests {
         assert_eq!(deadline_after(100, None), 0);
         assert_eq!(deadline_after(0, Some(Duration::ZERO)), 1);
         assert_eq!(deadline_after(100, Some(Duration::from_millis(5))), 105);
-        assert_eq!(deadline_after(u64::MAX, Some(Duration::from_secs(1))), u64::MAX);
+        assert_eq!(
+            deadline_after(u64::MAX, Some(Duration::from_secs(1))),
+            u64::MAX
+        );
     }
 
     #[test]

@@ -16,7 +16,8 @@
         feature = "file",
         feature = "redb",
         feature = "redis",
-        feature = "tiered"
+        feature = "tiered",
+        feature = "near"
     )),
     allow(dead_code)
 )]

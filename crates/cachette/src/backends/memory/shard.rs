@@ -11,9 +11,9 @@ use bytes::Bytes;
 use hashbrown::{HashMap, HashSet, HashTable};
 
 use super::Policy;
-use crate::backends::common::{Event, Tally};
 use super::ghost::Ghost;
 use super::sketch::FrequencySketch;
+use crate::backends::common::{Event, Tally};
 
 /// A slab index; `NIL` ends a list.
 pub(super) type Index = u32;

@@ -113,9 +113,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use parking_lot::RwLock;
 use redb::Database;
 
-use crate::backend::{
-    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats,
-};
+use crate::backend::{Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats};
 use crate::backends::common::{
     self, BASE_CAPABILITIES, Counters, Event, Limits, PurgeTask, Tally, deadline_after, now_ms,
 };

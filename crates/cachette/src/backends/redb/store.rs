@@ -125,7 +125,6 @@ pub(super) enum Found<T> {
     Live(Header, T),
 }
 
-
 /// Creates the tables of a namespace (and the meta table) if they are
 /// missing, and checks the format of an existing database.
 pub(super) fn prepare(txn: &WriteTransaction, names: &TableNames) -> Result<()> {
