@@ -197,6 +197,27 @@ impl BuilderLimits {
     }
 }
 
+/// The setters of the options whose meaning does not depend on the
+/// store, `default_ttl` and `max_entries`, written once for every builder
+/// that keeps its options in a `limits: BuilderLimits` field.
+macro_rules! shared_limit_setters {
+    () => {
+        /// The TTL of entries written with [`Expiry::Default`](crate::Expiry::Default).
+        /// No expiry by default.
+        pub fn default_ttl(mut self, ttl: std::time::Duration) -> Self {
+            self.limits.default_ttl = Some(ttl);
+            self
+        }
+
+        /// Bounds the number of entries. Unbounded by default.
+        pub fn max_entries(mut self, max: u64) -> Self {
+            self.limits.max_entries = Some(max);
+            self
+        }
+    };
+}
+pub(crate) use shared_limit_setters;
+
 /// What a backend counts. The first nine are the counters of [`Stats`];
 /// the others are particular to the two-level backends (near and tiered),
 /// which report them in [`Stats::details`] under their own names.

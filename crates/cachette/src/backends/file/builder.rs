@@ -2,9 +2,8 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::backends::common::{BuilderLimits, Limits};
+use crate::backends::common::{BuilderLimits, Limits, shared_limit_setters};
 use crate::error::{Error, Result};
 
 use super::store::{ENTRY_OVERHEAD, Options, Store};
@@ -41,6 +40,8 @@ pub struct FileBuilder {
 }
 
 impl FileBuilder {
+    shared_limit_setters!();
+
     pub(super) fn new(dir: PathBuf) -> Self {
         FileBuilder {
             dir,
@@ -50,24 +51,11 @@ impl FileBuilder {
         }
     }
 
-    /// Bounds the number of entries. Unbounded by default.
-    pub fn max_entries(mut self, max: u64) -> Self {
-        self.limits.max_entries = Some(max);
-        self
-    }
-
     /// Bounds the total size of the entry files in bytes (header, key,
     /// tags and value; not the file system's block overhead). Unbounded by
     /// default.
     pub fn max_bytes(mut self, max: u64) -> Self {
         self.limits.max_bytes = Some(max);
-        self
-    }
-
-    /// The TTL of entries written with [`Expiry::Default`](crate::Expiry::Default).
-    /// No expiry by default.
-    pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.limits.default_ttl = Some(ttl);
         self
     }
 

@@ -160,6 +160,7 @@
 //!   `fsync` or a 512 MiB value takes what it takes).
 
 mod builder;
+mod files;
 mod format;
 mod index;
 mod lock;

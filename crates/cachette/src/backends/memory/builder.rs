@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::backends::common::BuilderLimits;
+use crate::backends::common::{BuilderLimits, shared_limit_setters};
 use crate::error::{Error, Result};
 
 use super::{MemoryBackend, NAME};
@@ -120,11 +120,7 @@ const MIN_ENTRIES_PER_SHARD: u64 = 256;
 const MIN_BYTES_PER_SHARD: u64 = 4 << 20;
 
 impl MemoryBuilder {
-    /// Bounds the number of entries. Unbounded by default.
-    pub fn max_entries(mut self, max: u64) -> Self {
-        self.limits.max_entries = Some(max);
-        self
-    }
+    shared_limit_setters!();
 
     /// Bounds the total weight in bytes: key + value + tags + a fixed
     /// per-entry overhead ([`MemoryBackend::ENTRY_OVERHEAD`]). Unbounded by
@@ -137,13 +133,6 @@ impl MemoryBuilder {
     /// Chooses the eviction policy (default: [`Policy::S3Fifo`]).
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
-        self
-    }
-
-    /// The TTL of entries written with [`Expiry::Default`](crate::Expiry::Default).
-    /// No expiry by default.
-    pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.limits.default_ttl = Some(ttl);
         self
     }
 

@@ -162,6 +162,8 @@ struct Inner {
     namespace: String,
     tables: TableNames,
     limits: Limits,
+    /// Fixed at build time: the defaults with this backend's limits.
+    capabilities: Capabilities,
     max_entries: Option<u64>,
     durability: RedbDurability,
     counters: Counters,
@@ -300,17 +302,19 @@ impl RedbBackend {
         store::prepare(&txn, &tables).map_err(in_file)?;
         txn.commit().db().map_err(in_file)?;
 
+        let limits = Limits {
+            backend: NAME,
+            max_key_len: builder.max_key_len,
+            max_value_len: Some(builder.max_value_len),
+            default_ttl: builder.default_ttl,
+        };
         let inner = Arc::new(Inner {
             database: RwLock::new(Some(db)),
             path,
             namespace: builder.namespace,
             tables,
-            limits: Limits {
-                backend: NAME,
-                max_key_len: builder.max_key_len,
-                max_value_len: Some(builder.max_value_len),
-                default_ttl: builder.default_ttl,
-            },
+            capabilities: limits.advertise(Self::default_capabilities()),
+            limits,
             max_entries: builder.max_entries,
             durability: builder.durability,
             counters: Counters::default(),
@@ -379,7 +383,7 @@ impl Backend for RedbBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.limits().advertise(Self::default_capabilities())
+        self.inner.capabilities
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
