@@ -543,3 +543,48 @@ async fn fails_within<T: std::fmt::Debug>(
     );
     assert!(took <= deadline, "{what} took {took:?}");
 }
+
+/// `max_key_len` is the limit on the caller's key: the prefix the backend
+/// adds takes its share of the 4096 bytes of a stored name, as in the
+/// `Prefixed` layer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_lowers_max_key_len_by_its_length() {
+    use cachette::backends::redis::MAX_KEY_LEN;
+    let server = RedisServer::start();
+    let cache = backend(&server, "app:").await;
+    let max = cache.capabilities().max_key_len;
+    assert_eq!(max, MAX_KEY_LEN - "app:".len());
+    let longest = "k".repeat(max);
+    assert!(
+        cache
+            .set(&longest, "v".into(), &SetOptions::new())
+            .await
+            .unwrap()
+    );
+    let err = cache.get(&"k".repeat(max + 1)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.message().contains(&max.to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn a_prefix_that_leaves_no_room_for_keys_is_a_config_error() {
+    use cachette::backends::redis::MAX_KEY_LEN;
+    let err = RedisBackend::builder("127.0.0.1", 1)
+        .prefix("p".repeat(MAX_KEY_LEN))
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.message().contains("prefix"), "{err}");
+}
+
+#[tokio::test]
+async fn a_zero_default_ttl_is_a_config_error_like_in_every_builder() {
+    let err = RedisBackend::builder("127.0.0.1", 1)
+        .default_ttl(Duration::ZERO)
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.message().contains("default_ttl"), "{err}");
+}

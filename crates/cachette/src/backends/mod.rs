@@ -1,6 +1,27 @@
 //! The backends. Each lives in its own folder with the same shape: a
 //! builder, the backend, and its docs (URL form, options, capabilities).
 
+// Each backend uses some of the shared pieces; with only some backends
+// compiled in, the others are unused.
+#[cfg(any(
+    feature = "memory",
+    feature = "file",
+    feature = "redb",
+    feature = "redis",
+    feature = "tiered"
+))]
+#[cfg_attr(
+    not(all(
+        feature = "memory",
+        feature = "file",
+        feature = "redb",
+        feature = "redis",
+        feature = "tiered",
+        feature = "near"
+    )),
+    allow(dead_code)
+)]
+pub(crate) mod common;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "memory")]

@@ -2,9 +2,8 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::backend::DEFAULT_MAX_KEY_LEN;
+use crate::backends::common::{BuilderLimits, Limits, shared_limit_setters};
 use crate::error::{Error, Result};
 
 use super::store::{ENTRY_OVERHEAD, Options, Store};
@@ -35,47 +34,28 @@ const MAX_KEY_LEN_LIMIT: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct FileBuilder {
     dir: PathBuf,
-    max_entries: Option<u64>,
-    max_bytes: Option<u64>,
-    default_ttl: Option<Duration>,
+    limits: BuilderLimits,
     fsync: bool,
     allow_non_empty: bool,
-    max_key_len: usize,
-    max_value_len: Option<usize>,
 }
 
 impl FileBuilder {
+    shared_limit_setters!();
+
     pub(super) fn new(dir: PathBuf) -> Self {
         FileBuilder {
             dir,
-            max_entries: None,
-            max_bytes: None,
-            default_ttl: None,
+            limits: BuilderLimits::default(),
             fsync: false,
             allow_non_empty: false,
-            max_key_len: DEFAULT_MAX_KEY_LEN,
-            max_value_len: None,
         }
-    }
-
-    /// Bounds the number of entries. Unbounded by default.
-    pub fn max_entries(mut self, max: u64) -> Self {
-        self.max_entries = Some(max);
-        self
     }
 
     /// Bounds the total size of the entry files in bytes (header, key,
     /// tags and value; not the file system's block overhead). Unbounded by
     /// default.
     pub fn max_bytes(mut self, max: u64) -> Self {
-        self.max_bytes = Some(max);
-        self
-    }
-
-    /// The TTL of entries written with [`Expiry::Default`](crate::Expiry::Default).
-    /// No expiry by default.
-    pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = Some(ttl);
+        self.limits.max_bytes = Some(max);
         self
     }
 
@@ -98,7 +78,7 @@ impl FileBuilder {
 
     /// The longest key accepted, in bytes (default 4096, at most 1 MiB).
     pub fn max_key_len(mut self, max: usize) -> Self {
-        self.max_key_len = max;
+        self.limits.max_key_len = max;
         self
     }
 
@@ -106,7 +86,7 @@ impl FileBuilder {
     /// [`FileBackend::MAX_VALUE_LEN`], 512 MiB; under `max_bytes`, at most
     /// what fits in the bound).
     pub fn max_value_len(mut self, max: usize) -> Self {
-        self.max_value_len = Some(max);
+        self.limits.max_value_len = Some(max);
         self
     }
 
@@ -117,32 +97,19 @@ impl FileBuilder {
     /// `tokio::task::spawn_blocking`, or open a `file://` URL with
     /// [`crate::open`], which does.
     pub fn build(self) -> Result<FileBackend> {
-        crate::backend::validate_builder_options(
-            NAME,
-            self.max_entries,
-            self.max_bytes,
-            self.default_ttl,
-        )?;
-        if self.max_key_len == 0 || self.max_key_len > MAX_KEY_LEN_LIMIT {
-            return Err(Error::config(
-                NAME,
-                format!("max_key_len must be between 1 and {MAX_KEY_LEN_LIMIT}"),
-            ));
-        }
-        if self.max_value_len == Some(0) {
-            return Err(Error::config(NAME, "max_value_len must be at least 1"));
-        }
+        let limits = self.limits;
+        limits.validate(NAME, MAX_KEY_LEN_LIMIT)?;
         if self.dir.as_os_str().is_empty() {
             return Err(Error::config(NAME, "the cache directory is empty"));
         }
         // Under a byte bound one entry of the longest key and value must
         // fit: the key gets a quarter of the bound at most, the value the
         // rest less the header.
-        let (max_key_len, max_value_len) = match self.max_bytes {
-            None => (self.max_key_len, MAX_VALUE_LEN),
+        let (max_key_len, max_value_len) = match limits.max_bytes {
+            None => (limits.max_key_len, MAX_VALUE_LEN),
             Some(max_bytes) => {
                 let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-                let key = self.max_key_len.min(max_bytes / 4);
+                let key = limits.max_key_len.min(max_bytes / 4);
                 let value = max_bytes.saturating_sub(ENTRY_OVERHEAD + key);
                 if key == 0 || value == 0 {
                     return Err(Error::config(
@@ -155,7 +122,7 @@ impl FileBuilder {
                 (key, value.min(MAX_VALUE_LEN))
             }
         };
-        let max_value_len = self
+        let max_value_len = limits
             .max_value_len
             .map_or(max_value_len, |max| max.min(max_value_len));
         let dir = std::path::absolute(&self.dir).map_err(|e| {
@@ -166,12 +133,15 @@ impl FileBuilder {
             .with_source(e)
         })?;
         let options = Options {
-            default_ttl: self.default_ttl,
+            limits: Limits {
+                backend: NAME,
+                max_key_len,
+                max_value_len: Some(max_value_len),
+                default_ttl: limits.default_ttl,
+            },
             fsync: self.fsync,
-            max_entries: self.max_entries,
-            max_bytes: self.max_bytes,
-            max_key_len,
-            max_value_len,
+            max_entries: limits.max_entries,
+            max_bytes: limits.max_bytes,
         };
         let store = Store::open(dir, options, self.allow_non_empty)?;
         Ok(FileBackend {

@@ -42,7 +42,7 @@ impl StripeLocks {
     /// The locks of the cache in `root`; creates the lock directory.
     pub(super) fn open(root: &Path) -> io::Result<Self> {
         let dir = root.join(LOCK_DIR);
-        super::store::create_dir(&dir)?;
+        super::files::create_dir(&dir)?;
         Ok(StripeLocks {
             dir,
             stripes: (0..STRIPES).map(|_| Mutex::new(None)).collect(),

@@ -152,11 +152,15 @@
 //!   it runs in `tokio::task::block_in_place` (no hop to another thread:
 //!   a 4 KiB read costs about what `std::fs::read` does), on a
 //!   current-thread runtime on the blocking thread pool (`spawn_blocking`).
-//!   `keys` walks the directory on the blocking pool in either case. An
+//!   `keys` walks the directory on the blocking pool in either case. A
+//!   panic in file I/O is an [`ErrorKind::Backend`] error of the
+//!   operation, logged at error level (the policy of every backend, see
+//!   `backends/common.rs`). An
 //!   operation under way is not interrupted by a timeout around it (an
 //!   `fsync` or a 512 MiB value takes what it takes).
 
 mod builder;
+mod files;
 mod format;
 mod index;
 mod lock;
@@ -166,16 +170,14 @@ pub(crate) mod url;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::runtime::RuntimeFlavor;
 
-use crate::backend::{
-    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats, TtlPrecision, validate_key,
-};
-use crate::error::{Error, ErrorKind, Result};
+use crate::backend::{Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats};
+use crate::backends::common::{self, BASE_CAPABILITIES, Limits, now_ms};
+use crate::error::{Error, Result};
 
 pub use builder::FileBuilder;
 use store::Store;
@@ -203,7 +205,7 @@ impl fmt::Debug for FileBackend {
             .field("dir", &self.store.root)
             .field("max_entries", &options.max_entries)
             .field("max_bytes", &options.max_bytes)
-            .field("default_ttl", &options.default_ttl)
+            .field("default_ttl", &options.limits.default_ttl)
             .field("fsync", &options.fsync)
             .finish()
     }
@@ -236,28 +238,22 @@ impl FileBackend {
         Capabilities {
             atomic_incr: lock::CROSS_PROCESS,
             conditional_set: lock::CROSS_PROCESS,
-            native_ttl: true,
-            ttl_precision: TtlPrecision::Milliseconds,
-            ttl_inspection: true,
-            tags: true,
-            key_listing: true,
-            clear: true,
             persistent: true,
             shared: true,
-            max_key_len: crate::backend::DEFAULT_MAX_KEY_LEN,
             max_value_len: Some(MAX_VALUE_LEN),
+            ..BASE_CAPABILITIES
         }
     }
 
-    fn check_key(&self, key: &str) -> Result<()> {
-        validate_key(NAME, key, self.store.options.max_key_len)
+    fn limits(&self) -> &Limits {
+        &self.store.options.limits
     }
 
     /// Checks a whole entry against the limits before any I/O.
     fn check_entry(&self, key: &str, value: &[u8], tags: &[String]) -> Result<()> {
-        self.check_key(key)?;
         let options = &self.store.options;
-        crate::backend::validate_value(NAME, value, options.max_value_len)?;
+        options.limits.check_key(key)?;
+        options.limits.check_value(value)?;
         let overhead = store::overhead(key, tags);
         if overhead > format::MAX_HEADER_LEN || tags.iter().any(|t| t.len() > u32::MAX as usize) {
             return Err(Error::invalid_input(
@@ -285,15 +281,7 @@ impl FileBackend {
 
     /// The absolute deadline (Unix ms, 0 = never) of an expiry from now.
     fn deadline(&self, expiry: Expiry) -> Result<u64> {
-        Ok(
-            match expiry.resolve(NAME, self.store.options.default_ttl)? {
-                None => 0,
-                Some(ttl) => {
-                    let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-                    store::now_ms().saturating_add(millis).max(1)
-                }
-            },
-        )
+        self.limits().deadline(expiry, now_ms())
     }
 
     /// Runs `f`, which does file I/O, without blocking the runtime: in
@@ -315,7 +303,9 @@ impl FileBackend {
             .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
         if multi_thread {
             let started = std::time::Instant::now();
-            let result = tokio::task::block_in_place(|| f(&self.store));
+            let result = tokio::task::block_in_place(|| {
+                common::catch_panic(NAME, operation, || f(&self.store))
+            });
             if started.elapsed() > SLOW_OPERATION {
                 tokio::task::yield_now().await;
             } else {
@@ -324,16 +314,7 @@ impl FileBackend {
             return result.map_err(|e| e.with_operation(operation));
         }
         let store = Arc::clone(&self.store);
-        match tokio::task::spawn_blocking(move || f(&store)).await {
-            Ok(result) => result.map_err(|e| e.with_operation(operation)),
-            Err(join) => Err(Error::new(
-                ErrorKind::Backend,
-                NAME,
-                format!("the blocking task of `{operation}` did not complete"),
-            )
-            .with_source(join)
-            .with_operation(operation)),
-        }
+        common::on_blocking_pool(NAME, operation, move || f(&store)).await
     }
 }
 
@@ -344,14 +325,11 @@ impl Backend for FileBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut caps = FileBackend::default_capabilities();
-        caps.max_key_len = self.store.options.max_key_len;
-        caps.max_value_len = Some(self.store.options.max_value_len);
-        caps
+        self.limits().advertise(Self::default_capabilities())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let key = key.to_owned();
         self.blocking("get", move |store| store.get(&key)).await
     }
@@ -367,23 +345,21 @@ impl Backend for FileBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let key = key.to_owned();
         self.blocking("delete", move |store| store.delete(&key))
             .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let key = key.to_owned();
         self.blocking("exists", move |store| store.exists(&key))
             .await
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
-        for key in keys {
-            self.check_key(key)?;
-        }
+        self.limits().check_keys(keys)?;
         let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
         self.blocking("get_many", move |store| {
             keys.iter().map(|key| store.get(key)).collect()
@@ -411,9 +387,7 @@ impl Backend for FileBackend {
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<u64> {
-        for key in keys {
-            self.check_key(key)?;
-        }
+        self.limits().check_keys(keys)?;
         let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
         self.blocking("delete_many", move |store| {
             let mut removed = 0;
@@ -426,7 +400,7 @@ impl Backend for FileBackend {
     }
 
     async fn incr(&self, key: &str, delta: i64, expiry: Expiry) -> Result<i64> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let expires_at = self.deadline(expiry)?;
         let key = key.to_owned();
         self.blocking("incr", move |store| store.incr(&key, delta, expires_at))
@@ -434,13 +408,13 @@ impl Backend for FileBackend {
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let key = key.to_owned();
         self.blocking("ttl", move |store| store.ttl(&key)).await
     }
 
     async fn touch(&self, key: &str, expiry: Expiry) -> Result<bool> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let expires_at = self.deadline(expiry)?;
         let key = key.to_owned();
         self.blocking("touch", move |store| store.touch(&key, expires_at))
@@ -458,8 +432,9 @@ impl Backend for FileBackend {
         // The walk runs on a blocking thread and hands keys over as the
         // stream is polled; dropping the stream stops it.
         tokio::task::spawn_blocking(move || {
-            let listed =
-                store.list_keys(&pattern, &mut |key| sender.blocking_send(Ok(key)).is_ok());
+            let listed = common::catch_panic(NAME, "keys", || {
+                store.list_keys(&pattern, &mut |key| sender.blocking_send(Ok(key)).is_ok())
+            });
             if let Err(error) = listed {
                 let _ = sender.blocking_send(Err(error.with_operation("keys")));
             }
@@ -485,23 +460,14 @@ impl Backend for FileBackend {
     }
 
     async fn stats(&self) -> Result<Stats> {
-        let c = &self.store.counters;
-        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
         let (entries, bytes) = self.store.size();
-        Ok(Stats {
-            hits: load(&c.hits),
-            misses: load(&c.misses),
-            inserts: load(&c.inserts),
-            updates: load(&c.updates),
-            deletes: load(&c.deletes),
-            evictions: load(&c.evictions),
-            expirations: load(&c.expirations),
-            invalidations: load(&c.invalidations),
-            corrupt: load(&c.corrupt),
+        let mut stats = Stats {
             entries,
             bytes,
-            details: Vec::new(),
-        })
+            ..Stats::default()
+        };
+        self.store.counters.fill(&mut stats);
+        Ok(stats)
     }
 
     async fn health(&self) -> Result<()> {

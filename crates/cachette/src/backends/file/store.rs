@@ -5,68 +5,36 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::NAME;
-use super::format::{
-    self, Corruption, FIXED_LEN, FORMAT_VERSION, Header, MAX_HEADER_LEN, decode_entry,
-    decode_fixed, decode_header, key_hash, xxh64,
+pub(super) use super::files::MARKER;
+use super::files::{
+    FileId, TEMP_PREFIX, create_dir, create_new_file, io_error, is_lower_hex, prepare_dir,
+    read_head, read_whole, remove_stale_temp, sync_dir,
 };
+use super::format::{self, Corruption, FIXED_LEN, Header, decode_entry, key_hash, xxh64};
 use super::index::Index;
 use super::lock::{StripeGuard, StripeLocks};
 use crate::backend::{KeyTtl, SetCondition, add_to_counter, format_counter};
-use crate::error::{Error, ErrorKind, Result};
-
-/// The marker file that makes a directory a cachette cache.
-pub(super) const MARKER: &str = ".cachette-cache";
-/// The first line of the marker.
-const MARKER_TITLE: &str = "cachette file cache";
-/// The prefix of temporary files, in the fan-out directory of their entry.
-const TEMP_PREFIX: &str = ".tmp-";
-/// Temporary files older than this were left by a writer that died; scans
-/// and `clear` remove them. Younger ones may belong to a writer at work.
-const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
-/// No valid entry file is longer: the largest header and value.
-const MAX_FILE_LEN: u64 = (MAX_HEADER_LEN + super::MAX_VALUE_LEN) as u64;
-/// How much of a file a header read asks for at first; longer headers
-/// take a second read.
-const HEADER_READ: usize = 4096;
+use crate::backends::common::{Counters, Event, Limits, now_ms};
+use crate::error::Result;
 
 /// The options the store needs, checked by the builder.
 #[derive(Debug, Clone)]
 pub(super) struct Options {
-    pub(super) default_ttl: Option<Duration>,
+    /// The key, value and expiry checks, made before any I/O.
+    pub(super) limits: Limits,
     pub(super) fsync: bool,
     pub(super) max_entries: Option<u64>,
     pub(super) max_bytes: Option<u64>,
-    pub(super) max_key_len: usize,
-    pub(super) max_value_len: usize,
-}
-
-/// Counters for [`Stats`](crate::Stats).
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    pub(super) hits: AtomicU64,
-    pub(super) misses: AtomicU64,
-    pub(super) inserts: AtomicU64,
-    pub(super) updates: AtomicU64,
-    pub(super) deletes: AtomicU64,
-    pub(super) evictions: AtomicU64,
-    pub(super) expirations: AtomicU64,
-    pub(super) invalidations: AtomicU64,
-    pub(super) corrupt: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Why a file is removed; decides the counter.
@@ -76,30 +44,6 @@ enum Removal {
     Expired,
     Invalidated,
     Corrupt(Corruption),
-}
-
-/// Which file a read saw, so that a later removal under the lock can make
-/// sure it removes that file and not a newer one written meanwhile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId {
-    len: u64,
-    modified: Option<SystemTime>,
-    #[cfg(unix)]
-    inode: (u64, u64),
-}
-
-impl FileId {
-    fn of(meta: &Metadata) -> Self {
-        FileId {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            #[cfg(unix)]
-            inode: {
-                use std::os::unix::fs::MetadataExt;
-                (meta.dev(), meta.ino())
-            },
-        }
-    }
 }
 
 /// What a read found at a key's path.
@@ -125,118 +69,6 @@ enum Found {
 enum Item {
     Entry { hash: u128, path: PathBuf },
     Temp { path: PathBuf },
-}
-
-/// The current time in Unix milliseconds.
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Creates a directory and its missing parents, each 0700 on Unix.
-pub(super) fn create_dir(path: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path)
-}
-
-/// Flushes a directory's entries (a rename or a new file in it) to disk.
-fn sync_dir(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    File::open(path)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
-}
-
-/// Creates a new file 0600 that must not exist yet.
-fn create_new_file(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
-}
-
-/// An I/O error as a cachette error: `PermissionDenied` stays itself,
-/// everything else is a backend error. The message names the path.
-fn io_error(what: &str, path: &Path, error: io::Error) -> Error {
-    let kind = match error.kind() {
-        io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-        _ => ErrorKind::Backend,
-    };
-    Error::new(kind, NAME, format!("cannot {what} {}", path.display())).with_source(error)
-}
-
-fn is_lower_hex(name: &str, len: usize) -> bool {
-    name.len() == len && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// Opens a file for reading; `None` if it does not exist or is not a
-/// regular file (a directory where an entry should be is left alone).
-fn open_entry(path: &Path) -> io::Result<Option<(File, Metadata)>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(error),
-    };
-    let meta = file.metadata()?;
-    Ok(meta.is_file().then_some((file, meta)))
-}
-
-/// Reads a whole entry file: its bytes and which file it was.
-fn read_whole(path: &Path) -> io::Result<Option<(Vec<u8>, FileId)>> {
-    let Some((file, meta)) = open_entry(path)? else {
-        return Ok(None);
-    };
-    let id = FileId::of(&meta);
-    if meta.len() > MAX_FILE_LEN {
-        // Longer than any entry: garbage. Empty bytes decode as corrupt.
-        return Ok(Some((Vec::new(), id)));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    // `take` spares the size query (`statx`, `lseek`) and the final probe
-    // read of `File::read_to_end`: one `read` for the whole file. A file
-    // that changed size meanwhile fails the length checks of the format.
-    file.take(meta.len()).read_to_end(&mut bytes)?;
-    Ok(Some((bytes, id)))
-}
-
-/// A decoded (or not) header, the file's size and which file it was.
-type HeadRead = (Result<Header, Corruption>, u64, FileId);
-
-/// Reads and decodes only the header of an entry file.
-fn read_head(path: &Path) -> io::Result<Option<HeadRead>> {
-    let Some((mut file, meta)) = open_entry(path)? else {
-        return Ok(None);
-    };
-    let (len, id) = (meta.len(), FileId::of(&meta));
-    let mut buf = vec![0; usize::try_from(len).unwrap_or(usize::MAX).min(HEADER_READ)];
-    if let Err(error) = file.read_exact(&mut buf) {
-        return match error.kind() {
-            io::ErrorKind::UnexpectedEof => Ok(Some((Err(Corruption::Lengths), len, id))),
-            _ => Err(error),
-        };
-    }
-    let header = match decode_fixed(&buf, len) {
-        Ok(fixed) if fixed.header_len > buf.len() => {
-            let start = buf.len();
-            buf.resize(fixed.header_len, 0);
-            match file.read_exact(&mut buf[start..]) {
-                Ok(()) => decode_header(&buf, len),
-                Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
-                    Err(Corruption::Lengths)
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(_) => decode_header(&buf, len),
-        Err(corruption) => Err(corruption),
-    };
-    Ok(Some((header, len, id)))
 }
 
 /// The blocking store.
@@ -371,11 +203,11 @@ impl Store {
         }
         self.index.lock().forget(hash);
         match why {
-            Removal::Deleted => bump(&self.counters.deletes),
-            Removal::Expired => bump(&self.counters.expirations),
-            Removal::Invalidated => bump(&self.counters.invalidations),
+            Removal::Deleted => self.counters.bump(Event::Delete),
+            Removal::Expired => self.counters.bump(Event::Expiration),
+            Removal::Invalidated => self.counters.bump(Event::Invalidation),
             Removal::Corrupt(reason) => {
-                bump(&self.counters.corrupt);
+                self.counters.bump(Event::Corrupt);
                 tracing::warn!(
                     path = %path.display(),
                     %reason,
@@ -505,7 +337,7 @@ impl Store {
             }
             let path = self.entry_path(hash);
             match fs::remove_file(&path) {
-                Ok(()) => bump(&self.counters.evictions),
+                Ok(()) => self.counters.bump(Event::Eviction),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                 Err(error) => return Err(io_error("evict", &path, error)),
             }
@@ -517,10 +349,10 @@ impl Store {
         let path = self.entry_path(hash);
         let (found, bytes) = self.read(key, hash, &path)?;
         let Some(header) = self.settle(hash, &path, found, false)? else {
-            bump(&self.counters.misses);
+            self.counters.bump(Event::Miss);
             return Ok(None);
         };
-        bump(&self.counters.hits);
+        self.counters.bump(Event::Hit);
         let size = bytes.len() as u64;
         self.record(hash, size, &header.tags);
         self.enforce_bounds()?;
@@ -575,10 +407,10 @@ impl Store {
         let size = self.write_entry(hash, key, tags, expires_at, value, None)?;
         let replaced = self.record(hash, size, tags);
         drop(guard);
-        bump(if replaced {
-            &self.counters.updates
+        self.counters.bump(if replaced {
+            Event::Update
         } else {
-            &self.counters.inserts
+            Event::Insert
         });
         self.enforce_bounds()?;
         Ok(true)
@@ -615,10 +447,10 @@ impl Store {
         let size = self.write_entry(hash, key, &tags, expires_at, &format_counter(next), None)?;
         let replaced = self.record(hash, size, &tags);
         drop(guard);
-        bump(if replaced {
-            &self.counters.updates
+        self.counters.bump(if replaced {
+            Event::Update
         } else {
-            &self.counters.inserts
+            Event::Insert
         });
         self.enforce_bounds()?;
         Ok(next)
@@ -741,7 +573,7 @@ impl Store {
                     match Self::classify(decoded, size, id, None, hash, now_ms) {
                         Found::Live { header, size, id } => {
                             seen.insert(hash);
-                            live.push((id.modified, hash, size, header.tags));
+                            live.push((id.modified(), hash, size, header.tags));
                         }
                         Found::Expired(id) => {
                             if self.remove_if_same(hash, &path, id, Removal::Expired, false)? {
@@ -842,101 +674,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-}
-
-/// Removes a temporary file if its writer has evidently died.
-fn remove_stale_temp(path: &Path, now: SystemTime) {
-    let stale = fs::symlink_metadata(path)
-        .and_then(|meta| meta.modified())
-        .is_ok_and(|modified| {
-            now.duration_since(modified)
-                .is_ok_and(|age| age > STALE_TEMP_AGE)
-        });
-    if stale && let Err(error) = fs::remove_file(path) {
-        tracing::debug!(path = %path.display(), %error, "file backend: cannot remove a stale temporary file");
-    }
-}
-
-/// Creates the directory if needed and checks or writes its marker.
-fn prepare_dir(root: &Path, allow_non_empty: bool) -> Result<()> {
-    match fs::metadata(root) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return Err(Error::config(
-                NAME,
-                format!("{} is not a directory", root.display()),
-            ));
-        }
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            create_dir(root).map_err(|e| io_error("create the cache directory", root, e))?;
-        }
-        Err(error) => return Err(io_error("open the cache directory", root, error)),
-    }
-    let marker = root.join(MARKER);
-    match fs::read_to_string(&marker) {
-        Ok(text) => return check_marker(&marker, &text),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(io_error("read the cache marker", &marker, error)),
-    }
-    let entries = fs::read_dir(root).map_err(|e| io_error("list", root, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| io_error("list", root, e))?;
-        // Another process creating the marker at the same time.
-        let ours = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(MARKER));
-        if !ours && !allow_non_empty {
-            return Err(Error::config(
-                NAME,
-                format!(
-                    "the directory {} is not empty and is not a cachette cache (it has no {MARKER} file); \
-                     use an empty or new directory, or set allow_non_empty to adopt it",
-                    root.display()
-                ),
-            ));
-        }
-    }
-    // Written whole under a temporary name, then renamed, so that another
-    // process never reads half a marker.
-    let temp = root.join(format!("{MARKER}.tmp-{:016x}", fastrand::u64(..)));
-    let written = create_new_file(&temp)
-        .and_then(|mut file| {
-            file.write_all(format!("{MARKER_TITLE}\nformat: {FORMAT_VERSION}\n").as_bytes())?;
-            file.sync_all()
-        })
-        .and_then(|()| fs::rename(&temp, &marker))
-        .and_then(|()| sync_dir(root));
-    if let Err(error) = written {
-        let _ = fs::remove_file(&temp);
-        return Err(io_error("write the cache marker", &marker, error));
-    }
-    Ok(())
-}
-
-/// Checks a marker's text: this format version or an older one.
-fn check_marker(marker: &Path, text: &str) -> Result<()> {
-    let mut lines = text.lines();
-    let version = match (lines.next(), lines.next()) {
-        (Some(MARKER_TITLE), Some(line)) => line
-            .strip_prefix("format: ")
-            .and_then(|v| v.trim().parse::<u16>().ok()),
-        _ => None,
-    };
-    match version {
-        Some(version) if version <= FORMAT_VERSION => Ok(()),
-        Some(version) => Err(Error::config(
-            NAME,
-            format!(
-                "{} says format {version}, which is newer than this build reads ({FORMAT_VERSION})",
-                marker.display()
-            ),
-        )),
-        None => Err(Error::config(
-            NAME,
-            format!("{} is not a cachette marker file", marker.display()),
-        )),
     }
 }
 

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::backends::common::{BuilderLimits, shared_limit_setters};
 use crate::error::{Error, Result};
 
 use super::{MemoryBackend, NAME};
@@ -89,13 +90,10 @@ impl FromStr for Policy {
 /// ```
 #[derive(Debug, Clone)]
 pub struct MemoryBuilder {
-    pub(super) max_entries: Option<u64>,
-    pub(super) max_bytes: Option<u64>,
+    pub(super) limits: BuilderLimits,
     pub(super) policy: Policy,
-    pub(super) default_ttl: Option<Duration>,
     pub(super) shards: Option<usize>,
     pub(super) expiry_interval: Duration,
-    pub(super) max_key_len: usize,
     /// Hash keys with a fixed seed instead of a random one, so that runs
     /// repeat exactly (simulations); keys from outside could then be
     /// chosen to collide, so only the crate's own replays use it.
@@ -105,13 +103,10 @@ pub struct MemoryBuilder {
 impl Default for MemoryBuilder {
     fn default() -> Self {
         MemoryBuilder {
-            max_entries: None,
-            max_bytes: None,
+            limits: BuilderLimits::default(),
             policy: Policy::default(),
-            default_ttl: None,
             shards: None,
             expiry_interval: Duration::from_secs(1),
-            max_key_len: crate::backend::DEFAULT_MAX_KEY_LEN,
             fixed_hash_seed: false,
         }
     }
@@ -125,30 +120,19 @@ const MIN_ENTRIES_PER_SHARD: u64 = 256;
 const MIN_BYTES_PER_SHARD: u64 = 4 << 20;
 
 impl MemoryBuilder {
-    /// Bounds the number of entries. Unbounded by default.
-    pub fn max_entries(mut self, max: u64) -> Self {
-        self.max_entries = Some(max);
-        self
-    }
+    shared_limit_setters!();
 
     /// Bounds the total weight in bytes: key + value + tags + a fixed
     /// per-entry overhead ([`MemoryBackend::ENTRY_OVERHEAD`]). Unbounded by
     /// default.
     pub fn max_bytes(mut self, max: u64) -> Self {
-        self.max_bytes = Some(max);
+        self.limits.max_bytes = Some(max);
         self
     }
 
     /// Chooses the eviction policy (default: [`Policy::S3Fifo`]).
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
-        self
-    }
-
-    /// The TTL of entries written with [`Expiry::Default`](crate::Expiry::Default).
-    /// No expiry by default.
-    pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = Some(ttl);
         self
     }
 
@@ -179,26 +163,19 @@ impl MemoryBuilder {
 
     /// The longest key accepted, in bytes (default 4096).
     pub fn max_key_len(mut self, max: usize) -> Self {
-        self.max_key_len = max;
+        self.limits.max_key_len = max;
         self
     }
 
     /// Validates the options and builds the backend.
     pub fn build(self) -> Result<MemoryBackend> {
-        crate::backend::validate_builder_options(
-            NAME,
-            self.max_entries,
-            self.max_bytes,
-            self.default_ttl,
-        )?;
+        // Keys live in memory: no limit of the store's own beyond usize.
+        self.limits.validate(NAME, usize::MAX)?;
         if self.expiry_interval.is_zero() {
             return Err(Error::config(
                 NAME,
                 "expiry_interval must be greater than zero",
             ));
-        }
-        if self.max_key_len == 0 {
-            return Err(Error::config(NAME, "max_key_len must be at least 1"));
         }
         if let Some(shards) = self.shards
             && (shards == 0 || !shards.is_power_of_two() || shards > 1024)
@@ -217,12 +194,12 @@ impl MemoryBuilder {
         }
         let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
         let mut shards = (cpus * 4).next_power_of_two().min(64);
-        if let Some(max) = self.max_entries {
+        if let Some(max) = self.limits.max_entries {
             while shards > 1 && max / (shards as u64) < MIN_ENTRIES_PER_SHARD {
                 shards /= 2;
             }
         }
-        if let Some(max) = self.max_bytes {
+        if let Some(max) = self.limits.max_bytes {
             while shards > 1 && max / (shards as u64) < MIN_BYTES_PER_SHARD {
                 shards /= 2;
             }

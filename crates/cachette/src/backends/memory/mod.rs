@@ -38,7 +38,7 @@ pub(crate) mod url;
 
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,8 +47,9 @@ use parking_lot::RwLock;
 
 use crate::backend::{
     Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetCondition, SetOptions, Stats,
-    TtlPrecision, add_to_counter, format_counter, validate_key,
+    add_to_counter, format_counter,
 };
+use crate::backends::common::{BASE_CAPABILITIES, Event, Limits, PurgeTask, Tally};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::glob;
@@ -71,22 +72,12 @@ struct Inner {
     shard_mask: u64,
     hasher: foldhash::fast::SeedableRandomState,
     policy: Policy,
-    default_ttl: Option<Duration>,
-    max_key_len: usize,
+    /// Under a byte bound the longest value accepted is the smallest
+    /// shard's share less the overhead and the longest key.
+    limits: Limits,
     max_entries: Option<u64>,
     max_bytes: Option<u64>,
-    /// The longest value accepted: the smallest shard share minus the
-    /// overhead and the longest key.
-    max_value_len: Option<usize>,
-    sweeper: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(task) = self.sweeper.get_mut().take() {
-            task.abort();
-        }
-    }
+    sweeper: PurgeTask,
 }
 
 /// The in-process memory backend. Cheap to clone: clones share the store.
@@ -111,7 +102,7 @@ impl fmt::Debug for MemoryBackend {
             .field("shards", &self.inner.shards.len())
             .field("max_entries", &self.inner.max_entries)
             .field("max_bytes", &self.inner.max_bytes)
-            .field("default_ttl", &self.inner.default_ttl)
+            .field("default_ttl", &self.inner.limits.default_ttl)
             .finish()
     }
 }
@@ -134,20 +125,7 @@ impl MemoryBackend {
 
     /// The capabilities of a memory backend with default options.
     pub fn default_capabilities() -> Capabilities {
-        Capabilities {
-            atomic_incr: true,
-            conditional_set: true,
-            native_ttl: true,
-            ttl_precision: TtlPrecision::Milliseconds,
-            ttl_inspection: true,
-            tags: true,
-            key_listing: true,
-            clear: true,
-            persistent: false,
-            shared: false,
-            max_key_len: crate::backend::DEFAULT_MAX_KEY_LEN,
-            max_value_len: None,
-        }
+        BASE_CAPABILITIES
     }
 
     fn from_builder(builder: MemoryBuilder) -> Self {
@@ -156,19 +134,20 @@ impl MemoryBackend {
             .map(|i| Shard {
                 inner: RwLock::new(ShardInner::new(
                     builder.policy,
-                    builder::share(builder.max_entries, count, i),
-                    builder::share(builder.max_bytes, count, i),
+                    builder::share(builder.limits.max_entries, count, i),
+                    builder::share(builder.limits.max_bytes, count, i),
                 )),
             })
             .collect();
         // Under a byte bound every key within the key limit and every value
         // within the value limit must fit in the smallest shard: a quarter
         // of it at most for the key, the rest less overhead for the value.
-        let (max_key_len, max_value_len) = match builder.max_bytes {
-            None => (builder.max_key_len, None),
+        let bounds = builder.limits;
+        let (max_key_len, max_value_len) = match bounds.max_bytes {
+            None => (bounds.max_key_len, None),
             Some(_) => {
-                let smallest_share = builder::share(builder.max_bytes, count, count - 1);
-                let key = builder
+                let smallest_share = builder::share(bounds.max_bytes, count, count - 1);
+                let key = bounds
                     .max_key_len
                     .min(usize::try_from(smallest_share / 4).unwrap_or(usize::MAX))
                     .max(1);
@@ -187,17 +166,22 @@ impl MemoryBackend {
                 foldhash::fast::SeedableRandomState::random()
             },
             policy: builder.policy,
-            default_ttl: builder.default_ttl,
-            max_key_len,
-            max_entries: builder.max_entries,
-            max_bytes: builder.max_bytes,
-            max_value_len,
-            sweeper: parking_lot::Mutex::new(None),
+            limits: Limits {
+                backend: NAME,
+                max_key_len,
+                max_value_len,
+                default_ttl: bounds.default_ttl,
+            },
+            max_entries: bounds.max_entries,
+            max_bytes: bounds.max_bytes,
+            sweeper: PurgeTask::default(),
         });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let task = runtime.spawn(sweep(Arc::downgrade(&inner), builder.expiry_interval));
-            *inner.sweeper.lock() = Some(task);
-        }
+        inner.sweeper.start(
+            NAME,
+            Arc::downgrade(&inner),
+            builder.expiry_interval,
+            |inner| async move { Ok(MemoryBackend { inner }.purge(u64::MAX)) },
+        );
         MemoryBackend { inner }
     }
 
@@ -219,26 +203,14 @@ impl MemoryBackend {
     }
 
     fn check_key(&self, key: &str) -> Result<()> {
-        validate_key(NAME, key, self.inner.max_key_len)
+        self.inner.limits.check_key(key)
     }
 
-    fn check_value(&self, value: &[u8]) -> Result<()> {
-        // Under a byte bound the limit is the smallest shard's share less
-        // the entry overhead and the key limit; unbounded otherwise.
-        match self.inner.max_value_len {
-            Some(max) => crate::backend::validate_value(NAME, value, max),
-            None => Ok(()),
-        }
-    }
-
+    /// The deadline on the engine's monotonic clock (0 = never).
     fn deadline(&self, expiry: Expiry) -> Result<u64> {
-        Ok(match expiry.resolve(NAME, self.inner.default_ttl)? {
-            None => 0,
-            Some(ttl) => {
-                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-                self.inner.clock.now_ms().saturating_add(millis)
-            }
-        })
+        self.inner
+            .limits
+            .deadline(expiry, self.inner.clock.now_ms())
     }
 
     /// Reads a key without dynamic dispatch or a future.
@@ -280,7 +252,7 @@ impl MemoryBackend {
     /// Writes a key without dynamic dispatch or a future.
     pub fn set_sync(&self, key: &str, value: Bytes, options: &SetOptions) -> Result<bool> {
         self.check_key(key)?;
-        self.check_value(&value)?;
+        self.inner.limits.check_value(&value)?;
         let deadline = self.deadline(options.expiry)?;
         let (hash, shard) = self.locate(key);
         let stored = shard.inner.write().store(
@@ -397,22 +369,6 @@ impl MemoryBackend {
     }
 }
 
-/// The background expiry task: holds only a weak reference, so dropping the
-/// last `MemoryBackend` ends it.
-async fn sweep(inner: Weak<Inner>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let Some(inner) = inner.upgrade() else { return };
-        let removed = MemoryBackend { inner }.purge(u64::MAX);
-        if removed > 0 {
-            tracing::trace!(removed, "memory backend removed expired entries");
-        }
-    }
-}
-
 #[async_trait]
 impl Backend for MemoryBackend {
     fn name(&self) -> &'static str {
@@ -420,10 +376,7 @@ impl Backend for MemoryBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut caps = MemoryBackend::default_capabilities();
-        caps.max_key_len = self.inner.max_key_len;
-        caps.max_value_len = self.inner.max_value_len;
-        caps
+        self.inner.limits.advertise(BASE_CAPABILITIES)
     }
 
     fn get_ready(&self, key: &str) -> Option<Result<Option<Bytes>>> {
@@ -456,9 +409,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn set_many(&self, entries: &[(&str, Bytes)], options: &SetOptions) -> Result<Vec<bool>> {
-        for (key, _) in entries {
-            self.check_key(key)?;
-        }
+        self.inner.limits.check_entries(entries)?;
         entries
             .iter()
             .map(|(key, value)| self.set_sync(key, value.clone(), options))
@@ -466,9 +417,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<u64> {
-        for key in keys {
-            self.check_key(key)?;
-        }
+        self.inner.limits.check_keys(keys)?;
         let mut removed = 0;
         for key in keys {
             removed += u64::from(self.delete_sync(key)?);
@@ -549,29 +498,25 @@ impl Backend for MemoryBackend {
 
     async fn stats(&self) -> Result<Stats> {
         let mut stats = Stats::default();
+        let mut tally = Tally::default();
         let mut tags = 0;
-        (stats.hits, stats.misses) = self.inner.reads.totals();
         for shard in self.inner.shards.iter() {
             let guard = shard.inner.read();
-            let c = guard.counters;
-            stats.inserts += c.inserts;
-            stats.updates += c.updates;
-            stats.deletes += c.deletes;
-            stats.evictions += c.evictions;
-            stats.expirations += c.expirations;
-            stats.invalidations += c.invalidations;
+            tally.merge(&guard.counters);
             stats.entries += guard.len();
             stats.bytes += guard.weight();
             tags += guard.tag_count() as u64;
         }
+        let (hits, misses) = self.inner.reads.totals();
+        tally.add(Event::Hit, hits);
+        tally.add(Event::Miss, misses);
+        tally.fill(&mut stats);
         stats.details.push(("tags".to_owned(), tags));
         Ok(stats)
     }
 
     async fn close(&self) -> Result<()> {
-        if let Some(task) = self.inner.sweeper.lock().take() {
-            task.abort();
-        }
+        self.inner.sweeper.stop();
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ use hashbrown::{HashMap, HashSet, HashTable};
 use super::Policy;
 use super::ghost::Ghost;
 use super::sketch::FrequencySketch;
+use crate::backends::common::{Event, Tally};
 
 /// A slab index; `NIL` ends a list.
 pub(super) type Index = u32;
@@ -101,17 +102,6 @@ impl List {
     };
 }
 
-/// Counters kept under the write lock.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct WriteCounters {
-    pub(super) inserts: u64,
-    pub(super) updates: u64,
-    pub(super) deletes: u64,
-    pub(super) evictions: u64,
-    pub(super) expirations: u64,
-    pub(super) invalidations: u64,
-}
-
 /// The outcome of [`ShardInner::store`].
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Stored {
@@ -150,7 +140,8 @@ pub(super) struct ShardInner {
     tags: HashMap<Arc<str>, HashSet<Index>>,
     max_entries: u64,
     max_weight: u64,
-    pub(super) counters: WriteCounters,
+    /// Counted under the write lock: plain integers.
+    pub(super) counters: Tally,
 }
 
 /// The per-entry overhead counted in an entry's weight: the entry itself,
@@ -183,7 +174,7 @@ impl ShardInner {
             tags: HashMap::new(),
             max_entries,
             max_weight,
-            counters: WriteCounters::default(),
+            counters: Tally::default(),
         }
     }
 
@@ -287,7 +278,7 @@ impl ShardInner {
         deadline: DeadlineUpdate,
         tags: &[String],
     ) {
-        self.counters.updates += 1;
+        self.counters.bump(Event::Update);
         self.unlink_tags(index);
         let old_deadline = self.slot(index).deadline;
         let new_deadline = match deadline {
@@ -340,7 +331,7 @@ impl ShardInner {
                 break;
             }
         }
-        self.counters.inserts += 1;
+        self.counters.bump(Event::Insert);
         let deadline = match deadline {
             DeadlineUpdate::Set(d) | DeadlineUpdate::KeepOr(d) => d,
         };
@@ -406,13 +397,12 @@ impl ShardInner {
             None => unreachable_slot(index),
         };
         self.free.push(index);
-        let counter = match why {
-            Removal::Deleted => &mut self.counters.deletes,
-            Removal::Evicted => &mut self.counters.evictions,
-            Removal::Expired => &mut self.counters.expirations,
-            Removal::Invalidated => &mut self.counters.invalidations,
-        };
-        *counter += 1;
+        self.counters.bump(match why {
+            Removal::Deleted => Event::Delete,
+            Removal::Evicted => Event::Eviction,
+            Removal::Expired => Event::Expiration,
+            Removal::Invalidated => Event::Invalidation,
+        });
         entry
     }
 

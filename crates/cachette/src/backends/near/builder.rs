@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::fence::Fence;
-use super::{Counters, Inner, NAME, NearBackend, apply_invalidations, push_handler};
+use super::{Inner, NAME, NearBackend, apply_invalidations, push_handler};
 use crate::backend::{Backend, validate_ttl};
+use crate::backends::common::{Counters, Limits};
 use crate::backends::memory::MemoryBackend;
 use crate::backends::redis::RedisBuilder;
 use crate::error::{Error, Result};
@@ -105,10 +106,11 @@ impl NearBuilder {
         self
     }
 
-    /// For tests of the race guard: awaits `hook(keys)` between receiving
-    /// a reply and storing it, so that a test can deliver an invalidation
-    /// in between.
+    /// A test hook, not part of the stable API: for tests of the race
+    /// guard, awaits `hook(keys)` between receiving a reply and storing
+    /// it, so that a test can deliver an invalidation in between.
     #[cfg(feature = "testing")]
+    #[doc(hidden)]
     pub fn before_store<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(Vec<String>) -> Fut + Send + Sync + 'static,
@@ -158,8 +160,15 @@ impl NearBuilder {
             Arc::clone(&derived),
             queue,
         ));
+        let limits = Limits {
+            backend: NAME,
+            max_key_len: remote.capabilities().max_key_len,
+            max_value_len: None,
+            default_ttl: None,
+        };
         let near = NearBackend {
             inner: Arc::new(Inner {
+                limits,
                 remote,
                 local,
                 fence,

@@ -65,7 +65,7 @@ pub(crate) mod url;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -74,10 +74,9 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::backend::{
-    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats, validate_key,
-};
-use crate::backends::redis::{MAX_KEY_LEN, RedisBackend, RedisBuilder};
+use crate::backend::{Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats};
+use crate::backends::common::{Counters, Event, Limits};
+use crate::backends::redis::{RedisBackend, RedisBuilder};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use builder::{NearBuilder, Tracking};
@@ -95,15 +94,6 @@ const SOURCE: &str = "\0source\0";
 pub(crate) type StoreHook =
     Arc<dyn Fn(Vec<String>) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
-#[derive(Default)]
-struct Counters {
-    local_hits: AtomicU64,
-    remote_hits: AtomicU64,
-    misses: AtomicU64,
-    invalidations: AtomicU64,
-    flushes: AtomicU64,
-}
-
 /// Work for the task that applies invalidations to the local store.
 enum Work {
     Drop(Vec<String>),
@@ -115,6 +105,9 @@ struct Inner {
     local: Arc<dyn Backend>,
     fence: Arc<Fence>,
     counters: Arc<Counters>,
+    /// The remote's key limit (what its prefix leaves); values and expiry
+    /// are the remote's to check.
+    limits: Limits,
     /// Whether any derived entry was stored (invalidations then also
     /// remove the entries tagged with the invalidated keys).
     derived: Arc<AtomicBool>,
@@ -199,9 +192,7 @@ fn push_handler(
                         })
                         .map(str::to_owned)
                         .collect();
-                    counters
-                        .invalidations
-                        .fetch_add(names.len() as u64, Ordering::Relaxed);
+                    counters.add(Event::InvalidationReceived, names.len() as u64);
                     fence.invalidate(keys.iter().map(String::as_str));
                     if !keys.is_empty() {
                         let _ = work.send(Work::Drop(keys));
@@ -213,7 +204,7 @@ fn push_handler(
                         backend = NAME,
                         "the server flushed; flushing the local store"
                     );
-                    counters.flushes.fetch_add(1, Ordering::Relaxed);
+                    counters.bump(Event::Flush);
                     fence.flush();
                     let _ = work.send(Work::Clear);
                 }
@@ -223,7 +214,7 @@ fn push_handler(
                     backend = NAME,
                     "connection lost; flushing the local store until tracking is on again"
                 );
-                counters.flushes.fetch_add(1, Ordering::Relaxed);
+                counters.bump(Event::Flush);
                 fence.disconnected();
                 let _ = work.send(Work::Clear);
             }
@@ -296,7 +287,7 @@ impl NearBackend {
     }
 
     fn check_key(&self, key: &str) -> Result<()> {
-        validate_key(NAME, key, MAX_KEY_LEN)?;
+        self.inner.limits.check_key(key)?;
         if key.starts_with('\0') {
             return Err(Error::invalid_input(
                 NAME,
@@ -304,6 +295,10 @@ impl NearBackend {
             ));
         }
         Ok(())
+    }
+
+    fn check_keys(&self, keys: &[&str]) -> Result<()> {
+        keys.iter().try_for_each(|key| self.check_key(key))
     }
 
     /// Switches tracking on if the connection is new (or was lost), after
@@ -420,10 +415,10 @@ impl NearBackend {
         let counters = &self.inner.counters;
         for (i, value) in fetched.values.iter().enumerate() {
             let Some(value) = value else {
-                counters.misses.fetch_add(1, Ordering::Relaxed);
+                counters.bump(Event::Miss);
                 continue;
             };
-            counters.remote_hits.fetch_add(1, Ordering::Relaxed);
+            counters.bump(Event::RemoteHit);
             if let Some(expiry) = fetched.expiries[i] {
                 self.store(keys[i], value, expiry, Vec::new(), || {
                     fetched.ticket.valid(i)
@@ -476,10 +471,7 @@ impl NearBackend {
         };
         match found {
             Ok(Some(value)) => {
-                self.inner
-                    .counters
-                    .local_hits
-                    .fetch_add(1, Ordering::Relaxed);
+                self.inner.counters.bump(Event::LocalHit);
                 Some(value)
             }
             Ok(None) => None,
@@ -504,7 +496,7 @@ impl NearBackend {
     async fn write_all<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
         let out = op.await;
         self.inner.fence.flush();
-        self.inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        self.inner.counters.bump(Event::Flush);
         self.inner.local.clear().await?;
         out
     }
@@ -567,7 +559,7 @@ impl NearBackend {
             }
         }
         let value = derive(fetched.values).await?;
-        self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
+        self.inner.counters.bump(Event::Miss);
         if let Some(expiry) = expiry {
             self.inner.derived.store(true, Ordering::Release);
             let tags = sources.iter().map(|s| source_tag(s)).collect();
@@ -581,13 +573,14 @@ impl NearBackend {
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl Backend for NearBackend {
     fn name(&self) -> &'static str {
         NAME
     }
 
     fn capabilities(&self) -> Capabilities {
-        Self::default_capabilities()
+        self.inner.limits.advertise(Self::default_capabilities())
     }
 
     fn get_ready(&self, key: &str) -> Option<Result<Option<Bytes>>> {
@@ -596,10 +589,7 @@ impl Backend for NearBackend {
         }
         match self.inner.local.get_ready(key)? {
             Ok(Some(value)) => {
-                self.inner
-                    .counters
-                    .local_hits
-                    .fetch_add(1, Ordering::Relaxed);
+                self.inner.counters.bump(Event::LocalHit);
                 Some(Ok(Some(value)))
             }
             _ => None,
@@ -616,9 +606,7 @@ impl Backend for NearBackend {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
-        for key in keys {
-            self.check_key(key)?;
-        }
+        self.check_keys(keys)?;
         let mut out = if self.inner.fence.serving() {
             match self.inner.local.get_many(keys).await {
                 Ok(found) => found,
@@ -631,10 +619,7 @@ impl Backend for NearBackend {
             vec![None; keys.len()]
         };
         let hits = out.iter().filter(|v| v.is_some()).count() as u64;
-        self.inner
-            .counters
-            .local_hits
-            .fetch_add(hits, Ordering::Relaxed);
+        self.inner.counters.add(Event::LocalHit, hits);
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
         if missing.is_empty() {
             return Ok(out);
@@ -663,9 +648,7 @@ impl Backend for NearBackend {
 
     async fn set_many(&self, entries: &[(&str, Bytes)], options: &SetOptions) -> Result<Vec<bool>> {
         let keys: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
-        for key in &keys {
-            self.check_key(key)?;
-        }
+        self.check_keys(&keys)?;
         self.write(&keys, self.inner.remote.set_many(entries, options))
             .await
     }
@@ -676,9 +659,7 @@ impl Backend for NearBackend {
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<u64> {
-        for key in keys {
-            self.check_key(key)?;
-        }
+        self.check_keys(keys)?;
         self.write(keys, self.inner.remote.delete_many(keys)).await
     }
 
@@ -725,26 +706,22 @@ impl Backend for NearBackend {
 
     async fn stats(&self) -> Result<Stats> {
         let c = &self.inner.counters;
-        let local_hits = c.local_hits.load(Ordering::Relaxed);
-        let remote_hits = c.remote_hits.load(Ordering::Relaxed);
         let local = self.inner.local.stats().await?;
+        let mut details = c.details(&[
+            ("local_hits", Event::LocalHit),
+            ("remote_hits", Event::RemoteHit),
+            ("invalidations_received", Event::InvalidationReceived),
+            ("flushes", Event::Flush),
+        ]);
+        details.push(("local_entries".to_owned(), local.entries));
         Ok(Stats {
-            hits: local_hits + remote_hits,
-            misses: c.misses.load(Ordering::Relaxed),
+            hits: c.get(Event::LocalHit) + c.get(Event::RemoteHit),
+            misses: c.get(Event::Miss),
             evictions: local.evictions,
             expirations: local.expirations,
             entries: local.entries,
             bytes: local.bytes,
-            details: vec![
-                ("local_hits".to_owned(), local_hits),
-                ("remote_hits".to_owned(), remote_hits),
-                (
-                    "invalidations_received".to_owned(),
-                    c.invalidations.load(Ordering::Relaxed),
-                ),
-                ("flushes".to_owned(), c.flushes.load(Ordering::Relaxed)),
-                ("local_entries".to_owned(), local.entries),
-            ],
+            details,
             ..Stats::default()
         })
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::backends::common::BuilderLimits;
 use crate::error::{Error, Result};
 
 use super::{NAME, RedbBackend, store};
@@ -186,10 +187,16 @@ impl RedbBuilder {
     /// [`crate::open`] with a `redb://` URL, which does.
     pub fn build(self) -> Result<RedbBackend> {
         validate_namespace(&self.namespace)?;
-        crate::backend::validate_builder_options(NAME, self.max_entries, None, self.default_ttl)?;
-        if self.max_key_len == 0 {
-            return Err(Error::config(NAME, "max_key_len must be at least 1"));
-        }
+        // The fields stay flat (the URL reader fills them); the checks are
+        // those of every builder.
+        let limits = BuilderLimits {
+            default_ttl: self.default_ttl,
+            max_entries: self.max_entries,
+            max_bytes: None,
+            max_key_len: self.max_key_len,
+            max_value_len: Some(self.max_value_len),
+        };
+        limits.validate(NAME, usize::MAX)?;
         if self.max_value_len > MAX_VALUE_LEN_LIMIT {
             return Err(Error::config(
                 NAME,

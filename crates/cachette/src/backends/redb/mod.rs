@@ -51,7 +51,10 @@
 //!   transaction each too. redb runs one write transaction at a time per
 //!   file.
 //! - **Blocking:** every database operation runs on tokio's blocking pool
-//!   (`spawn_blocking`), never on the async worker threads.
+//!   (`spawn_blocking`), never on the async worker threads. A panic in
+//!   that work is an [`ErrorKind::Backend`] error of the operation, logged
+//!   at error level (the policy of every backend, see
+//!   `backends/common.rs`).
 //! - **Durability:** [`RedbDurability::Immediate`] (default) flushes each
 //!   write to the disk before it returns; `Eventual` leaves the flush to
 //!   the OS (safe against a crash of the process, not of the machine).
@@ -101,18 +104,18 @@ pub(crate) mod url;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use redb::Database;
 
-use crate::backend::{
-    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats, TtlPrecision, validate_key,
+use crate::backend::{Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats};
+use crate::backends::common::{
+    self, BASE_CAPABILITIES, Counters, Event, Limits, PurgeTask, Tally, deadline_after, now_ms,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::glob;
@@ -120,7 +123,7 @@ use crate::glob;
 pub use builder::{
     DEFAULT_MAX_VALUE_LEN, MAX_NAMESPACE_LEN, MAX_VALUE_LEN_LIMIT, RedbBuilder, RedbDurability,
 };
-use store::{Counts, Found, Reader, TableNames, Writer};
+use store::{Found, Reader, TableNames, Writer};
 
 pub(crate) const NAME: &str = "redb";
 
@@ -152,75 +155,19 @@ impl<T, E: Into<redb::Error>> RedbResult<T> for std::result::Result<T, E> {
     }
 }
 
-/// This backend's counters since it was built.
-#[derive(Debug, Default)]
-struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    inserts: AtomicU64,
-    updates: AtomicU64,
-    deletes: AtomicU64,
-    evictions: AtomicU64,
-    expirations: AtomicU64,
-    invalidations: AtomicU64,
-    corrupt: AtomicU64,
-}
-
-impl Counters {
-    fn add(&self, counts: &Counts) {
-        let pairs = [
-            (&self.hits, counts.hits),
-            (&self.misses, counts.misses),
-            (&self.inserts, counts.inserts),
-            (&self.updates, counts.updates),
-            (&self.deletes, counts.deletes),
-            (&self.evictions, counts.evictions),
-            (&self.expirations, counts.expirations),
-            (&self.invalidations, counts.invalidations),
-            (&self.corrupt, counts.corrupt),
-        ];
-        for (counter, delta) in pairs {
-            if delta != 0 {
-                counter.fetch_add(delta, Ordering::Relaxed);
-            }
-        }
-    }
-
-    fn fill(&self, stats: &mut Stats) {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        stats.hits = load(&self.hits);
-        stats.misses = load(&self.misses);
-        stats.inserts = load(&self.inserts);
-        stats.updates = load(&self.updates);
-        stats.deletes = load(&self.deletes);
-        stats.evictions = load(&self.evictions);
-        stats.expirations = load(&self.expirations);
-        stats.invalidations = load(&self.invalidations);
-        stats.corrupt = load(&self.corrupt);
-    }
-}
-
 struct Inner {
     /// `None` after `close`.
     database: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
     namespace: String,
     tables: TableNames,
-    default_ttl: Option<Duration>,
+    limits: Limits,
+    /// Fixed at build time: the defaults with this backend's limits.
+    capabilities: Capabilities,
     max_entries: Option<u64>,
-    max_key_len: usize,
-    max_value_len: usize,
     durability: RedbDurability,
     counters: Counters,
-    purger: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(task) = self.purger.get_mut().take() {
-            task.abort();
-        }
-    }
+    purger: PurgeTask,
 }
 
 impl Inner {
@@ -252,7 +199,7 @@ impl Inner {
         } else {
             txn.abort().db()?;
         }
-        self.counters.add(&counts);
+        self.counters.add_tally(&counts);
         Ok(out)
     }
 
@@ -264,31 +211,26 @@ impl Inner {
         work(&reader)
     }
 
-    /// The absolute deadline of a write now with `expiry`; 0 = never.
+    /// The deadline of a write made now that lives `ttl`; 0 = never.
+    /// Taken on the blocking thread, when the write happens.
     fn deadline(&self, ttl: Option<Duration>) -> u64 {
-        match ttl {
-            None => 0,
-            Some(ttl) => {
-                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-                now_ms().saturating_add(millis).max(1)
-            }
-        }
+        deadline_after(now_ms(), ttl)
     }
 
     /// Reads one key, counting the hit, miss or corrupt entry.
-    fn get_one(&self, reader: &Reader, key: &str, counts: &mut Counts) -> Result<Option<Bytes>> {
+    fn get_one(&self, reader: &Reader, key: &str, counts: &mut Tally) -> Result<Option<Bytes>> {
         match reader.get(key, Bytes::copy_from_slice)? {
             Found::Live(_, value) => {
-                counts.hits += 1;
+                counts.bump(Event::Hit);
                 Ok(Some(value))
             }
             Found::Corrupt => {
-                counts.corrupt += 1;
-                counts.misses += 1;
+                counts.bump(Event::Corrupt);
+                counts.bump(Event::Miss);
                 Ok(None)
             }
             Found::Missing | Found::Expired => {
-                counts.misses += 1;
+                counts.bump(Event::Miss);
                 Ok(None)
             }
         }
@@ -307,15 +249,6 @@ impl Inner {
     }
 }
 
-/// The wall clock in Unix milliseconds (deadlines outlive the process).
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
-}
-
 /// A cache in a redb database file. Cheap to clone: clones share the
 /// backend (and every backend on the same file shares the database).
 ///
@@ -331,7 +264,7 @@ impl fmt::Debug for RedbBackend {
         f.debug_struct("RedbBackend")
             .field("path", &self.inner.path)
             .field("namespace", &self.inner.namespace)
-            .field("default_ttl", &self.inner.default_ttl)
+            .field("default_ttl", &self.inner.limits.default_ttl)
             .field("max_entries", &self.inner.max_entries)
             .field("durability", &self.inner.durability)
             .finish()
@@ -349,18 +282,9 @@ impl RedbBackend {
     /// The capabilities of a redb backend with default options.
     pub fn default_capabilities() -> Capabilities {
         Capabilities {
-            atomic_incr: true,
-            conditional_set: true,
-            native_ttl: true,
-            ttl_precision: TtlPrecision::Milliseconds,
-            ttl_inspection: true,
-            tags: true,
-            key_listing: true,
-            clear: true,
             persistent: true,
-            shared: false,
-            max_key_len: crate::backend::DEFAULT_MAX_KEY_LEN,
             max_value_len: Some(DEFAULT_MAX_VALUE_LEN),
+            ..BASE_CAPABILITIES
         }
     }
 
@@ -378,26 +302,30 @@ impl RedbBackend {
         store::prepare(&txn, &tables).map_err(in_file)?;
         txn.commit().db().map_err(in_file)?;
 
+        let limits = Limits {
+            backend: NAME,
+            max_key_len: builder.max_key_len,
+            max_value_len: Some(builder.max_value_len),
+            default_ttl: builder.default_ttl,
+        };
         let inner = Arc::new(Inner {
             database: RwLock::new(Some(db)),
             path,
             namespace: builder.namespace,
             tables,
-            default_ttl: builder.default_ttl,
+            capabilities: limits.advertise(Self::default_capabilities()),
+            limits,
             max_entries: builder.max_entries,
-            max_key_len: builder.max_key_len,
-            max_value_len: builder.max_value_len,
             durability: builder.durability,
             counters: Counters::default(),
-            purger: Mutex::new(None),
+            purger: PurgeTask::default(),
         });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let task = runtime.spawn(purge_periodically(
-                Arc::downgrade(&inner),
-                builder.purge_interval,
-            ));
-            *inner.purger.lock() = Some(task);
-        }
+        inner.purger.start(
+            NAME,
+            Arc::downgrade(&inner),
+            builder.purge_interval,
+            |inner| async move { RedbBackend { inner }.purge_expired().await },
+        );
         Ok(RedbBackend { inner })
     }
 
@@ -411,20 +339,14 @@ impl RedbBackend {
         &self.inner.namespace
     }
 
-    fn check_key(&self, key: &str) -> Result<()> {
-        validate_key(NAME, key, self.inner.max_key_len)
-    }
-
-    fn check_value(&self, value: &[u8]) -> Result<()> {
-        crate::backend::validate_value(NAME, value, self.inner.max_value_len)
-    }
-
-    fn ttl_of(&self, expiry: Expiry) -> Result<Option<Duration>> {
-        expiry.resolve(NAME, self.inner.default_ttl)
+    fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// Runs `work` on tokio's blocking pool (inline outside a runtime);
-    /// errors name the operation and, for storage errors, the file.
+    /// errors name the operation and, for storage errors, the file. A
+    /// panic in `work` is an [`ErrorKind::Backend`] error (see
+    /// [`common`](crate::backends::common)).
     async fn run<T: Send + 'static>(
         &self,
         operation: &'static str,
@@ -442,50 +364,16 @@ impl RedbBackend {
                 }
             })
         };
-        on_blocking_pool(task)
-            .await
-            .map_err(|err| err.with_operation(operation))
+        common::on_blocking_pool(NAME, operation, task).await
     }
 }
 
-/// Runs `task` on tokio's blocking pool, or inline outside a runtime. A
-/// panic in the task resumes in the caller.
-async fn on_blocking_pool<T: Send + 'static>(
+/// Runs `task` (opening a database) on tokio's blocking pool, or inline
+/// outside a runtime; a panic is an error, as for every operation.
+pub(crate) async fn on_blocking_pool<T: Send + 'static>(
     task: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return task();
-    };
-    match runtime.spawn_blocking(task).await {
-        Ok(result) => result,
-        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-        Err(err) => Err(Error::new(
-            ErrorKind::Backend,
-            NAME,
-            "the blocking task of the redb backend was cancelled",
-        )
-        .with_source(err)),
-    }
-}
-
-/// The background purge: holds only a weak reference, so dropping the
-/// last `RedbBackend` ends it.
-async fn purge_periodically(inner: Weak<Inner>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let Some(inner) = inner.upgrade() else { return };
-        let backend = RedbBackend { inner };
-        match backend.purge_expired().await {
-            Ok(0) => {}
-            Ok(removed) => tracing::trace!(removed, "redb backend removed expired entries"),
-            Err(err) => {
-                tracing::warn!(error = %err, "redb backend could not remove expired entries")
-            }
-        }
-    }
+    common::on_blocking_pool(NAME, "open", task).await
 }
 
 #[async_trait]
@@ -495,28 +383,25 @@ impl Backend for RedbBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut caps = RedbBackend::default_capabilities();
-        caps.max_key_len = self.inner.max_key_len;
-        caps.max_value_len = Some(self.inner.max_value_len);
-        caps
+        self.inner.capabilities
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let key = key.to_owned();
         self.run("get", move |inner| {
-            let mut counts = Counts::default();
+            let mut counts = Tally::default();
             let found = inner.read(|r| inner.get_one(r, &key, &mut counts))?;
-            inner.counters.add(&counts);
+            inner.counters.add_tally(&counts);
             Ok(found)
         })
         .await
     }
 
     async fn set(&self, key: &str, value: Bytes, options: &SetOptions) -> Result<bool> {
-        self.check_key(key)?;
-        self.check_value(&value)?;
-        let ttl = self.ttl_of(options.expiry)?;
+        self.limits().check_key(key)?;
+        self.limits().check_value(&value)?;
+        let ttl = self.limits().ttl(options.expiry)?;
         let key = key.to_owned();
         let tags = options.tags.clone();
         let condition = options.condition;
@@ -527,14 +412,14 @@ impl Backend for RedbBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let key = key.to_owned();
         self.run("delete", move |inner| inner.write(|w| w.delete(&key)))
             .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let key = key.to_owned();
         self.run("exists", move |inner| {
             inner.read(|r| Ok(matches!(r.get(&key, |_| ())?, Found::Live(..))))
@@ -543,32 +428,27 @@ impl Backend for RedbBackend {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
-        for key in keys {
-            self.check_key(key)?;
-        }
+        self.limits().check_keys(keys)?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = keys.iter().map(|&k| k.to_owned()).collect();
         self.run("get_many", move |inner| {
-            let mut counts = Counts::default();
+            let mut counts = Tally::default();
             let found = inner.read(|r| {
                 keys.iter()
                     .map(|key| inner.get_one(r, key, &mut counts))
                     .collect()
             })?;
-            inner.counters.add(&counts);
+            inner.counters.add_tally(&counts);
             Ok(found)
         })
         .await
     }
 
     async fn set_many(&self, entries: &[(&str, Bytes)], options: &SetOptions) -> Result<Vec<bool>> {
-        for (key, value) in entries {
-            self.check_key(key)?;
-            self.check_value(value)?;
-        }
-        let ttl = self.ttl_of(options.expiry)?;
+        self.limits().check_entries(entries)?;
+        let ttl = self.limits().ttl(options.expiry)?;
         if entries.is_empty() {
             return Ok(Vec::new());
         }
@@ -591,9 +471,7 @@ impl Backend for RedbBackend {
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<u64> {
-        for key in keys {
-            self.check_key(key)?;
-        }
+        self.limits().check_keys(keys)?;
         if keys.is_empty() {
             return Ok(0);
         }
@@ -611,8 +489,8 @@ impl Backend for RedbBackend {
     }
 
     async fn incr(&self, key: &str, delta: i64, expiry: Expiry) -> Result<i64> {
-        self.check_key(key)?;
-        let ttl = self.ttl_of(expiry)?;
+        self.limits().check_key(key)?;
+        let ttl = self.limits().ttl(expiry)?;
         let key = key.to_owned();
         self.run("incr", move |inner| {
             inner.write(|w| w.incr(&key, delta, inner.deadline(ttl)))
@@ -621,7 +499,7 @@ impl Backend for RedbBackend {
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let key = key.to_owned();
         self.run("ttl", move |inner| {
             inner.read(|r| {
@@ -639,8 +517,8 @@ impl Backend for RedbBackend {
     }
 
     async fn touch(&self, key: &str, expiry: Expiry) -> Result<bool> {
-        self.check_key(key)?;
-        let ttl = self.ttl_of(expiry)?;
+        self.limits().check_key(key)?;
+        let ttl = self.limits().ttl(expiry)?;
         let key = key.to_owned();
         self.run("touch", move |inner| {
             inner.write(|w| w.touch(&key, inner.deadline(ttl)))
@@ -728,9 +606,7 @@ impl Backend for RedbBackend {
     /// Stops the background purge and lets go of the database; the file
     /// is closed when no other backend in this process uses it.
     async fn close(&self) -> Result<()> {
-        if let Some(task) = self.inner.purger.lock().take() {
-            task.abort();
-        }
+        self.inner.purger.stop();
         let db = self.inner.database.write().take();
         if db.is_some() {
             // Dropping the last reference closes the file, which may

@@ -13,6 +13,7 @@ use redb::{
 };
 
 use crate::backend::{SetCondition, add_to_counter};
+use crate::backends::common::{Event, Tally};
 use crate::error::{Error, Result};
 
 use super::{NAME, RedbResult};
@@ -124,21 +125,6 @@ pub(super) enum Found<T> {
     Live(Header, T),
 }
 
-/// Counter increments of one transaction, added to the backend's counters
-/// only once it committed.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Counts {
-    pub(super) hits: u64,
-    pub(super) misses: u64,
-    pub(super) inserts: u64,
-    pub(super) updates: u64,
-    pub(super) deletes: u64,
-    pub(super) evictions: u64,
-    pub(super) expirations: u64,
-    pub(super) invalidations: u64,
-    pub(super) corrupt: u64,
-}
-
 /// Creates the tables of a namespace (and the meta table) if they are
 /// missing, and checks the format of an existing database.
 pub(super) fn prepare(txn: &WriteTransaction, names: &TableNames) -> Result<()> {
@@ -183,7 +169,7 @@ pub(super) struct Writer<'txn> {
     now: u64,
     next_seq: Option<u64>,
     /// What this transaction did, for the counters.
-    pub(super) counts: Counts,
+    pub(super) counts: Tally,
     /// Whether anything was written (a transaction that changed nothing is
     /// aborted instead of committed, which saves an fsync).
     pub(super) changed: bool,
@@ -199,7 +185,7 @@ impl<'txn> Writer<'txn> {
             entry_tags: txn.open_multimap_table(names.entry_tags()).db()?,
             now,
             next_seq: None,
-            counts: Counts::default(),
+            counts: Tally::default(),
             changed: false,
         })
     }
@@ -215,13 +201,13 @@ impl<'txn> Writer<'txn> {
             None => {
                 self.entries.remove(key).db()?;
                 self.drop_tags(key)?;
-                self.counts.corrupt += 1;
+                self.counts.bump(Event::Corrupt);
                 self.changed = true;
                 Ok(None)
             }
             Some(header) if header.is_expired(self.now) => {
                 self.remove(key, header)?;
-                self.counts.expirations += 1;
+                self.counts.bump(Event::Expiration);
                 Ok(None)
             }
             Some(header) => Ok(Some(header)),
@@ -338,9 +324,9 @@ impl<'txn> Writer<'txn> {
             Some(header) => {
                 self.unindex(key, header)?;
                 self.drop_tags(key)?;
-                self.counts.updates += 1;
+                self.counts.bump(Event::Update);
             }
-            None => self.counts.inserts += 1,
+            None => self.counts.bump(Event::Insert),
         }
         self.put(key, value, deadline, None)?;
         self.add_tags(key, tags)?;
@@ -353,7 +339,7 @@ impl<'txn> Writer<'txn> {
         match self.live(key)? {
             Some(header) => {
                 self.remove(key, header)?;
-                self.counts.deletes += 1;
+                self.counts.bump(Event::Delete);
                 Ok(true)
             }
             None => Ok(false),
@@ -368,11 +354,11 @@ impl<'txn> Writer<'txn> {
             Some(header) => {
                 let next = add_to_counter(NAME, &self.value(key)?, delta)?;
                 self.unindex(key, header)?;
-                self.counts.updates += 1;
+                self.counts.bump(Event::Update);
                 (next, header.deadline)
             }
             None => {
-                self.counts.inserts += 1;
+                self.counts.bump(Event::Insert);
                 (delta, deadline)
             }
         };
@@ -413,7 +399,7 @@ impl<'txn> Writer<'txn> {
             for key in keys {
                 if let Some(header) = self.live(&key)? {
                     self.remove(&key, header)?;
-                    self.counts.invalidations += 1;
+                    self.counts.bump(Event::Invalidation);
                     removed += 1;
                 }
             }
@@ -447,7 +433,7 @@ impl<'txn> Writer<'txn> {
             // dropped without touching the entry.
             if let Some(header) = header.filter(|h| h.deadline == deadline) {
                 self.remove(&key, header)?;
-                self.counts.expirations += 1;
+                self.counts.bump(Event::Expiration);
                 removed += 1;
             }
         }
@@ -474,7 +460,7 @@ impl<'txn> Writer<'txn> {
                 .and_then(|raw| Header::decode(raw.value()));
             if let Some(header) = header.filter(|h| h.seq == seq) {
                 self.remove(&key, header)?;
-                self.counts.evictions += 1;
+                self.counts.bump(Event::Eviction);
             }
         }
         Ok(())

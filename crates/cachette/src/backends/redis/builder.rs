@@ -13,8 +13,8 @@ use redis::{
 
 use super::cluster::{self, Conn};
 use super::sentinel::{SentinelConn, SentinelSettings};
-use super::{Inner, NAME, RedisBackend, map_error};
-use crate::backend::validate_ttl;
+use super::{Inner, MAX_KEY_LEN, NAME, RedisBackend, map_error};
+use crate::backends::common::BuilderLimits;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Where the server listens.
@@ -328,8 +328,20 @@ impl RedisBuilder {
     /// or [`ErrorKind::Timeout`] when the server cannot be reached,
     /// [`ErrorKind::PermissionDenied`] for a refused login.
     pub async fn build(self) -> Result<RedisBackend> {
-        if let Some(ttl) = self.default_ttl {
-            validate_ttl(NAME, ttl)?;
+        let limits = BuilderLimits {
+            default_ttl: self.default_ttl,
+            ..BuilderLimits::default()
+        };
+        limits.validate(NAME, MAX_KEY_LEN)?;
+        if self.prefix.len() >= MAX_KEY_LEN {
+            return Err(Error::config(
+                NAME,
+                format!(
+                    "the prefix is {} bytes long; it must leave room for keys \
+                     within the limit of {MAX_KEY_LEN} bytes",
+                    self.prefix.len()
+                ),
+            ));
         }
         for (name, timeout) in [
             ("connect_timeout", self.connect_timeout),

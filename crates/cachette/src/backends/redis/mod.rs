@@ -89,9 +89,18 @@
 //!   that leaves the old master running (`SENTINEL FAILOVER`) writes move
 //!   at once, not seconds later when Sentinel demotes the old master. No
 //!   TLS and no client-side tracking in this mode yet.
-//! - **Limits:** keys up to 4096 bytes (the prefix is not counted: Redis
-//!   itself allows 512 MiB); values up to 512 MiB (Redis' limit). Any
-//!   UTF-8 is a valid key (Redis is binary-safe).
+//! - **Limits:** key names up to [`MAX_KEY_LEN`] (4096) bytes, the prefix
+//!   included; values up to 512 MiB (Redis' limit). Any UTF-8 is a valid
+//!   key (Redis is binary-safe).
+//!
+//!   The rule, the same as for the `Prefixed` layer:
+//!   [`Capabilities::max_key_len`] is the limit on the key the **caller**
+//!   passes. The prefix the backend adds is its own business, so it
+//!   reports and checks what the prefix leaves, `4096 - prefix.len()`
+//!   bytes (`prefix=app:` gives 4092); a prefix that leaves nothing is a
+//!   [`Config`](ErrorKind::Config) error at build time. The internal keys
+//!   of the tag index add a few bytes more, which Redis' own limit of
+//!   512 MiB leaves room for.
 //! - **Stats:** hits, misses, deletes and invalidations counted by this
 //!   client; `details` has `db_keys` (from `INFO keyspace`) when the server
 //!   answers.
@@ -101,37 +110,41 @@
 
 mod builder;
 mod cluster;
+mod keys;
+mod request;
+mod scan;
 mod scripts;
 mod sentinel;
+mod tags;
 pub(crate) mod url;
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::stream::{self, StreamExt};
-use redis::{RedisError, RedisResult, Value};
+use redis::Value;
 
 use crate::backend::{
-    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetCondition, SetOptions, Stats,
-    TtlPrecision, parse_counter, validate_key,
+    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats, parse_counter,
 };
+use crate::backends::common::{BASE_CAPABILITIES, Counters, Event, Limits};
 use crate::error::{Error, ErrorKind, Result};
-use crate::glob;
-use crate::params::redact_text;
 
 pub use builder::RedisBuilder;
 pub use cluster::hash_slot;
 
-use cluster::{Conn, Node};
+use cluster::Conn;
+use request::map_error;
+use request::{all, ttl_arg};
 
 pub(crate) const NAME: &str = "redis";
 
-/// Keys accepted, in bytes (the prefix is not counted).
+/// The longest key name this backend stores, in bytes, the prefix
+/// included: a caller's key may take what the prefix leaves
+/// (`MAX_KEY_LEN - prefix.len()`, which [`Capabilities::max_key_len`]
+/// reports).
 pub const MAX_KEY_LEN: usize = 4096;
 /// Values accepted, in bytes: Redis' own limit for a string.
 pub const MAX_VALUE_LEN: usize = 512 * 1024 * 1024;
@@ -147,14 +160,16 @@ const PARALLEL: usize = 64;
 pub(super) struct Inner {
     conn: Conn,
     prefix: String,
-    default_ttl: Option<Duration>,
+    /// The key limit is what the prefix leaves of [`MAX_KEY_LEN`].
+    limits: Limits,
     deadline: Duration,
     address: String,
     /// Whether tags are kept ([`RedisBuilder::tags`]).
     tags: bool,
+    /// Hits and misses, striped: every read counts one.
     reads: crate::backends::read_counters::ReadCounters,
-    deletes: AtomicU64,
-    invalidations: AtomicU64,
+    /// Deletes and invalidations.
+    counters: Counters,
 }
 
 impl Inner {
@@ -167,15 +182,19 @@ impl Inner {
         tags: bool,
     ) -> Self {
         Inner {
+            limits: Limits {
+                backend: NAME,
+                max_key_len: MAX_KEY_LEN.saturating_sub(prefix.len()),
+                max_value_len: Some(MAX_VALUE_LEN),
+                default_ttl,
+            },
             conn,
             prefix,
-            default_ttl,
             deadline,
             address,
             tags,
             reads: crate::backends::read_counters::ReadCounters::default(),
-            deletes: AtomicU64::new(0),
-            invalidations: AtomicU64::new(0),
+            counters: Counters::default(),
         }
     }
 }
@@ -202,85 +221,10 @@ impl fmt::Debug for RedisBackend {
         f.debug_struct("RedisBackend")
             .field("address", &self.inner.address)
             .field("prefix", &self.inner.prefix)
-            .field("default_ttl", &self.inner.default_ttl)
+            .field("default_ttl", &self.inner.limits.default_ttl)
             .field("deadline", &self.inner.deadline)
             .finish_non_exhaustive()
     }
-}
-
-/// Maps a redis-rs error to a cachette error of backend `redis`, with any
-/// URL in its text redacted.
-pub(super) fn map_error(err: RedisError) -> Error {
-    use redis::{ErrorKind as K, ServerErrorKind as S};
-    let code = err.code().unwrap_or_default().to_owned();
-    let detail = err.detail().unwrap_or_default().to_owned();
-    let (kind, message) = if err.is_timeout() {
-        (
-            ErrorKind::Timeout,
-            "the server did not answer in time".to_owned(),
-        )
-    } else {
-        match err.kind() {
-            K::Io | K::ClusterConnectionNotFound => (
-                ErrorKind::Connection,
-                format!("the connection failed: {err}"),
-            ),
-            K::AuthenticationFailed => (
-                ErrorKind::PermissionDenied,
-                format!("the server refused the login (check user and password): {err}"),
-            ),
-            K::Server(S::NoPerm) => (
-                ErrorKind::PermissionDenied,
-                format!("the ACL user may not do this: {err}"),
-            ),
-            // A transaction (MULTI/EXEC) refused by the ACL reports its
-            // commands' NOPERM errors inside an EXECABORT.
-            K::Server(S::ExecAbort) if err.to_string().contains("NoPerm") => (
-                ErrorKind::PermissionDenied,
-                format!("the ACL user may not do this: {err}"),
-            ),
-            _ if matches!(code.as_str(), "NOAUTH" | "WRONGPASS" | "NOPERM") => (
-                ErrorKind::PermissionDenied,
-                format!("the server refused: {err}"),
-            ),
-            // In a cluster, a redirection still left after redis-rs' own
-            // retries means the slot's master is not reachable.
-            K::Server(S::Moved | S::Ask) => (
-                ErrorKind::Connection,
-                format!("the master of this key's slot is not reachable: {err}"),
-            ),
-            K::Server(S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown) => (
-                ErrorKind::Connection,
-                format!("the server is not ready: {err}"),
-            ),
-            _ if detail.contains("not an integer") => (
-                ErrorKind::NotAnInteger,
-                "the stored value is not a decimal 64-bit integer".to_owned(),
-            ),
-            _ if detail.contains("overflow") => (
-                ErrorKind::Overflow,
-                "the counter would leave the range of a signed 64-bit integer".to_owned(),
-            ),
-            _ => (ErrorKind::Backend, format!("{err}")),
-        }
-    };
-    Error::new(kind, NAME, redact_text(&message)).with_source(err)
-}
-
-/// Runs `jobs`, at most [`PARALLEL`] at a time; the answers in order.
-async fn all<T, F: Future<Output = RedisResult<T>>>(jobs: Vec<F>) -> RedisResult<Vec<T>> {
-    let mut out = Vec::with_capacity(jobs.len());
-    let mut jobs = jobs.into_iter().peekable();
-    while jobs.peek().is_some() {
-        let chunk: Vec<F> = jobs.by_ref().take(PARALLEL).collect();
-        out.extend(futures_util::future::try_join_all(chunk).await?);
-    }
-    Ok(out)
-}
-
-/// A TTL as the scripts take it: milliseconds, `0` for none.
-fn ttl_arg(ttl: Option<Duration>) -> u64 {
-    ttl.map_or(0, |ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl RedisBackend {
@@ -357,21 +301,14 @@ impl RedisBackend {
         }
     }
 
-    /// What a Redis backend guarantees.
+    /// What a Redis backend without a prefix guarantees (a prefix lowers
+    /// `max_key_len` by its length).
     pub fn default_capabilities() -> Capabilities {
         Capabilities {
-            atomic_incr: true,
-            conditional_set: true,
-            native_ttl: true,
-            ttl_precision: TtlPrecision::Milliseconds,
-            ttl_inspection: true,
-            tags: true,
-            key_listing: true,
-            clear: true,
-            persistent: false,
             shared: true,
             max_key_len: MAX_KEY_LEN,
             max_value_len: Some(MAX_VALUE_LEN),
+            ..BASE_CAPABILITIES
         }
     }
 
@@ -394,399 +331,8 @@ impl RedisBackend {
         self.inner.conn.clone()
     }
 
-    /// Sends `pipe` on the backend's connection within its deadline (the
-    /// near cache's tracked reads share the connection).
-    pub(crate) async fn query_pipeline<T: redis::FromRedisValue>(
-        &self,
-        operation: &'static str,
-        pipe: &redis::Pipeline,
-    ) -> Result<T> {
-        let mut conn = self.conn();
-        self.run(operation, async move { pipe.query_async(&mut conn).await })
-            .await
-    }
-
-    /// The key as stored in Redis: the prefix, then `key`.
-    pub(crate) fn stored_key(&self, key: &str) -> Vec<u8> {
-        self.data_key(key)
-    }
-
-    /// The slot tag of `key`'s slot in cluster mode, `None` standalone.
-    fn slot_of(&self, key: &str) -> Option<u16> {
-        self.is_cluster()
-            .then(|| cluster::hash_slot(&self.data_key(key)))
-    }
-
-    /// The indices of `keys` (stored keys) that can go in one request:
-    /// all of them standalone, those of one slot each in cluster mode.
-    fn groups<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Vec<usize>> {
-        if self.is_cluster() {
-            cluster::group_by_slot(keys)
-                .into_iter()
-                .map(|(_, group)| group)
-                .collect()
-        } else {
-            vec![(0..keys.len()).collect()]
-        }
-    }
-
-    /// Runs one request (one command or one pipeline, one round trip; or
-    /// several such requests at once, not one after another) within the
-    /// backend's deadline. On a standalone connection redis-rs
-    /// already bounds it by that deadline: the request waits at most
-    /// `connect_timeout` for a (re)connection, which the manager makes in a
-    /// single attempt, then at most `response_timeout` for the answer. So
-    /// there it is not wrapped in a timer of its own, which costs the hot
-    /// path of many concurrent requests about a tenth of its throughput
-    /// (docs/benchmarks.md). Cluster and sentinel connections, and
-    /// requests made one after another, go through [`run`](Self::run).
-    async fn run_request<T>(
-        &self,
-        operation: &'static str,
-        request: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T> {
-        match self.inner.conn {
-            Conn::Single(_) => request
-                .await
-                .map_err(|err| map_error(err).with_operation(operation)),
-            Conn::Cluster(_) | Conn::Sentinel(_) => self.run(operation, request).await,
-        }
-    }
-
-    /// Runs one exchange with the server within the backend's deadline.
-    async fn run<T>(
-        &self,
-        operation: &'static str,
-        exchange: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T> {
-        self.run_within(operation, self.inner.deadline, exchange)
-            .await
-    }
-
-    /// Runs an exchange with the server within `limit`.
-    async fn run_within<T>(
-        &self,
-        operation: &'static str,
-        limit: Duration,
-        exchange: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(limit, exchange).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(map_error(err).with_operation(operation)),
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                NAME,
-                format!(
-                    "no answer from {} within {:?}",
-                    self.inner.address, self.inner.deadline
-                ),
-            )
-            .with_operation(operation)),
-        }
-    }
-
-    fn data_key(&self, key: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.inner.prefix.len() + key.len());
-        out.extend_from_slice(self.inner.prefix.as_bytes());
-        out.extend_from_slice(key.as_bytes());
-        out
-    }
-
-    /// `{prefix}\xFF{kind}:{name}`: an internal key.
-    fn internal_key(&self, kind: &str, name: &str) -> Vec<u8> {
-        let mut out = self.internal_prefix(kind);
-        out.extend_from_slice(name.as_bytes());
-        out
-    }
-
-    fn internal_prefix(&self, kind: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.inner.prefix.len() + 3 + kind.len());
-        out.extend_from_slice(self.inner.prefix.as_bytes());
-        out.push(INTERNAL);
-        out.extend_from_slice(kind.as_bytes());
-        out.push(b':');
-        out
-    }
-
-    /// `{prefix}\xFF{kind}:`, then in cluster mode `{T}` where `T` is the
-    /// slot tag of `slot`: the internal keys of one slot.
-    fn slot_prefix(&self, kind: &str, slot: Option<u16>) -> Vec<u8> {
-        let mut out = self.internal_prefix(kind);
-        if let Some(slot) = slot {
-            out.push(b'{');
-            out.extend_from_slice(cluster::slot_tag(slot).as_bytes());
-            out.push(b'}');
-        }
-        out
-    }
-
-    /// The tags of `key`: `{prefix}\xFFk:key`, or `{prefix}\xFFk:{T}key` in
-    /// cluster mode (in the slot of the key).
-    fn record_key(&self, key: &str) -> Vec<u8> {
-        let mut out = self.slot_prefix("k", self.slot_of(key));
-        out.extend_from_slice(key.as_bytes());
-        out
-    }
-
-    /// The prefix of the tag sets that may hold `key`.
-    fn tag_prefix(&self, key: &str) -> Vec<u8> {
-        self.slot_prefix("t", self.slot_of(key))
-    }
-
-    fn check_key(&self, key: &str) -> Result<()> {
-        validate_key(NAME, key, MAX_KEY_LEN)
-    }
-
-    fn check_value(&self, value: &Bytes) -> Result<()> {
-        crate::backend::validate_value(NAME, value, MAX_VALUE_LEN)
-    }
-
-    fn resolve(&self, expiry: Expiry) -> Result<Option<Duration>> {
-        expiry.resolve(NAME, self.inner.default_ttl)
-    }
-
-    /// Adds to `pipe` one `UNLINK` of the tag records of `keys`, the keys
-    /// of untagged writes about to follow in the same pipeline; its answer
-    /// is ignored.
-    ///
-    /// The records go first. A tagged write of one of these keys landing
-    /// between the `UNLINK` and its `SET` leaves its record in place for the
-    /// untagged value: a later invalidation of those tags removes the value
-    /// (a miss), never leaves a tagged value behind. No MULTI is needed for
-    /// that, and none is sent. An absent key has no tag record, so `NX`
-    /// writes have nothing to drop. In cluster mode `keys` are of one slot,
-    /// and so are their records.
-    fn push_record_unlink<'k>(
-        &self,
-        pipe: &mut redis::Pipeline,
-        keys: impl IntoIterator<Item = &'k str>,
-        condition: SetCondition,
-    ) {
-        if condition == SetCondition::IfAbsent || !self.inner.tags {
-            return;
-        }
-        pipe.cmd("UNLINK");
-        for key in keys {
-            pipe.arg(self.record_key(key));
-        }
-        pipe.ignore();
-    }
-
-    /// Adds the `SET` of one untagged write to `pipe`, after
-    /// [`push_record_unlink`](Self::push_record_unlink) of its key.
-    fn push_plain_set(
-        &self,
-        pipe: &mut redis::Pipeline,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-        condition: SetCondition,
-    ) {
-        pipe.cmd("SET").arg(self.data_key(key)).arg(value);
-        if let Some(ttl) = ttl {
-            pipe.arg("PX").arg(ttl_arg(Some(ttl)));
-        }
-        match condition {
-            SetCondition::Always => {}
-            SetCondition::IfAbsent => {
-                pipe.arg("NX");
-            }
-            SetCondition::IfPresent => {
-                pipe.arg("XX");
-            }
-        }
-    }
-
-    fn tagged_set_invocation<'a>(
-        &self,
-        invocation: &mut redis::ScriptInvocation<'a>,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-        options: &SetOptions,
-    ) {
-        let condition = match options.condition {
-            SetCondition::Always => "A",
-            SetCondition::IfAbsent => "N",
-            SetCondition::IfPresent => "X",
-        };
-        invocation
-            .key(self.data_key(key))
-            .key(self.record_key(key))
-            .arg(value)
-            .arg(ttl_arg(ttl))
-            .arg(condition)
-            .arg(self.tag_prefix(key))
-            .arg(key);
-        for tag in &options.tags {
-            invocation.arg(tag.as_str());
-        }
-    }
-
-    fn check_tags(&self, options: &SetOptions) -> Result<()> {
-        if !options.tags.is_empty() {
-            self.tags_on("set")?;
-        }
-        if options.tags.iter().any(String::is_empty) {
-            return Err(Error::invalid_input(NAME, "a tag is empty"));
-        }
-        Ok(())
-    }
-
-    /// [`ErrorKind::Unsupported`] naming `operation` when tags are off.
-    fn tags_on(&self, operation: &'static str) -> Result<()> {
-        if self.inner.tags {
-            return Ok(());
-        }
-        Err(Error::new(
-            ErrorKind::Unsupported,
-            NAME,
-            "tags are off for this backend (`tags=false`)",
-        )
-        .with_operation(operation))
-    }
-
-    /// The servers `keys` and `clear` visit: the one server, or every
-    /// master of the cluster (`None` stands for "the connection's server").
-    async fn scan_targets(&self, operation: &'static str) -> Result<Vec<Option<Node>>> {
-        match self.conn() {
-            Conn::Single(_) | Conn::Sentinel(_) => Ok(vec![None]),
-            Conn::Cluster(mut conn) => {
-                let masters = self
-                    .run(operation, async move { cluster::masters(&mut conn).await })
-                    .await?;
-                Ok(masters.into_iter().map(Some).collect())
-            }
-        }
-    }
-
-    /// One `SCAN .. MATCH pattern` page of one server: the next cursor
-    /// and the stored keys found.
-    async fn scan_raw(
-        &self,
-        operation: &'static str,
-        node: Option<&Node>,
-        cursor: u64,
-        pattern: &[u8],
-    ) -> Result<(u64, Vec<Vec<u8>>)> {
-        let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(BATCH);
-        let conn = self.conn();
-        let routing = node.map(Node::routing);
-        self.run(operation, async move {
-            match (conn, routing) {
-                (Conn::Cluster(mut conn), Some(routing)) => {
-                    let reply = conn.route_command(cmd, routing).await?;
-                    Ok(redis::from_redis_value(reply)?)
-                }
-                (mut conn, _) => cmd.query_async(&mut conn).await,
-            }
-        })
-        .await
-    }
-
-    /// Reads one `SCAN` page: the next cursor and the user keys found.
-    async fn scan_page(
-        &self,
-        node: Option<&Node>,
-        cursor: u64,
-        pattern: &[u8],
-    ) -> Result<(u64, Vec<String>)> {
-        let (next, raw) = self.scan_raw("keys", node, cursor, pattern).await?;
-        let prefix = self.inner.prefix.len();
-        let keys = raw
-            .into_iter()
-            .filter_map(|full| {
-                let rest = full.get(prefix..)?;
-                if rest.first() == Some(&INTERNAL) {
-                    return None;
-                }
-                String::from_utf8(rest.to_vec()).ok()
-            })
-            .collect();
-        Ok((next, keys))
-    }
-
-    /// `UNLINK`s stored keys in batches (of one slot each in cluster
-    /// mode); returns how many existed.
-    async fn unlink(&self, operation: &'static str, keys: &[Vec<u8>]) -> Result<u64> {
-        let mut commands = Vec::new();
-        for group in self.groups(keys) {
-            for chunk in group.chunks(BATCH) {
-                let mut cmd = redis::cmd("UNLINK");
-                for &i in chunk {
-                    cmd.arg(&keys[i]);
-                }
-                commands.push(cmd);
-            }
-        }
-        let mut jobs = Vec::with_capacity(commands.len());
-        for cmd in commands {
-            let mut conn = self.conn();
-            jobs.push(async move { cmd.query_async::<u64>(&mut conn).await });
-        }
-        let counts = self.run(operation, all(jobs)).await?;
-        Ok(counts.into_iter().sum())
-    }
-
-    /// Sends one pipeline; a pipeline of tagged writes is sent again after
-    /// loading the script if the server's script cache was empty (a
-    /// restarted server): then no command ran.
-    async fn send_pipeline(
-        &self,
-        operation: &'static str,
-        pipe: &redis::Pipeline,
-        tagged: bool,
-    ) -> Result<Vec<Value>> {
-        let started = tokio::time::Instant::now();
-        let mut conn = self.conn();
-        let sent = self
-            .run_request(operation, async { pipe.query_async(&mut conn).await })
-            .await;
-        match sent {
-            Err(err) if tagged && err.message().to_ascii_uppercase().contains("NOSCRIPT") => {
-                // Loading the script and sending again share what is left
-                // of the one deadline.
-                let left = self.inner.deadline.saturating_sub(started.elapsed());
-                self.run_within(operation, left, async move {
-                    scripts::SET_TAGGED.load_async(&mut conn).await?;
-                    pipe.query_async(&mut conn).await
-                })
-                .await
-            }
-            other => other,
-        }
-    }
-
-    /// Cluster mode: records in each tag's slot index that entries of
-    /// these slots carry the tag (after they were written, see the module
-    /// docs). Nothing to do standalone.
-    async fn index_tags(
-        &self,
-        operation: &'static str,
-        tags: &[String],
-        slots: &[u16],
-        ttl: Option<Duration>,
-    ) -> Result<()> {
-        if !self.is_cluster() || slots.is_empty() {
-            return Ok(());
-        }
-        let mut jobs = Vec::with_capacity(tags.len());
-        for tag in tags {
-            let mut invocation = scripts::INDEX_TAG.prepare_invoke();
-            invocation
-                .key(self.internal_key("i", tag))
-                .arg(ttl_arg(ttl))
-                .arg(slots);
-            let mut conn = self.conn();
-            jobs.push(async move { invocation.invoke_async::<()>(&mut conn).await });
-        }
-        self.run(operation, all(jobs)).await?;
-        Ok(())
+    fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 }
 
@@ -797,13 +343,14 @@ impl Backend for RedisBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut capabilities = Self::default_capabilities();
-        capabilities.tags = self.inner.tags;
-        capabilities
+        Capabilities {
+            tags: self.inner.tags,
+            ..self.limits().advertise(Self::default_capabilities())
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let mut conn = self.conn();
         let key = self.data_key(key);
         let value: Option<Bytes> = self
@@ -820,10 +367,10 @@ impl Backend for RedisBackend {
     }
 
     async fn set(&self, key: &str, value: Bytes, options: &SetOptions) -> Result<bool> {
-        self.check_key(key)?;
-        self.check_value(&value)?;
+        self.limits().check_key(key)?;
+        self.limits().check_value(&value)?;
         self.check_tags(options)?;
-        let ttl = self.resolve(options.expiry)?;
+        let ttl = self.limits().ttl(options.expiry)?;
         let mut conn = self.conn();
         if options.tags.is_empty() {
             let mut pipe = redis::pipe();
@@ -855,7 +402,7 @@ impl Backend for RedisBackend {
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let mut conn = self.conn();
         let key = self.data_key(key);
         let found: i64 = self
@@ -870,9 +417,7 @@ impl Backend for RedisBackend {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        for key in keys {
-            self.check_key(key)?;
-        }
+        self.limits().check_keys(keys)?;
         let stored: Vec<Vec<u8>> = keys.iter().map(|key| self.data_key(key)).collect();
         let mut jobs = Vec::new();
         for group in self.groups(&stored) {
@@ -903,12 +448,9 @@ impl Backend for RedisBackend {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        for (key, value) in entries {
-            self.check_key(key)?;
-            self.check_value(value)?;
-        }
+        self.limits().check_entries(entries)?;
         self.check_tags(options)?;
-        let ttl = self.resolve(options.expiry)?;
+        let ttl = self.limits().ttl(options.expiry)?;
         let tagged = !options.tags.is_empty();
         let stored: Vec<Vec<u8>> = entries.iter().map(|(key, _)| self.data_key(key)).collect();
         let mut pipelines = Vec::new();
@@ -964,9 +506,7 @@ impl Backend for RedisBackend {
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<u64> {
-        for key in keys {
-            self.check_key(key)?;
-        }
+        self.limits().check_keys(keys)?;
         let stored: Vec<Vec<u8>> = keys.iter().map(|key| self.data_key(key)).collect();
         let mut pipelines = Vec::new();
         for group in self.groups(&stored) {
@@ -993,13 +533,13 @@ impl Backend for RedisBackend {
             });
         }
         let removed: u64 = self.run("delete_many", all(jobs)).await?.into_iter().sum();
-        self.inner.deletes.fetch_add(removed, Ordering::Relaxed);
+        self.inner.counters.add(Event::Delete, removed);
         Ok(removed)
     }
 
     async fn incr(&self, key: &str, delta: i64, expiry: Expiry) -> Result<i64> {
-        self.check_key(key)?;
-        let ttl = self.resolve(expiry)?;
+        self.limits().check_key(key)?;
+        let ttl = self.limits().ttl(expiry)?;
         let mut conn = self.conn();
         let mut invocation = scripts::INCR.prepare_invoke();
         invocation
@@ -1038,7 +578,7 @@ impl Backend for RedisBackend {
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.check_key(key)?;
+        self.limits().check_key(key)?;
         let mut conn = self.conn();
         let key = self.data_key(key);
         let millis: i64 = self
@@ -1055,8 +595,8 @@ impl Backend for RedisBackend {
     }
 
     async fn touch(&self, key: &str, expiry: Expiry) -> Result<bool> {
-        self.check_key(key)?;
-        let ttl = self.resolve(expiry)?;
+        self.limits().check_key(key)?;
+        let ttl = self.limits().ttl(expiry)?;
         let mut conn = self.conn();
         let mut invocation = scripts::TOUCH.prepare_invoke();
         invocation
@@ -1089,171 +629,25 @@ impl Backend for RedisBackend {
     }
 
     async fn clear(&self) -> Result<()> {
-        let mut pattern = glob::escape(&self.inner.prefix).into_bytes();
-        pattern.push(b'*');
-        for node in self.scan_targets("clear").await? {
-            let mut cursor = 0;
-            loop {
-                let (next, found) = self
-                    .scan_raw("clear", node.as_ref(), cursor, &pattern)
-                    .await?;
-                if !found.is_empty() {
-                    self.unlink("clear", &found).await?;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
-        Ok(())
+        self.clear_prefix().await
     }
 
     async fn keys(&self, pattern: &str) -> Result<KeyStream> {
-        let mut full = glob::escape(&self.inner.prefix).into_bytes();
-        full.extend_from_slice(pattern.as_bytes());
-        let mut nodes = self.scan_targets("keys").await?;
-        // The first page is read now, so that a dead server fails the call
-        // rather than the stream.
-        let first_node = nodes.remove(0);
-        let (next, first) = self.scan_page(first_node.as_ref(), 0, &full).await?;
-        let this = self.clone();
-        // (node, cursor): the page to read next; cursor 0 means this node is
-        // done, so the next node starts.
-        let mut queue = std::collections::VecDeque::from(nodes);
-        let pages = stream::unfold(
-            Some((first_node, next)),
-            move |state: Option<(Option<Node>, u64)>| {
-                let this = this.clone();
-                let full = full.clone();
-                // The next page: this node's, or the next node's first.
-                let next = state.and_then(|(node, cursor)| match cursor {
-                    0 => queue.pop_front().map(|node| (node, 0)),
-                    _ => Some((node, cursor)),
-                });
-                async move {
-                    let (node, cursor) = next?;
-                    match this.scan_page(node.as_ref(), cursor, &full).await {
-                        Ok((next, keys)) => Some((
-                            stream::iter(keys.into_iter().map(Ok)).left_stream(),
-                            Some((node, next)),
-                        )),
-                        Err(err) => Some((stream::iter([Err(err)]).right_stream(), None)),
-                    }
-                }
-            },
-        )
-        .flatten();
-        Ok(stream::iter(first.into_iter().map(Ok)).chain(pages).boxed())
+        self.key_stream(pattern).await
     }
 
     async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {
         self.tags_on("invalidate_tags")?;
-        if tags.is_empty() {
-            return Ok(0);
-        }
-        let mut unique: Vec<&str> = tags.to_vec();
-        unique.sort_unstable();
-        unique.dedup();
-        // Standalone: one script over every tag. Cluster: the slots each
-        // tag's index names (taken out of the index first, see the module
-        // docs), then one script per slot over the tags found there.
-        let mut by_slot: std::collections::BTreeMap<Option<u16>, Vec<&str>> = Default::default();
-        if self.is_cluster() {
-            let mut jobs = Vec::with_capacity(unique.len());
-            for tag in &unique {
-                let index = self.internal_key("i", tag);
-                let mut conn = self.conn();
-                jobs.push(async move {
-                    let slots: Vec<u16> = redis::cmd("SMEMBERS")
-                        .arg(&index)
-                        .query_async(&mut conn)
-                        .await?;
-                    if !slots.is_empty() {
-                        redis::cmd("SREM")
-                            .arg(&index)
-                            .arg(&slots)
-                            .query_async::<()>(&mut conn)
-                            .await?;
-                    }
-                    Ok(slots)
-                });
-            }
-            let found = self.run("invalidate_tags", all(jobs)).await?;
-            let found = unique.iter().copied().zip(found);
-            for (tag, slots) in found {
-                for slot in slots {
-                    by_slot.entry(Some(slot)).or_default().push(tag);
-                }
-            }
-        } else {
-            by_slot.insert(None, unique);
-        }
-        let mut jobs = Vec::with_capacity(by_slot.len());
-        for (slot, tags) in by_slot {
-            let tag_prefix = self.slot_prefix("t", slot);
-            let mut invocation = scripts::INVALIDATE_TAGS.prepare_invoke();
-            for tag in &tags {
-                let mut key = tag_prefix.clone();
-                key.extend_from_slice(tag.as_bytes());
-                invocation.key(key);
-            }
-            invocation
-                .arg(self.inner.prefix.as_bytes())
-                .arg(self.slot_prefix("k", slot))
-                .arg(tag_prefix);
-            for tag in &tags {
-                invocation.arg(*tag);
-            }
-            let mut conn = self.conn();
-            jobs.push(async move { invocation.invoke_async::<u64>(&mut conn).await });
-        }
-        let removed: u64 = self
-            .run("invalidate_tags", all(jobs))
-            .await?
-            .into_iter()
-            .sum();
-        self.inner
-            .invalidations
-            .fetch_add(removed, Ordering::Relaxed);
+        let removed = self.invalidate(tags).await?;
+        self.inner.counters.add(Event::Invalidation, removed);
         Ok(removed)
     }
 
     async fn stats(&self) -> Result<Stats> {
-        let reads = self.inner.reads.totals();
-        let mut stats = Stats {
-            hits: reads.0,
-            misses: reads.1,
-            deletes: self.inner.deletes.load(Ordering::Relaxed),
-            invalidations: self.inner.invalidations.load(Ordering::Relaxed),
-            ..Stats::default()
-        };
-        let mut conn = self.conn();
-        let keys = if self.is_cluster() {
-            // The sum over the masters (redis-rs adds up their answers).
-            self.run("stats", async move {
-                redis::cmd("DBSIZE").query_async::<u64>(&mut conn).await
-            })
-            .await?
-        } else {
-            let info: String = self
-                .run("stats", async move {
-                    redis::cmd("INFO")
-                        .arg("keyspace")
-                        .query_async(&mut conn)
-                        .await
-                })
-                .await?;
-            let db = format!(
-                "db{}:",
-                redis::aio::ConnectionLike::get_db(&self.inner.conn)
-            );
-            info.lines()
-                .find_map(|line| line.strip_prefix(db.as_str()))
-                .and_then(|rest| rest.split(',').find_map(|f| f.strip_prefix("keys=")))
-                .and_then(|n| n.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        };
+        let mut stats = Stats::default();
+        self.inner.counters.fill(&mut stats);
+        (stats.hits, stats.misses) = self.inner.reads.totals();
+        let keys = self.count_keys().await?;
         stats.details.push(("db_keys".to_owned(), keys));
         Ok(stats)
     }

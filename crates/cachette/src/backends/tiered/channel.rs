@@ -14,7 +14,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -24,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::message::{self, ReceivedChange};
 use super::{Change, NAME, Shared};
+use crate::backends::common::Event;
 use crate::error::{Error, ErrorKind, Result};
 use crate::params::{redact, redact_text};
 
@@ -376,14 +376,14 @@ impl Channel {
             .await;
             match sent {
                 Ok(_) => {
-                    counters.published.fetch_add(1, Ordering::Relaxed);
+                    counters.bump(Event::Published);
                     return;
                 }
                 Err(error) if attempts < 2 && error.kind() == ErrorKind::Connection => {}
                 Err(error) => break error,
             }
         };
-        counters.publish_failures.fetch_add(1, Ordering::Relaxed);
+        counters.bump(Event::PublishFailure);
         tracing::warn!(
             channel = %self.channel,
             %error,
@@ -418,10 +418,7 @@ async fn listen_forever(
 ) {
     loop {
         let reason = listen(&shared, &config, &instance, &mut session).await;
-        shared
-            .counters
-            .channel_resets
-            .fetch_add(1, Ordering::Relaxed);
+        shared.counters.bump(Event::ChannelReset);
         tracing::warn!(
             server = %config.describe(),
             channel = %config.channel,
@@ -526,8 +523,5 @@ async fn handle(shared: &Shared, instance: &str, payload: &[u8]) {
         }
     }
     // Counted once applied, so that the count tells what L1 reflects.
-    shared
-        .counters
-        .invalidations_received
-        .fetch_add(1, Ordering::Relaxed);
+    shared.counters.bump(Event::InvalidationReceived);
 }

@@ -142,28 +142,30 @@ mod channel;
 mod guard;
 #[cfg(feature = "redis")]
 mod message;
+mod read;
+mod shared;
 pub(crate) mod url;
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::stream::{self, StreamExt};
 use tokio::time::Instant;
 
 use crate::backend::{
-    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats, validate_key, validate_ttl,
+    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats, validate_ttl,
 };
+use crate::backends::common::{Counters, Event, Limits};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use builder::TieredBuilder;
 #[cfg(feature = "redis")]
 pub use channel::InvalidationChannel;
 use guard::{Guard, Ticket};
+use read::missing_once;
+use shared::Shared;
 
 pub(crate) const NAME: &str = "tiered";
 
@@ -203,123 +205,12 @@ pub enum ChannelState {
     Disconnected,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    l1_hits: AtomicU64,
-    l2_hits: AtomicU64,
-    misses: AtomicU64,
-    invalidations_received: AtomicU64,
-    published: AtomicU64,
-    publish_failures: AtomicU64,
-    channel_resets: AtomicU64,
-}
-
-impl Counters {
-    fn add(counter: &AtomicU64, n: u64) {
-        if n > 0 {
-            counter.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-}
-
-/// What the backend shares with the channel's listening task: L1, the race
-/// guard and the counters.
-struct Shared {
-    l1: Arc<dyn Backend>,
-    l1_tags: bool,
-    guard: Guard,
-    counters: Counters,
-}
-
-impl Shared {
-    /// Stores a copy read from L2, unless the key (or everything) was
-    /// invalidated since `ticket` was taken. L1 errors are only logged.
-    async fn fill(&self, key: &str, value: Bytes, ttl: Duration, ticket: Ticket) {
-        let Some(_held) = self.guard.fill_lock(ticket).await else {
-            return;
-        };
-        let mut options = SetOptions::new().ttl(ttl);
-        if self.l1_tags {
-            options = options.tags([READ_TAG]);
-        }
-        if let Err(error) = self.l1.set(key, value, &options).await {
-            tracing::debug!(%error, "tiered backend could not copy an entry into L1");
-        }
-    }
-
-    /// Ends a `set` begun with [`Guard::begin_write`]: stores `copy` in L1
-    /// if the write was alone, drops the L1 copy otherwise.
-    async fn finish_write(
-        &self,
-        key: &str,
-        ticket: Ticket,
-        copy: Option<(Bytes, Duration, &[String])>,
-    ) -> Result<()> {
-        let (_held, alone) = self.guard.finish_write(ticket).await;
-        if alone && let Some((value, ttl, tags)) = copy {
-            let mut options = SetOptions::new().ttl(ttl);
-            if self.l1_tags {
-                options = options.tags(tags.iter().cloned());
-            }
-            match self.l1.set(key, value, &options).await {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::debug!(%error, "tiered backend could not write an entry through to L1");
-                }
-            }
-        }
-        self.l1
-            .delete(key)
-            .await
-            .map(|_| ())
-            .map_err(|error| error.context("tiered: dropping the L1 copy after a write"))
-    }
-
-    /// Drops the L1 copies of `keys`, after any fill in progress on them.
-    async fn drop_keys(&self, keys: &[&str]) -> Result<()> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        self.guard.bump_keys(keys).await;
-        self.l1
-            .delete_many(keys)
-            .await
-            .map(|_| ())
-            .map_err(|error| error.context("tiered: dropping L1 copies"))
-    }
-
-    /// Drops the L1 copies tagged with any of `tags` and every copy read
-    /// from L2 (whose tags are unknown); clears L1 if it has no tags.
-    async fn drop_tags(&self, tags: &[&str]) -> Result<()> {
-        if tags.is_empty() {
-            return Ok(());
-        }
-        self.guard.bump_all(None).await;
-        let dropped = if self.l1_tags {
-            let mut all = tags.to_vec();
-            all.push(READ_TAG);
-            self.l1.invalidate_tags(&all).await.map(|_| ())
-        } else {
-            self.l1.clear().await
-        };
-        dropped.map_err(|error| error.context("tiered: invalidating tags in L1"))
-    }
-
-    /// Clears L1, after any fill in progress.
-    async fn drop_all(&self) -> Result<()> {
-        self.guard.bump_all(None).await;
-        self.l1
-            .clear()
-            .await
-            .map_err(|error| error.context("tiered: clearing L1"))
-    }
-}
-
 struct Inner {
     shared: Arc<Shared>,
     l2: Arc<dyn Backend>,
     caps: Capabilities,
+    /// The key limit: the smaller of L1's and L2's.
+    limits: Limits,
     l2_ttl_inspection: bool,
     l1_ttl: Duration,
     instance: String,
@@ -416,6 +307,12 @@ impl TieredBackend {
                 shared,
                 l2: builder.l2,
                 caps,
+                limits: Limits {
+                    backend: NAME,
+                    max_key_len: caps.max_key_len,
+                    max_value_len: None,
+                    default_ttl: None,
+                },
                 l2_ttl_inspection: l2_caps.ttl_inspection,
                 l1_ttl: builder.l1_ttl,
                 instance,
@@ -458,7 +355,11 @@ impl TieredBackend {
     }
 
     fn check_key(&self, key: &str) -> Result<()> {
-        validate_key(NAME, key, self.inner.caps.max_key_len)
+        self.inner.limits.check_key(key)
+    }
+
+    fn check_keys(&self, keys: &[&str]) -> Result<()> {
+        self.inner.limits.check_keys(keys)
     }
 
     /// Tells the other instances what changed, if there is a channel.
@@ -529,7 +430,7 @@ impl Backend for TieredBackend {
         }
         match shared.l1.get_ready(key) {
             Some(Ok(Some(value))) => {
-                Counters::add(&shared.counters.l1_hits, 1);
+                shared.counters.bump(Event::LocalHit);
                 Some(Ok(Some(value)))
             }
             _ => None,
@@ -542,7 +443,7 @@ impl Backend for TieredBackend {
         if shared.guard.serving() {
             match shared.l1.get(key).await {
                 Ok(Some(value)) => {
-                    Counters::add(&shared.counters.l1_hits, 1);
+                    shared.counters.bump(Event::LocalHit);
                     return Ok(Some(value));
                 }
                 Ok(None) => {}
@@ -559,10 +460,10 @@ impl Backend for TieredBackend {
             (l2.get(key).await?, None)
         };
         let Some(value) = value else {
-            Counters::add(&shared.counters.misses, 1);
+            shared.counters.bump(Event::Miss);
             return Ok(None);
         };
-        Counters::add(&shared.counters.l2_hits, 1);
+        shared.counters.bump(Event::RemoteHit);
         if let Some(ttl) = self.read_copy_ttl(started, ttl) {
             shared.fill(key, value.clone(), ttl, ticket).await;
         }
@@ -620,108 +521,28 @@ impl Backend for TieredBackend {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
-        for key in keys {
-            self.check_key(key)?;
-        }
-        let shared = self.shared();
-        let mut found: Vec<Option<Bytes>> = vec![None; keys.len()];
-        if shared.guard.serving() && !keys.is_empty() {
-            match shared.l1.get_many(keys).await {
-                Ok(from_l1) if from_l1.len() == keys.len() => found = from_l1,
-                Ok(_) => {
-                    tracing::debug!("tiered backend bypassed an L1 get_many of the wrong length")
-                }
-                Err(error) => tracing::debug!(%error, "tiered backend bypassed a failing L1 read"),
-            }
-        }
-        let l1_hits = found.iter().filter(|value| value.is_some()).count();
-        Counters::add(&shared.counters.l1_hits, l1_hits as u64);
-
-        // The keys L1 missed, each once, in order.
-        let mut seen = HashSet::new();
-        let missing: Vec<&str> = keys
-            .iter()
-            .zip(&found)
-            .filter(|(key, value)| value.is_none() && seen.insert(**key))
-            .map(|(key, _)| *key)
-            .collect();
+        self.check_keys(keys)?;
+        let mut found = self.read_l1_many(keys).await;
+        let missing = missing_once(keys, &found);
         if missing.is_empty() {
             return Ok(found);
         }
         let tickets: Vec<Ticket> = missing
             .iter()
-            .map(|key| shared.guard.snapshot(key))
+            .map(|key| self.shared().guard.snapshot(key))
             .collect();
         let started = Instant::now();
-        let l2 = &self.inner.l2;
-        let values = l2.get_many(&missing).await?;
-        if values.len() != missing.len() {
-            return Err(Error::new(
-                ErrorKind::Backend,
-                NAME,
-                format!(
-                    "the L2 backend `{}` answered {} values to a get_many of {} keys",
-                    l2.name(),
-                    values.len(),
-                    missing.len()
-                ),
-            )
-            .with_operation("get_many"));
-        }
-        // The TTLs of the keys found, in order (boxed futures, so that the
-        // stream needs no closure over borrowed keys).
-        let mut ttls = if self.inner.l2_ttl_inspection {
-            let lookups: Vec<_> = missing
-                .iter()
-                .zip(&values)
-                .filter(|(_, value)| value.is_some())
-                .map(|(key, _)| l2.ttl(key))
-                .collect();
-            stream::iter(lookups)
-                .buffered(TTL_LOOKUPS)
-                .collect::<Vec<Result<KeyTtl>>>()
-                .await
-        } else {
-            Vec::new()
-        }
-        .into_iter();
-        for ((key, value), ticket) in missing.iter().zip(&values).zip(tickets) {
-            let Some(value) = value else { continue };
-            let ttl = if self.inner.l2_ttl_inspection {
-                Some(ttls.next().unwrap_or(Ok(KeyTtl::Missing)))
-            } else {
-                None
-            };
-            if let Some(ttl) = self.read_copy_ttl(started, ttl) {
-                shared.fill(key, value.clone(), ttl, ticket).await;
-            }
-        }
-
-        let from_l2: HashMap<&str, Option<Bytes>> = missing.into_iter().zip(values).collect();
-        let (mut l2_hits, mut misses) = (0, 0);
-        for (key, slot) in keys.iter().zip(found.iter_mut()) {
-            if slot.is_some() {
-                continue;
-            }
-            *slot = from_l2.get(key).cloned().flatten();
-            if slot.is_some() {
-                l2_hits += 1;
-            } else {
-                misses += 1;
-            }
-        }
-        Counters::add(&shared.counters.l2_hits, l2_hits);
-        Counters::add(&shared.counters.misses, misses);
+        let values = self.read_l2_many(&missing).await?;
+        self.copy_into_l1(&missing, &values, tickets, started).await;
+        self.answer_from_l2(keys, &mut found, missing, values);
         Ok(found)
     }
 
     async fn set_many(&self, entries: &[(&str, Bytes)], options: &SetOptions) -> Result<Vec<bool>> {
-        for (key, _) in entries {
-            self.check_key(key)?;
-        }
+        let keys: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
+        self.check_keys(&keys)?;
         check_expiry(options.expiry)?;
         let written = self.inner.l2.set_many(entries, options).await;
-        let keys: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
         let dropped = self.shared().drop_keys(&keys).await;
         let changed: Vec<&str> = match &written {
             Ok(answers) => keys
@@ -742,9 +563,7 @@ impl Backend for TieredBackend {
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<u64> {
-        for key in keys {
-            self.check_key(key)?;
-        }
+        self.check_keys(keys)?;
         let deleted = self.inner.l2.delete_many(keys).await;
         let announce = deleted.as_ref().map_or_else(may_have_changed, |_| true);
         let dropped = self.changed_keys(keys, announce).await;
@@ -847,23 +666,18 @@ impl Backend for TieredBackend {
         let l1 = l1.map_err(|error| error.context("tiered: the stats of L1"))?;
         let l2 = l2.map_err(|error| error.context("tiered: the stats of L2"))?;
         let c = &shared.counters;
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let (l1_hits, l2_hits, misses) = (load(&c.l1_hits), load(&c.l2_hits), load(&c.misses));
-        let mut details = vec![
-            ("l1_hits".to_owned(), l1_hits),
-            ("l2_hits".to_owned(), l2_hits),
-            ("misses".to_owned(), misses),
-            (
-                "invalidations_received".to_owned(),
-                load(&c.invalidations_received),
-            ),
-            ("published".to_owned(), load(&c.published)),
-            ("publish_failures".to_owned(), load(&c.publish_failures)),
-            ("channel_resets".to_owned(), load(&c.channel_resets)),
-        ];
+        let mut details = c.details(&[
+            ("l1_hits", Event::LocalHit),
+            ("l2_hits", Event::RemoteHit),
+            ("misses", Event::Miss),
+            ("invalidations_received", Event::InvalidationReceived),
+            ("published", Event::Published),
+            ("publish_failures", Event::PublishFailure),
+            ("channel_resets", Event::ChannelReset),
+        ]);
         let stats = Stats {
-            hits: l1_hits + l2_hits,
-            misses,
+            hits: c.get(Event::LocalHit) + c.get(Event::RemoteHit),
+            misses: c.get(Event::Miss),
             inserts: l2.inserts,
             updates: l2.updates,
             deletes: l2.deletes,

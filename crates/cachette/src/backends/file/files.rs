@@ -1,0 +1,258 @@
+//! The files on disk, below the store: opening and reading entry files,
+//! creating files and directories with private permissions, flushing
+//! directories, and the cache directory's marker.
+
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::NAME;
+use super::format::{
+    Corruption, FORMAT_VERSION, Header, MAX_HEADER_LEN, decode_fixed, decode_header,
+};
+use crate::error::{Error, ErrorKind, Result};
+
+/// The marker file that makes a directory a cachette cache.
+pub(super) const MARKER: &str = ".cachette-cache";
+/// The first line of the marker.
+pub(super) const MARKER_TITLE: &str = "cachette file cache";
+/// The prefix of temporary files, in the fan-out directory of their entry.
+pub(super) const TEMP_PREFIX: &str = ".tmp-";
+/// Temporary files older than this were left by a writer that died; scans
+/// and `clear` remove them. Younger ones may belong to a writer at work.
+pub(super) const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
+/// No valid entry file is longer: the largest header and value.
+pub(super) const MAX_FILE_LEN: u64 = (MAX_HEADER_LEN + super::MAX_VALUE_LEN) as u64;
+/// How much of a file a header read asks for at first; longer headers
+/// take a second read.
+pub(super) const HEADER_READ: usize = 4096;
+
+/// Which file a read saw, so that a later removal under the lock can make
+/// sure it removes that file and not a newer one written meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileId {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    inode: (u64, u64),
+}
+
+impl FileId {
+    /// When the file was last written, if the file system tells.
+    pub(super) fn modified(&self) -> Option<SystemTime> {
+        self.modified
+    }
+
+    pub(super) fn of(meta: &Metadata) -> Self {
+        FileId {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            inode: {
+                use std::os::unix::fs::MetadataExt;
+                (meta.dev(), meta.ino())
+            },
+        }
+    }
+}
+
+/// Creates a directory and its missing parents, each 0700 on Unix.
+pub(super) fn create_dir(path: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
+/// Flushes a directory's entries (a rename or a new file in it) to disk.
+pub(super) fn sync_dir(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(path)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Creates a new file 0600 that must not exist yet.
+pub(super) fn create_new_file(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// An I/O error as a cachette error: `PermissionDenied` stays itself,
+/// everything else is a backend error. The message names the path.
+pub(super) fn io_error(what: &str, path: &Path, error: io::Error) -> Error {
+    let kind = match error.kind() {
+        io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+        _ => ErrorKind::Backend,
+    };
+    Error::new(kind, NAME, format!("cannot {what} {}", path.display())).with_source(error)
+}
+
+pub(super) fn is_lower_hex(name: &str, len: usize) -> bool {
+    name.len() == len && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Opens a file for reading; `None` if it does not exist or is not a
+/// regular file (a directory where an entry should be is left alone).
+pub(super) fn open_entry(path: &Path) -> io::Result<Option<(File, Metadata)>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let meta = file.metadata()?;
+    Ok(meta.is_file().then_some((file, meta)))
+}
+
+/// Reads a whole entry file: its bytes and which file it was.
+pub(super) fn read_whole(path: &Path) -> io::Result<Option<(Vec<u8>, FileId)>> {
+    let Some((file, meta)) = open_entry(path)? else {
+        return Ok(None);
+    };
+    let id = FileId::of(&meta);
+    if meta.len() > MAX_FILE_LEN {
+        // Longer than any entry: garbage. Empty bytes decode as corrupt.
+        return Ok(Some((Vec::new(), id)));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // `take` spares the size query (`statx`, `lseek`) and the final probe
+    // read of `File::read_to_end`: one `read` for the whole file. A file
+    // that changed size meanwhile fails the length checks of the format.
+    file.take(meta.len()).read_to_end(&mut bytes)?;
+    Ok(Some((bytes, id)))
+}
+
+/// A decoded (or not) header, the file's size and which file it was.
+pub(super) type HeadRead = (Result<Header, Corruption>, u64, FileId);
+
+/// Reads and decodes only the header of an entry file.
+pub(super) fn read_head(path: &Path) -> io::Result<Option<HeadRead>> {
+    let Some((mut file, meta)) = open_entry(path)? else {
+        return Ok(None);
+    };
+    let (len, id) = (meta.len(), FileId::of(&meta));
+    let mut buf = vec![0; usize::try_from(len).unwrap_or(usize::MAX).min(HEADER_READ)];
+    if let Err(error) = file.read_exact(&mut buf) {
+        return match error.kind() {
+            io::ErrorKind::UnexpectedEof => Ok(Some((Err(Corruption::Lengths), len, id))),
+            _ => Err(error),
+        };
+    }
+    let header = match decode_fixed(&buf, len) {
+        Ok(fixed) if fixed.header_len > buf.len() => {
+            let start = buf.len();
+            buf.resize(fixed.header_len, 0);
+            match file.read_exact(&mut buf[start..]) {
+                Ok(()) => decode_header(&buf, len),
+                Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                    Err(Corruption::Lengths)
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(_) => decode_header(&buf, len),
+        Err(corruption) => Err(corruption),
+    };
+    Ok(Some((header, len, id)))
+}
+
+/// Removes a temporary file if its writer has evidently died.
+pub(super) fn remove_stale_temp(path: &Path, now: SystemTime) {
+    let stale = fs::symlink_metadata(path)
+        .and_then(|meta| meta.modified())
+        .is_ok_and(|modified| {
+            now.duration_since(modified)
+                .is_ok_and(|age| age > STALE_TEMP_AGE)
+        });
+    if stale && let Err(error) = fs::remove_file(path) {
+        tracing::debug!(path = %path.display(), %error, "file backend: cannot remove a stale temporary file");
+    }
+}
+
+/// Creates the directory if needed and checks or writes its marker.
+pub(super) fn prepare_dir(root: &Path, allow_non_empty: bool) -> Result<()> {
+    match fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::config(
+                NAME,
+                format!("{} is not a directory", root.display()),
+            ));
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            create_dir(root).map_err(|e| io_error("create the cache directory", root, e))?;
+        }
+        Err(error) => return Err(io_error("open the cache directory", root, error)),
+    }
+    let marker = root.join(MARKER);
+    match fs::read_to_string(&marker) {
+        Ok(text) => return check_marker(&marker, &text),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(io_error("read the cache marker", &marker, error)),
+    }
+    let entries = fs::read_dir(root).map_err(|e| io_error("list", root, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("list", root, e))?;
+        // Another process creating the marker at the same time.
+        let ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(MARKER));
+        if !ours && !allow_non_empty {
+            return Err(Error::config(
+                NAME,
+                format!(
+                    "the directory {} is not empty and is not a cachette cache (it has no {MARKER} file); \
+                     use an empty or new directory, or set allow_non_empty to adopt it",
+                    root.display()
+                ),
+            ));
+        }
+    }
+    // Written whole under a temporary name, then renamed, so that another
+    // process never reads half a marker.
+    let temp = root.join(format!("{MARKER}.tmp-{:016x}", fastrand::u64(..)));
+    let written = create_new_file(&temp)
+        .and_then(|mut file| {
+            file.write_all(format!("{MARKER_TITLE}\nformat: {FORMAT_VERSION}\n").as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(&temp, &marker))
+        .and_then(|()| sync_dir(root));
+    if let Err(error) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(io_error("write the cache marker", &marker, error));
+    }
+    Ok(())
+}
+
+/// Checks a marker's text: this format version or an older one.
+pub(super) fn check_marker(marker: &Path, text: &str) -> Result<()> {
+    let mut lines = text.lines();
+    let version = match (lines.next(), lines.next()) {
+        (Some(MARKER_TITLE), Some(line)) => line
+            .strip_prefix("format: ")
+            .and_then(|v| v.trim().parse::<u16>().ok()),
+        _ => None,
+    };
+    match version {
+        Some(version) if version <= FORMAT_VERSION => Ok(()),
+        Some(version) => Err(Error::config(
+            NAME,
+            format!(
+                "{} says format {version}, which is newer than this build reads ({FORMAT_VERSION})",
+                marker.display()
+            ),
+        )),
+        None => Err(Error::config(
+            NAME,
+            format!("{} is not a cachette marker file", marker.display()),
+        )),
+    }
+}

@@ -1,0 +1,220 @@
+//! Talking to the server: one request or pipeline within the backend's
+//! deadline, batches of requests at once, and redis-rs errors mapped to
+//! cachette's kinds (with any URL in their text redacted).
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::{RedisError, RedisResult, Value};
+
+use super::cluster::Conn;
+use super::{NAME, PARALLEL, RedisBackend, scripts};
+use crate::error::{Error, ErrorKind, Result};
+use crate::params::redact_text;
+
+/// Maps a redis-rs error to a cachette error of backend `redis`, with any
+/// URL in its text redacted.
+pub(super) fn map_error(err: RedisError) -> Error {
+    use redis::{ErrorKind as K, ServerErrorKind as S};
+    let code = err.code().unwrap_or_default().to_owned();
+    let detail = err.detail().unwrap_or_default().to_owned();
+    let (kind, message) = if err.is_timeout() {
+        (
+            ErrorKind::Timeout,
+            "the server did not answer in time".to_owned(),
+        )
+    } else {
+        match err.kind() {
+            K::Io | K::ClusterConnectionNotFound => (
+                ErrorKind::Connection,
+                format!("the connection failed: {err}"),
+            ),
+            K::AuthenticationFailed => (
+                ErrorKind::PermissionDenied,
+                format!("the server refused the login (check user and password): {err}"),
+            ),
+            K::Server(S::NoPerm) => (
+                ErrorKind::PermissionDenied,
+                format!("the ACL user may not do this: {err}"),
+            ),
+            // A transaction (MULTI/EXEC) refused by the ACL reports its
+            // commands' NOPERM errors inside an EXECABORT.
+            K::Server(S::ExecAbort) if err.to_string().contains("NoPerm") => (
+                ErrorKind::PermissionDenied,
+                format!("the ACL user may not do this: {err}"),
+            ),
+            _ if matches!(code.as_str(), "NOAUTH" | "WRONGPASS" | "NOPERM") => (
+                ErrorKind::PermissionDenied,
+                format!("the server refused: {err}"),
+            ),
+            // In a cluster, a redirection still left after redis-rs' own
+            // retries means the slot's master is not reachable.
+            K::Server(S::Moved | S::Ask) => (
+                ErrorKind::Connection,
+                format!("the master of this key's slot is not reachable: {err}"),
+            ),
+            K::Server(S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown) => (
+                ErrorKind::Connection,
+                format!("the server is not ready: {err}"),
+            ),
+            _ if detail.contains("not an integer") => (
+                ErrorKind::NotAnInteger,
+                "the stored value is not a decimal 64-bit integer".to_owned(),
+            ),
+            _ if detail.contains("overflow") => (
+                ErrorKind::Overflow,
+                "the counter would leave the range of a signed 64-bit integer".to_owned(),
+            ),
+            _ => (ErrorKind::Backend, format!("{err}")),
+        }
+    };
+    Error::new(kind, NAME, redact_text(&message)).with_source(err)
+}
+
+/// Runs `jobs`, at most [`PARALLEL`] at a time; the answers in order.
+pub(super) async fn all<T, F: Future<Output = RedisResult<T>>>(
+    jobs: Vec<F>,
+) -> RedisResult<Vec<T>> {
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        let chunk: Vec<F> = jobs.by_ref().take(PARALLEL).collect();
+        out.extend(futures_util::future::try_join_all(chunk).await?);
+    }
+    Ok(out)
+}
+
+/// A TTL as the scripts take it: milliseconds, `0` for none.
+pub(super) fn ttl_arg(ttl: Option<Duration>) -> u64 {
+    ttl.map_or(0, |ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl RedisBackend {
+    /// Sends `pipe` on the backend's connection within its deadline (the
+    /// near cache's tracked reads share the connection).
+    pub(crate) async fn query_pipeline<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        let mut conn = self.conn();
+        self.run(operation, async move { pipe.query_async(&mut conn).await })
+            .await
+    }
+
+    /// Runs one request (one command or one pipeline, one round trip; or
+    /// several such requests at once, not one after another) within the
+    /// backend's deadline. On a standalone connection redis-rs
+    /// already bounds it by that deadline: the request waits at most
+    /// `connect_timeout` for a (re)connection, which the manager makes in a
+    /// single attempt, then at most `response_timeout` for the answer. So
+    /// there it is not wrapped in a timer of its own, which costs the hot
+    /// path of many concurrent requests about a tenth of its throughput
+    /// (docs/benchmarks.md). Cluster and sentinel connections, and
+    /// requests made one after another, go through [`run`](Self::run).
+    pub(super) async fn run_request<T>(
+        &self,
+        operation: &'static str,
+        request: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T> {
+        match self.inner.conn {
+            Conn::Single(_) => request
+                .await
+                .map_err(|err| map_error(err).with_operation(operation)),
+            Conn::Cluster(_) | Conn::Sentinel(_) => self.run(operation, request).await,
+        }
+    }
+
+    /// Runs one exchange with the server within the backend's deadline.
+    pub(super) async fn run<T>(
+        &self,
+        operation: &'static str,
+        exchange: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T> {
+        self.run_within(operation, self.inner.deadline, exchange)
+            .await
+    }
+
+    /// Runs an exchange with the server within `limit`.
+    pub(super) async fn run_within<T>(
+        &self,
+        operation: &'static str,
+        limit: Duration,
+        exchange: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, exchange).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(map_error(err).with_operation(operation)),
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                NAME,
+                format!(
+                    "no answer from {} within {:?}",
+                    self.inner.address, self.inner.deadline
+                ),
+            )
+            .with_operation(operation)),
+        }
+    }
+
+    /// Sends one pipeline; a pipeline of tagged writes is sent again after
+    /// loading the script if the server's script cache was empty (a
+    /// restarted server): then no command ran.
+    pub(super) async fn send_pipeline(
+        &self,
+        operation: &'static str,
+        pipe: &redis::Pipeline,
+        tagged: bool,
+    ) -> Result<Vec<Value>> {
+        let started = tokio::time::Instant::now();
+        let mut conn = self.conn();
+        let sent = self
+            .run_request(operation, async { pipe.query_async(&mut conn).await })
+            .await;
+        match sent {
+            Err(err) if tagged && err.message().to_ascii_uppercase().contains("NOSCRIPT") => {
+                // Loading the script and sending again share what is left
+                // of the one deadline.
+                let left = self.inner.deadline.saturating_sub(started.elapsed());
+                self.run_within(operation, left, async move {
+                    scripts::SET_TAGGED.load_async(&mut conn).await?;
+                    pipe.query_async(&mut conn).await
+                })
+                .await
+            }
+            other => other,
+        }
+    }
+
+    /// The keys in the database (every prefix): `DBSIZE` summed over the
+    /// masters in cluster mode, `INFO keyspace` otherwise.
+    pub(super) async fn count_keys(&self) -> Result<u64> {
+        let mut conn = self.conn();
+        let keys = if self.is_cluster() {
+            // The sum over the masters (redis-rs adds up their answers).
+            self.run("stats", async move {
+                redis::cmd("DBSIZE").query_async::<u64>(&mut conn).await
+            })
+            .await?
+        } else {
+            let info: String = self
+                .run("stats", async move {
+                    redis::cmd("INFO")
+                        .arg("keyspace")
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            let db = format!(
+                "db{}:",
+                redis::aio::ConnectionLike::get_db(&self.inner.conn)
+            );
+            info.lines()
+                .find_map(|line| line.strip_prefix(db.as_str()))
+                .and_then(|rest| rest.split(',').find_map(|f| f.strip_prefix("keys=")))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(keys)
+    }
+}
