@@ -1,11 +1,6 @@
 //! The typed front end over a failing backend (`cachette::testing::FaultyBackend`),
 //! and hash collisions forced with a tiny test hash.
-// The tests store structs: they need a serde codec as the default codec.
-#![cfg(all(
-    feature = "testing",
-    feature = "memory",
-    any(feature = "postcard", feature = "json", feature = "msgpack")
-))]
+#![cfg(all(feature = "testing", feature = "memory"))]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,11 +1,7 @@
 //! `Cache::get_or_load`: single-flight, re-entrancy, negative caching,
 //! stale-while-revalidate, fail-safe, timeouts and the distributed lock.
 //! Timing tests run on tokio's paused clock with a `TokioClock`.
-// The tests store structs: they need a serde codec as the default codec.
-#![cfg(all(
-    feature = "memory",
-    any(feature = "postcard", feature = "json", feature = "msgpack")
-))]
+#![cfg(feature = "memory")]
 
 use std::future::Future;
 use std::pin::Pin;

@@ -7,11 +7,13 @@ use std::time::Duration;
 use crate::backend::{Backend, Expiry, parse_counter};
 use crate::error::{Error, Result};
 
+use super::Cache;
 use super::clock::{Clock, SystemClock};
 use super::codec::{Codec, DefaultCodec, NAME};
+use super::inner::Inner;
 use super::keys::{KeyHasher, KeySpace, fnv1a_128};
+use super::lock::DistributedLock;
 use super::options::Defaults;
-use super::{Cache, DistributedLock, Inner};
 
 /// The namespace of a cache built without [`CacheBuilder::namespace`].
 pub const DEFAULT_NAMESPACE: &str = "cachette";

@@ -38,29 +38,49 @@ pub trait Codec: Send + Sync + fmt::Debug + 'static {
 }
 
 /// The codec of [`Cache`](super::Cache) unless another is chosen:
-/// `Postcard` with the `postcard` feature (on by default), else `Json`
-/// with the `json` feature, else `MessagePack` with `msgpack`, else
-/// [`RawBytes`].
-#[cfg(feature = "postcard")]
+/// [`Postcard`], whatever features are enabled.
+///
+/// The default never depends on features: Cargo unifies features across a
+/// dependency graph, so a default that followed them would change the
+/// bytes (and the codec id) that one crate stores as soon as another crate
+/// in the same build enabled a feature. Pick another codec explicitly with
+/// [`CacheBuilder::codec`](super::CacheBuilder::codec).
 pub type DefaultCodec = Postcard;
-/// The codec of [`Cache`](super::Cache) unless another is chosen:
-/// `Postcard` with the `postcard` feature (on by default), else `Json`
-/// with the `json` feature, else `MessagePack` with `msgpack`, else
-/// [`RawBytes`].
-#[cfg(all(not(feature = "postcard"), feature = "json"))]
-pub type DefaultCodec = Json;
-/// The codec of [`Cache`](super::Cache) unless another is chosen:
-/// `Postcard` with the `postcard` feature (on by default), else `Json`
-/// with the `json` feature, else `MessagePack` with `msgpack`, else
-/// [`RawBytes`].
-#[cfg(all(not(feature = "postcard"), not(feature = "json"), feature = "msgpack"))]
-pub type DefaultCodec = MessagePack;
-/// The codec of [`Cache`](super::Cache) unless another is chosen:
-/// `Postcard` with the `postcard` feature (on by default), else `Json`
-/// with the `json` feature, else `MessagePack` with `msgpack`, else
-/// [`RawBytes`].
-#[cfg(not(any(feature = "postcard", feature = "json", feature = "msgpack")))]
-pub type DefaultCodec = RawBytes;
+
+/// The codec ids of cachette's own codecs.
+const JSON_ID: u8 = 1;
+const MESSAGE_PACK_ID: u8 = 2;
+const POSTCARD_ID: u8 = 3;
+
+/// The name of one of cachette's codecs by id, whether or not this build
+/// has it.
+fn known_name(id: u8) -> Option<&'static str> {
+    match id {
+        JSON_ID => Some("json"),
+        MESSAGE_PACK_ID => Some("msgpack"),
+        POSTCARD_ID => Some("postcard"),
+        RAW_BYTES_ID => Some("raw bytes"),
+        _ => None,
+    }
+}
+
+fn describe(name: Option<&str>, id: u8) -> String {
+    format!("{} (codec id {id})", name.unwrap_or("a codec of its own"))
+}
+
+/// The error of reading an envelope written with codec id `stored`
+/// through a cache whose codec is `ours`: it names both.
+#[cold]
+pub(super) fn other_codec_error(stored: u8, ours: &impl Codec) -> Error {
+    decode_error(
+        ours.name(),
+        format_args!(
+            "the entry was written with {}, and this cache reads {}",
+            describe(known_name(stored), stored),
+            describe(Some(ours.name()), ours.id())
+        ),
+    )
+}
 
 pub(super) fn encode_error(codec: &'static str, error: impl fmt::Display) -> Error {
     Error::new(
@@ -89,7 +109,7 @@ pub struct Json;
 #[cfg(feature = "json")]
 impl Codec for Json {
     fn id(&self) -> u8 {
-        1
+        JSON_ID
     }
 
     fn name(&self) -> &'static str {
@@ -114,7 +134,7 @@ pub struct MessagePack;
 #[cfg(feature = "msgpack")]
 impl Codec for MessagePack {
     fn id(&self) -> u8 {
-        2
+        MESSAGE_PACK_ID
     }
 
     fn name(&self) -> &'static str {
@@ -131,17 +151,16 @@ impl Codec for MessagePack {
 }
 
 /// Postcard: the compact binary codec (varints, no field names), the
-/// default. Not self-describing: a change of the type's fields makes old
-/// entries fail to decode. Trailing bytes are an error. Id 3. Feature
-/// `postcard` (default).
-#[cfg(feature = "postcard")]
+/// [default](DefaultCodec). Not self-describing: a change of the type's
+/// fields makes old entries fail to decode. Trailing bytes are an error.
+/// Id 3. Always built in (the `postcard` feature is kept for
+/// compatibility and does nothing).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Postcard;
 
-#[cfg(feature = "postcard")]
 impl Codec for Postcard {
     fn id(&self) -> u8 {
-        3
+        POSTCARD_ID
     }
 
     fn name(&self) -> &'static str {
