@@ -570,7 +570,11 @@ async fn per_call_options_are_checked_too() {
     let error = cache.set("k", &1_u8, &bad).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
     let error = cache
-        .set("k", &1_u8, &EntryOptions::new().fail_safe(true))
+        .set(
+            "k",
+            &1_u8,
+            &EntryOptions::new().fail_safe(Duration::from_secs(5)),
+        )
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput);

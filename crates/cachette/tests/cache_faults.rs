@@ -40,7 +40,7 @@ fn loader(
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_backend_that_starts_failing_keeps_serving_stale_within_fail_safe_max_age() {
+async fn a_backend_that_starts_failing_keeps_serving_stale_within_the_fail_safe_max_age() {
     let faulty = faulty();
     let cache = Cache::builder(faulty.clone())
         .clock(TokioClock::default())
@@ -82,7 +82,7 @@ async fn a_backend_that_starts_failing_keeps_serving_stale_within_fail_safe_max_
         "`get` has no fail-safe"
     );
 
-    advance(secs(2)).await; // t = 61 s: older than fail_safe_max_age
+    advance(secs(2)).await; // t = 61 s: older than the fail-safe maximum age
     let error = cache
         .get_or_load("k", loader(&runs, true, 2), &options)
         .await

@@ -1,4 +1,8 @@
 //! Codecs: how the typed front end turns values into bytes and back.
+//!
+//! The default codec and the reading of entries written with another
+//! codec are documented on [`Codec`] and [`DefaultCodec`], where users
+//! read them.
 
 use std::fmt;
 
@@ -18,10 +22,42 @@ pub(super) const NAME: &str = "cache";
 /// [`CacheBuilder::codec`](super::CacheBuilder::codec). Its
 /// [`id`](Codec::id) is written into every envelope, so that a value stored
 /// with one codec is never decoded with another: reading it through a cache
-/// with a different codec is an [`ErrorKind::Serialization`] error.
+/// with a different codec is an [`ErrorKind::Serialization`] error (and for
+/// `get_or_load`, a miss; see below).
 ///
 /// Ids 1 to 63 are reserved for cachette's codecs; pick an id of 128 or
 /// more for your own.
+///
+/// # The default codec
+///
+/// [`DefaultCodec`] is [`Postcard`] in every build, whatever features are
+/// enabled; its docs say why.
+///
+/// # Entries written with another codec
+///
+/// An envelope records the [id](Codec::id) of the codec that wrote it, so
+/// a cache recognises an entry of another codec (a cache whose codec
+/// changed, or two caches with different codecs sharing keys):
+///
+/// - [`Cache::get`](super::Cache::get) and
+///   [`get_many`](super::Cache::get_many) return an
+///   [`ErrorKind::Serialization`] error that names both codecs ("written
+///   with json (codec id 1), and this cache reads postcard (codec id 3)"),
+///   count it in [`CacheStats::decode_errors`](super::CacheStats::decode_errors),
+///   and leave the entry as it is.
+/// - [`Cache::get_or_load`](super::Cache::get_or_load) reads it as a miss:
+///   the loader runs and its value replaces the entry. That is what a
+///   change of codec needs (old entries give way as they are asked for).
+///   A value of this cache's own codec that does not decode into the
+///   requested type stays an error for `get_or_load` too: it points at
+///   two types stored under one key, which a reload would hide.
+/// - [`Cache::get_bytes`](super::Cache::get_bytes) returns the payload,
+///   whatever codec wrote it.
+///
+/// A plain value (no envelope) carries no codec id and is decoded with the
+/// cache's codec, which may fail or, between binary formats, misread it:
+/// caches with different codecs that share keys should write envelopes
+/// (any soft TTL, fail-safe or negative TTL turns them on).
 pub trait Codec: Send + Sync + fmt::Debug + 'static {
     /// The id written into envelopes. Never 0.
     fn id(&self) -> u8;
@@ -43,8 +79,9 @@ pub trait Codec: Send + Sync + fmt::Debug + 'static {
 /// The default never depends on features: Cargo unifies features across a
 /// dependency graph, so a default that followed them would change the
 /// bytes (and the codec id) that one crate stores as soon as another crate
-/// in the same build enabled a feature. Pick another codec explicitly with
-/// [`CacheBuilder::codec`](super::CacheBuilder::codec).
+/// in the same build enabled a feature. Postcard is always built in (the
+/// `postcard` feature is kept, and does nothing); pick another codec
+/// explicitly with [`CacheBuilder::codec`](super::CacheBuilder::codec).
 pub type DefaultCodec = Postcard;
 
 /// The codec ids of cachette's own codecs.

@@ -49,7 +49,7 @@ impl<C: Codec> Cache<C> {
     /// tokio task of its own, hence `'static`.
     ///
     /// Returns `Ok(None)` for "not found". Errors: the loader's failure (its
-    /// error is the [`LoaderError`] source), [`ErrorKind::Timeout`] after
+    /// error is the [`LoaderError`](super::LoaderError) source), [`ErrorKind::Timeout`] after
     /// the hard timeout, [`ErrorKind::Serialization`] when the stored value
     /// does not decode into `T` (the loader does not run and the entry is
     /// kept), [`ErrorKind::InvalidInput`] for a re-entrant call or bad

@@ -73,7 +73,7 @@ impl LoadContext {
 
 /// The loader's error, shared by every caller of one load: the
 /// [`source`](std::error::Error::source) of the [`Error`] that
-/// [`Cache::get_or_load`] returns when its loader failed.
+/// [`Cache::get_or_load`](super::Cache::get_or_load) returns when its loader failed.
 ///
 /// ```
 /// # use cachette::cache::LoaderError;

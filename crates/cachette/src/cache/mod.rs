@@ -57,13 +57,13 @@
 //!
 //! | option | default | per call | what it does |
 //! | --- | --- | --- | --- |
-//! | `codec` | [`DefaultCodec`] (postcard) | no | how values become bytes: `Json`, `MessagePack`, `Postcard` (features `json`, `msgpack`, `postcard`), [`RawBytes`], or your own [`Codec`] |
+//! | `codec` | [`DefaultCodec`] ([`Postcard`], whatever the features) | no | how values become bytes: [`Postcard`], `Json`, `MessagePack` (features `json`, `msgpack`), [`RawBytes`], or your own [`Codec`] |
 //! | `namespace` | `"cachette"` | no | first part of every stored key; no `:` |
 //! | `default_ttl` / `ttl` | the backend's default TTL | yes | hard TTL: afterwards the value is gone (with fail-safe, kept only as a fallback) |
-//! | `soft_ttl` | none | yes | afterwards the value is stale: `get_or_load` returns it at once and refreshes it in the background; must be below the TTL |
-//! | `negative_ttl` | none (not cached) | yes | how long a loader's `Ok(None)` ("not found") is cached |
-//! | `jitter` | none | yes | a random extra of up to this much added to the TTL and soft TTL of each write |
-//! | `fail_safe` (`fail_safe_max_age`) | off | yes | when the loader or the backend fails, serve a stale value younger than this instead of the error; at least the soft TTL (or else the TTL) |
+//! | `soft_ttl` (per call, off: `no_soft_ttl`) | none | yes | afterwards the value is stale: `get_or_load` returns it at once and refreshes it in the background; must be below the TTL |
+//! | `negative_ttl` (per call, off: `no_negative_ttl`) | none (not cached) | yes | how long a loader's `Ok(None)` ("not found") is cached |
+//! | `jitter` | none | yes | a random extra of up to this much added to the TTL and soft TTL of each write; zero is none |
+//! | `fail_safe` (per call, off: `no_fail_safe`) | off | yes | the maximum age: when the loader or the backend fails, serve a stale value younger than this instead of the error; at least the soft TTL (or else the TTL) |
 //! | `fail_safe_throttle` | 30 s | no | after fail-safe served a key, serve that stale value this long without calling the loader or the backend |
 //! | `fail_safe_capacity` | 10,000 | no | how many keys' last values this process keeps for the case where the backend itself fails |
 //! | `soft_timeout` | none | yes | a caller that holds a fail-safe value gets it after this long; the load finishes in the background and stores its result |
@@ -130,11 +130,12 @@
 //! unknown format version, unknown flags, a truncated header or a payload
 //! that does not decompress is corrupt too: a corrupt entry reads as a miss,
 //! counted in [`CacheStats::corrupt`], and `get_or_load` replaces it. A
-//! value that is readable but does not decode into the requested type (or
-//! was written with another codec) is different: [`Cache::get`] and
-//! `get_or_load` return an [`ErrorKind::Serialization`]
-//! error, count it in [`CacheStats::decode_errors`], and leave the entry as
-//! it is.
+//! value that is readable but does not decode into the requested type is
+//! different: [`Cache::get`] and `get_or_load` return an
+//! [`ErrorKind::Serialization`] error, count it in
+//! [`CacheStats::decode_errors`], and leave the entry as it is. An entry
+//! written with another codec is the same error for `get`, and a miss for
+//! `get_or_load`, which loads over it (the [`Codec`] docs say why).
 //!
 //! # `get_or_load`
 //!
@@ -173,11 +174,11 @@
 //! the load began; a write landing between that read and the store can
 //! still be overwritten.
 //!
-//! **Fail-safe.** With `fail_safe_max_age`, entries are kept by the backend
+//! **Fail-safe.** With `fail_safe(max_age)`, entries are kept by the backend
 //! for that long (or their TTL, if longer), and this process keeps the last
 //! value it saw of up to `fail_safe_capacity` keys. When the loader fails
 //! (an error, a panic, a hard timeout) or the backend cannot be read, a
-//! stale value younger than `fail_safe_max_age` is returned instead of the
+//! stale value younger than `max_age` is returned instead of the
 //! error, counted in [`CacheStats::fail_safe_activations`] and logged with
 //! `tracing::warn!`; for `fail_safe_throttle` afterwards that key is served
 //! from the kept value without calling the loader or the backend (a write
