@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Result;
 
+use super::clock::millis;
 use super::codec::{self, Codec};
 use super::envelope::{self, Envelope, Meta};
 use super::inner::Inner;
@@ -66,10 +67,6 @@ pub(super) enum Read {
     Corrupt,
     /// Another key's entry under the same hash: a miss.
     Collision,
-}
-
-pub(super) fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl<C: Codec> Inner<C> {

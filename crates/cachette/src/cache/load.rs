@@ -11,7 +11,8 @@ use tokio::time::Instant;
 
 use crate::error::{ErrorKind, Result};
 
-use super::entry::{Found, Freshness, Read, millis};
+use super::clock::millis;
+use super::entry::{Found, Freshness, Read};
 use super::flight::{Job, Outcome, Waited, refuse_reentrant, wait};
 use super::keys::{Fingerprint, StoredKey};
 use super::loader::{BoxError, Failure, LoadContext, Loader};

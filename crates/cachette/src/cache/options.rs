@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::backend::{Expiry, SetOptions};
 
+use super::clock::millis;
 use super::keys::KeySpace;
 
 /// Options of one write ([`Cache::set`](super::Cache::set), ...) or one
@@ -184,10 +185,6 @@ pub(super) struct Plan {
     pub(super) set_options: SetOptions,
 }
 
-fn ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl Defaults {
     /// Checks the options; the message names the option at fault.
     pub(super) fn check(&self) -> std::result::Result<(), String> {
@@ -296,7 +293,7 @@ impl Resolved {
     /// a `negative_ttl`).
     pub(super) fn plan(&self, now: u64, negative: bool) -> Plan {
         let extra = self.jitter.map_or(Duration::ZERO, |j| {
-            Duration::from_millis(fastrand::u64(0..=ms(j)))
+            Duration::from_millis(fastrand::u64(0..=millis(j)))
         });
         let mut set_options = SetOptions::new();
         set_options.tags.clone_from(&self.tags);
@@ -311,7 +308,7 @@ impl Resolved {
         }
         let soft_deadline = self
             .soft_ttl
-            .map_or(0, |soft| now.saturating_add(ms(soft + extra)));
+            .map_or(0, |soft| now.saturating_add(millis(soft + extra)));
         let (expiry, hard_deadline) = match self.expiry {
             Expiry::After(ttl) => {
                 let ttl = ttl + extra;
@@ -320,7 +317,7 @@ impl Resolved {
                     // envelope's hard deadline says when it expires.
                     Some(fail_safe) if fail_safe.max_age > ttl => (
                         Expiry::After(fail_safe.max_age),
-                        now.saturating_add(ms(ttl)),
+                        now.saturating_add(millis(ttl)),
                     ),
                     _ => (Expiry::After(ttl), 0),
                 }
