@@ -1,11 +1,7 @@
 //! `Cache::get_or_load`: single-flight, re-entrancy, negative caching,
 //! stale-while-revalidate, fail-safe, timeouts and the distributed lock.
 //! Timing tests run on tokio's paused clock with a `TokioClock`.
-// The tests store structs: they need a serde codec as the default codec.
-#![cfg(all(
-    feature = "memory",
-    any(feature = "postcard", feature = "json", feature = "msgpack")
-))]
+#![cfg(feature = "memory")]
 
 use std::future::Future;
 use std::pin::Pin;
@@ -268,7 +264,7 @@ async fn not_found_is_cached_for_the_negative_ttl_only() {
     assert_eq!(count(&runs), 2);
 
     // Without a negative TTL every call loads.
-    let no_negative = EntryOptions::new().no_negative_caching();
+    let no_negative = EntryOptions::new().no_negative_ttl();
     for _ in 0..2 {
         cache
             .get_or_load("other", loader::<u32>(&runs, ms(0), Ok(None)), &no_negative)
@@ -482,13 +478,56 @@ async fn fail_safe_serves_the_stale_value_and_throttles_the_loader() {
         .unwrap();
     assert_eq!((value, count(&runs)), (Some(1), 3));
 
-    advance(secs(60)).await; // t = 102 s: older than fail_safe_max_age
+    advance(secs(60)).await; // t = 102 s: older than the fail-safe maximum age
     let error = cache
         .get_or_load("k", loader::<u32>(&runs, ms(0), Err("db down")), &options())
         .await
         .unwrap_err();
     assert!(error.message().contains("db down"), "{error}");
     assert_eq!(count(&runs), 4);
+}
+
+/// A cache with a 10 s TTL (and `cache_fail_safe`, if any) stores 1 for
+/// `k`, lets it expire, and asks for it with a failing loader and
+/// `per_call` options. Returns the cache and the answer.
+async fn expired_then_failing(
+    cache_fail_safe: Option<Duration>,
+    per_call: &EntryOptions,
+) -> (Cache, cachette::Result<Option<u32>>) {
+    let mut builder = Cache::builder(memory())
+        .clock(TokioClock::default())
+        .default_ttl(secs(10));
+    if let Some(max_age) = cache_fail_safe {
+        builder = builder.fail_safe(max_age);
+    }
+    let cache = builder.build().await.unwrap();
+    let runs = calls();
+    cache
+        .get_or_load("k", loader(&runs, ms(0), Ok(Some(1_u32))), per_call)
+        .await
+        .unwrap();
+    advance(secs(11)).await;
+    let answer = cache
+        .get_or_load("k", loader::<u32>(&runs, ms(0), Err("db down")), per_call)
+        .await;
+    (cache, answer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_safe_per_call_serves_the_stale_value_in_a_cache_without_it() {
+    let per_call = EntryOptions::new().fail_safe(secs(100));
+    let (cache, answer) = expired_then_failing(None, &per_call).await;
+    assert_eq!(answer.unwrap(), Some(1));
+    assert_eq!(cache.stats().fail_safe_activations, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_fail_safe_per_call_returns_the_loader_error_in_a_cache_with_it() {
+    let per_call = EntryOptions::new().no_fail_safe();
+    let (cache, answer) = expired_then_failing(Some(secs(100)), &per_call).await;
+    let error = answer.unwrap_err();
+    assert!(error.message().contains("db down"), "{error}");
+    assert_eq!(cache.stats().fail_safe_activations, 0);
 }
 
 #[tokio::test(start_paused = true)]

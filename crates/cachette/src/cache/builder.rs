@@ -7,11 +7,13 @@ use std::time::Duration;
 use crate::backend::{Backend, Expiry, parse_counter};
 use crate::error::{Error, Result};
 
+use super::Cache;
 use super::clock::{Clock, SystemClock};
 use super::codec::{Codec, DefaultCodec, NAME};
+use super::inner::Inner;
 use super::keys::{KeyHasher, KeySpace, fnv1a_128};
+use super::lock::DistributedLock;
 use super::options::Defaults;
-use super::{Cache, DistributedLock, Inner};
 
 /// The namespace of a cache built without [`CacheBuilder::namespace`].
 pub const DEFAULT_NAMESPACE: &str = "cachette";
@@ -63,7 +65,7 @@ impl CacheBuilder<DefaultCodec> {
                 soft_ttl: None,
                 negative_ttl: None,
                 jitter: None,
-                fail_safe_max_age: None,
+                fail_safe: None,
                 fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
                 soft_timeout: None,
                 hard_timeout: None,
@@ -129,7 +131,7 @@ impl<C: Codec> CacheBuilder<C> {
     }
 
     /// Adds a random extra of up to `jitter` to every TTL and soft TTL
-    /// (default none).
+    /// (default none; zero is none).
     pub fn jitter(mut self, jitter: Duration) -> Self {
         self.defaults.jitter = Some(jitter);
         self
@@ -140,8 +142,11 @@ impl<C: Codec> CacheBuilder<C> {
     /// of the error. Entries are kept by the backend for `max_age` (or
     /// their TTL, if longer). `max_age` must be at least the time a value
     /// stays fresh (the soft TTL, or else the TTL). Turns envelopes on.
+    /// One call can change it with
+    /// [`EntryOptions::fail_safe`](super::EntryOptions::fail_safe) or turn
+    /// it off with [`EntryOptions::no_fail_safe`](super::EntryOptions::no_fail_safe).
     pub fn fail_safe(mut self, max_age: Duration) -> Self {
-        self.defaults.fail_safe_max_age = Some(max_age);
+        self.defaults.fail_safe = Some(max_age);
         self
     }
 
@@ -206,9 +211,11 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
-    /// Replaces the hash of long keys (FNV-1a, 128 bits), so that a test
-    /// can force two keys onto one stored key. Only with the `testing`
-    /// feature.
+    /// A test hook, built only with the `testing` feature: replaces the
+    /// hash of long keys (FNV-1a, 128 bits), so that a test can force two
+    /// keys onto one stored key and check that they read each other's
+    /// entry as a miss. Not for production caches: a weak hash turns most
+    /// reads of long keys into misses.
     #[cfg(feature = "testing")]
     pub fn key_hasher(mut self, hasher: fn(&str) -> u128) -> Self {
         self.hasher = hasher;
@@ -222,7 +229,7 @@ impl<C: Codec> CacheBuilder<C> {
     ///
     /// Errors: [`ErrorKind::Config`](crate::ErrorKind::Config) naming the
     /// option at fault (zero durations, `soft_ttl` not below `ttl`,
-    /// `fail_safe_max_age` below the fresh time, `soft_timeout` not below
+    /// a `fail_safe` maximum age below the fresh time, `soft_timeout` not below
     /// `hard_timeout`, a bad namespace, a distributed lock on a backend
     /// without conditional sets); the backend's error if the version cannot
     /// be read.
@@ -271,7 +278,7 @@ impl<C: Codec> CacheBuilder<C> {
             keys.raise_version(version_from(counter)?);
         }
         let envelopes = self.defaults.soft_ttl.is_some()
-            || self.defaults.fail_safe_max_age.is_some()
+            || self.defaults.fail_safe.is_some()
             || self.defaults.negative_ttl.is_some()
             || self.compress_above.is_some();
         Ok(Cache {

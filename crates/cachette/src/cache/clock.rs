@@ -1,7 +1,7 @@
 //! The wall clock of the envelope's timestamps.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The wall clock that [`Cache`](super::Cache) writes into envelopes
 /// (`created`, the soft and hard deadlines, in Unix milliseconds) and
@@ -20,12 +20,18 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct SystemClock;
 
+/// A duration in whole milliseconds, the unit of envelope times; a
+/// duration too long for a `u64` saturates (it means "never").
+pub(super) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Clock for SystemClock {
     fn now_unix_ms(&self) -> u64 {
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+        millis(since_epoch)
     }
 }
 
@@ -58,8 +64,6 @@ impl Default for TokioClock {
 
 impl Clock for TokioClock {
     fn now_unix_ms(&self) -> u64 {
-        let elapsed = self.start.elapsed().as_millis();
-        self.epoch_ms
-            .saturating_add(u64::try_from(elapsed).unwrap_or(u64::MAX))
+        self.epoch_ms.saturating_add(millis(self.start.elapsed()))
     }
 }

@@ -1,4 +1,8 @@
 //! Codecs: how the typed front end turns values into bytes and back.
+//!
+//! The default codec and the reading of entries written with another
+//! codec are documented on [`Codec`] and [`DefaultCodec`], where users
+//! read them.
 
 use std::fmt;
 
@@ -18,10 +22,42 @@ pub(super) const NAME: &str = "cache";
 /// [`CacheBuilder::codec`](super::CacheBuilder::codec). Its
 /// [`id`](Codec::id) is written into every envelope, so that a value stored
 /// with one codec is never decoded with another: reading it through a cache
-/// with a different codec is an [`ErrorKind::Serialization`] error.
+/// with a different codec is an [`ErrorKind::Serialization`] error (and for
+/// `get_or_load`, a miss; see below).
 ///
 /// Ids 1 to 63 are reserved for cachette's codecs; pick an id of 128 or
 /// more for your own.
+///
+/// # The default codec
+///
+/// [`DefaultCodec`] is [`Postcard`] in every build, whatever features are
+/// enabled; its docs say why.
+///
+/// # Entries written with another codec
+///
+/// An envelope records the [id](Codec::id) of the codec that wrote it, so
+/// a cache recognises an entry of another codec (a cache whose codec
+/// changed, or two caches with different codecs sharing keys):
+///
+/// - [`Cache::get`](super::Cache::get) and
+///   [`get_many`](super::Cache::get_many) return an
+///   [`ErrorKind::Serialization`] error that names both codecs ("written
+///   with json (codec id 1), and this cache reads postcard (codec id 3)"),
+///   count it in [`CacheStats::decode_errors`](super::CacheStats::decode_errors),
+///   and leave the entry as it is.
+/// - [`Cache::get_or_load`](super::Cache::get_or_load) reads it as a miss:
+///   the loader runs and its value replaces the entry. That is what a
+///   change of codec needs (old entries give way as they are asked for).
+///   A value of this cache's own codec that does not decode into the
+///   requested type stays an error for `get_or_load` too: it points at
+///   two types stored under one key, which a reload would hide.
+/// - [`Cache::get_bytes`](super::Cache::get_bytes) returns the payload,
+///   whatever codec wrote it.
+///
+/// A plain value (no envelope) carries no codec id and is decoded with the
+/// cache's codec, which may fail or, between binary formats, misread it:
+/// caches with different codecs that share keys should write envelopes
+/// (any soft TTL, fail-safe or negative TTL turns them on).
 pub trait Codec: Send + Sync + fmt::Debug + 'static {
     /// The id written into envelopes. Never 0.
     fn id(&self) -> u8;
@@ -38,29 +74,50 @@ pub trait Codec: Send + Sync + fmt::Debug + 'static {
 }
 
 /// The codec of [`Cache`](super::Cache) unless another is chosen:
-/// `Postcard` with the `postcard` feature (on by default), else `Json`
-/// with the `json` feature, else `MessagePack` with `msgpack`, else
-/// [`RawBytes`].
-#[cfg(feature = "postcard")]
+/// [`Postcard`], whatever features are enabled.
+///
+/// The default never depends on features: Cargo unifies features across a
+/// dependency graph, so a default that followed them would change the
+/// bytes (and the codec id) that one crate stores as soon as another crate
+/// in the same build enabled a feature. Postcard is always built in (the
+/// `postcard` feature is kept, and does nothing); pick another codec
+/// explicitly with [`CacheBuilder::codec`](super::CacheBuilder::codec).
 pub type DefaultCodec = Postcard;
-/// The codec of [`Cache`](super::Cache) unless another is chosen:
-/// `Postcard` with the `postcard` feature (on by default), else `Json`
-/// with the `json` feature, else `MessagePack` with `msgpack`, else
-/// [`RawBytes`].
-#[cfg(all(not(feature = "postcard"), feature = "json"))]
-pub type DefaultCodec = Json;
-/// The codec of [`Cache`](super::Cache) unless another is chosen:
-/// `Postcard` with the `postcard` feature (on by default), else `Json`
-/// with the `json` feature, else `MessagePack` with `msgpack`, else
-/// [`RawBytes`].
-#[cfg(all(not(feature = "postcard"), not(feature = "json"), feature = "msgpack"))]
-pub type DefaultCodec = MessagePack;
-/// The codec of [`Cache`](super::Cache) unless another is chosen:
-/// `Postcard` with the `postcard` feature (on by default), else `Json`
-/// with the `json` feature, else `MessagePack` with `msgpack`, else
-/// [`RawBytes`].
-#[cfg(not(any(feature = "postcard", feature = "json", feature = "msgpack")))]
-pub type DefaultCodec = RawBytes;
+
+/// The codec ids of cachette's own codecs.
+const JSON_ID: u8 = 1;
+const MESSAGE_PACK_ID: u8 = 2;
+const POSTCARD_ID: u8 = 3;
+
+/// The name of one of cachette's codecs by id, whether or not this build
+/// has it.
+fn known_name(id: u8) -> Option<&'static str> {
+    match id {
+        JSON_ID => Some("json"),
+        MESSAGE_PACK_ID => Some("msgpack"),
+        POSTCARD_ID => Some("postcard"),
+        RAW_BYTES_ID => Some("raw bytes"),
+        _ => None,
+    }
+}
+
+fn describe(name: Option<&str>, id: u8) -> String {
+    format!("{} (codec id {id})", name.unwrap_or("a codec of its own"))
+}
+
+/// The error of reading an envelope written with codec id `stored`
+/// through a cache whose codec is `ours`: it names both.
+#[cold]
+pub(super) fn other_codec_error(stored: u8, ours: &impl Codec) -> Error {
+    decode_error(
+        ours.name(),
+        format_args!(
+            "the entry was written with {}, and this cache reads {}",
+            describe(known_name(stored), stored),
+            describe(Some(ours.name()), ours.id())
+        ),
+    )
+}
 
 pub(super) fn encode_error(codec: &'static str, error: impl fmt::Display) -> Error {
     Error::new(
@@ -89,7 +146,7 @@ pub struct Json;
 #[cfg(feature = "json")]
 impl Codec for Json {
     fn id(&self) -> u8 {
-        1
+        JSON_ID
     }
 
     fn name(&self) -> &'static str {
@@ -114,7 +171,7 @@ pub struct MessagePack;
 #[cfg(feature = "msgpack")]
 impl Codec for MessagePack {
     fn id(&self) -> u8 {
-        2
+        MESSAGE_PACK_ID
     }
 
     fn name(&self) -> &'static str {
@@ -131,17 +188,16 @@ impl Codec for MessagePack {
 }
 
 /// Postcard: the compact binary codec (varints, no field names), the
-/// default. Not self-describing: a change of the type's fields makes old
-/// entries fail to decode. Trailing bytes are an error. Id 3. Feature
-/// `postcard` (default).
-#[cfg(feature = "postcard")]
+/// [default](DefaultCodec). Not self-describing: a change of the type's
+/// fields makes old entries fail to decode. Trailing bytes are an error.
+/// Id 3. Always built in (the `postcard` feature is kept for
+/// compatibility and does nothing).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Postcard;
 
-#[cfg(feature = "postcard")]
 impl Codec for Postcard {
     fn id(&self) -> u8 {
-        3
+        POSTCARD_ID
     }
 
     fn name(&self) -> &'static str {

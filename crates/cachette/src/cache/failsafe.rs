@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::Found;
+use super::entry::Found;
 
 const SHARDS: usize = 16;
 

@@ -57,13 +57,13 @@
 //!
 //! | option | default | per call | what it does |
 //! | --- | --- | --- | --- |
-//! | `codec` | [`DefaultCodec`] (postcard) | no | how values become bytes: `Json`, `MessagePack`, `Postcard` (features `json`, `msgpack`, `postcard`), [`RawBytes`], or your own [`Codec`] |
+//! | `codec` | [`DefaultCodec`] ([`Postcard`], whatever the features) | no | how values become bytes: [`Postcard`], `Json`, `MessagePack` (features `json`, `msgpack`), [`RawBytes`], or your own [`Codec`] |
 //! | `namespace` | `"cachette"` | no | first part of every stored key; no `:` |
 //! | `default_ttl` / `ttl` | the backend's default TTL | yes | hard TTL: afterwards the value is gone (with fail-safe, kept only as a fallback) |
-//! | `soft_ttl` | none | yes | afterwards the value is stale: `get_or_load` returns it at once and refreshes it in the background; must be below the TTL |
-//! | `negative_ttl` | none (not cached) | yes | how long a loader's `Ok(None)` ("not found") is cached |
-//! | `jitter` | none | yes | a random extra of up to this much added to the TTL and soft TTL of each write |
-//! | `fail_safe` (`fail_safe_max_age`) | off | yes | when the loader or the backend fails, serve a stale value younger than this instead of the error; at least the soft TTL (or else the TTL) |
+//! | `soft_ttl` (per call, off: `no_soft_ttl`) | none | yes | afterwards the value is stale: `get_or_load` returns it at once and refreshes it in the background; must be below the TTL |
+//! | `negative_ttl` (per call, off: `no_negative_ttl`) | none (not cached) | yes | how long a loader's `Ok(None)` ("not found") is cached |
+//! | `jitter` | none | yes | a random extra of up to this much added to the TTL and soft TTL of each write; zero is none |
+//! | `fail_safe` (per call, off: `no_fail_safe`) | off | yes | the maximum age: when the loader or the backend fails, serve a stale value younger than this instead of the error; at least the soft TTL (or else the TTL) |
 //! | `fail_safe_throttle` | 30 s | no | after fail-safe served a key, serve that stale value this long without calling the loader or the backend |
 //! | `fail_safe_capacity` | 10,000 | no | how many keys' last values this process keeps for the case where the backend itself fails |
 //! | `soft_timeout` | none | yes | a caller that holds a fail-safe value gets it after this long; the load finishes in the background and stores its result |
@@ -130,11 +130,12 @@
 //! unknown format version, unknown flags, a truncated header or a payload
 //! that does not decompress is corrupt too: a corrupt entry reads as a miss,
 //! counted in [`CacheStats::corrupt`], and `get_or_load` replaces it. A
-//! value that is readable but does not decode into the requested type (or
-//! was written with another codec) is different: [`Cache::get`] and
-//! `get_or_load` return an [`ErrorKind::Serialization`]
-//! error, count it in [`CacheStats::decode_errors`], and leave the entry as
-//! it is.
+//! value that is readable but does not decode into the requested type is
+//! different: [`Cache::get`] and `get_or_load` return an
+//! [`ErrorKind::Serialization`] error, count it in
+//! [`CacheStats::decode_errors`], and leave the entry as it is. An entry
+//! written with another codec is the same error for `get`, and a miss for
+//! `get_or_load`, which loads over it (the [`Codec`] docs say why).
 //!
 //! # `get_or_load`
 //!
@@ -173,11 +174,11 @@
 //! the load began; a write landing between that read and the store can
 //! still be overwritten.
 //!
-//! **Fail-safe.** With `fail_safe_max_age`, entries are kept by the backend
+//! **Fail-safe.** With `fail_safe(max_age)`, entries are kept by the backend
 //! for that long (or their TTL, if longer), and this process keeps the last
 //! value it saw of up to `fail_safe_capacity` keys. When the loader fails
 //! (an error, a panic, a hard timeout) or the backend cannot be read, a
-//! stale value younger than `fail_safe_max_age` is returned instead of the
+//! stale value younger than `max_age` is returned instead of the
 //! error, counted in [`CacheStats::fail_safe_activations`] and logged with
 //! `tracing::warn!`; for `fail_safe_throttle` afterwards that key is served
 //! from the kept value without calling the loader or the backend (a write
@@ -196,23 +197,24 @@
 mod builder;
 mod clock;
 mod codec;
+mod entry;
 mod envelope;
 mod failsafe;
+mod flight;
+mod inner;
 mod keys;
 mod load;
+mod loader;
+mod lock;
 mod options;
 mod raw;
 mod stats;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -227,19 +229,15 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use codec::Json;
 #[cfg(feature = "msgpack")]
 pub use codec::MessagePack;
-#[cfg(feature = "postcard")]
-pub use codec::Postcard;
-pub use codec::{Codec, DefaultCodec, RawBytes};
-pub use load::{LoadContext, LoaderError};
+pub use codec::{Codec, DefaultCodec, Postcard, RawBytes};
+pub use loader::{LoadContext, LoaderError};
 pub use options::EntryOptions;
 pub use stats::CacheStats;
 
-use codec::{NAME, RAW_BYTES_ID, decode_error};
-use envelope::{Envelope, Meta};
-use failsafe::LocalCopies;
-use keys::{KeySpace, StoredKey, StoredRef};
-use options::{Defaults, Resolved};
-use stats::{Counters, bump};
+use codec::{NAME, RAW_BYTES_ID};
+use entry::{Found, Read};
+use inner::Inner;
+use stats::bump;
 
 /// A typed cache over any [`Backend`]. Cheap to clone: clones share the
 /// backend, the key version, the loads in flight and the counters.
@@ -270,355 +268,11 @@ impl<C: Codec> fmt::Debug for Cache<C> {
     }
 }
 
-/// The settings of [`CacheBuilder::distributed_lock`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DistributedLock {
-    lock_ttl: Duration,
-    wait: Duration,
-}
-
-/// How many stripes of write gates (see [`WriteGate`]).
-const WRITE_GATES: usize = 256;
-
-/// Orders the writes of this process against the stores of loads: a write
-/// holds the read side and bumps the generation; a load stores under the
-/// write side, and only if the generation has not moved since it started.
-/// Keys share a gate by hash; sharing only makes a load skip its store
-/// more often, never less.
-#[derive(Debug, Default)]
-struct WriteGate {
-    lock: tokio::sync::RwLock<()>,
-    generation: AtomicU64,
-}
-
-/// The process-wide source of cache ids, for re-entrancy detection.
-static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
-
-struct Inner<C> {
-    backend: Arc<dyn Backend>,
-    codec: C,
-    keys: KeySpace,
-    defaults: Defaults,
-    /// Whether every entry is an envelope.
-    envelopes: bool,
-    compress_above: Option<usize>,
-    lock: Option<DistributedLock>,
-    clock: Arc<dyn Clock>,
-    counters: Counters,
-    id: u64,
-    flights: Mutex<HashMap<String, load::FlightHandle>>,
-    next_flight: AtomicU64,
-    gates: Box<[WriteGate]>,
-    gate_hasher: foldhash::fast::FixedState,
-    /// Moves on `invalidate_tags` and `bump_version`: loads that started
-    /// before do not store.
-    epoch: AtomicU64,
-    copies: LocalCopies,
-}
-
-/// A readable entry: a plain value or an envelope's contents.
-#[derive(Debug, Clone)]
-struct Found {
-    payload: Bytes,
-    /// `None` for a plain value.
-    codec: Option<u8>,
-    /// `None` for a plain value (its age is unknown).
-    created: Option<u64>,
-    soft_deadline: u64,
-    hard_deadline: u64,
-    negative: bool,
-}
-
-/// Where an entry stands at a given time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Freshness {
-    Fresh,
-    /// Past the soft deadline: served, and refreshed.
-    Stale,
-    /// Past the hard deadline: only fail-safe may serve it.
-    Expired,
-}
-
-impl Found {
-    fn freshness(&self, now: u64) -> Freshness {
-        if self.hard_deadline != 0 && now >= self.hard_deadline {
-            Freshness::Expired
-        } else if self.soft_deadline != 0 && now >= self.soft_deadline {
-            Freshness::Stale
-        } else {
-            Freshness::Fresh
-        }
-    }
-
-    /// Whether fail-safe may serve this value at `now`.
-    fn fail_safe_eligible(&self, now: u64, max_age: Duration) -> bool {
-        !self.negative
-            && self
-                .created
-                .is_some_and(|created| now.saturating_sub(created) < millis(max_age))
-    }
-}
-
-/// What a backend read turned out to be.
-#[derive(Debug)]
-enum Read {
-    Found(Found),
-    /// Unreadable: a miss, counted.
-    Corrupt,
-    /// Another key's entry under the same hash: a miss.
-    Collision,
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl Cache<DefaultCodec> {
     /// A builder over `backend` with every default (see the
     /// [module docs](self)).
     pub fn builder(backend: Arc<dyn Backend>) -> CacheBuilder<DefaultCodec> {
         CacheBuilder::new(backend)
-    }
-}
-
-impl<C: Codec> Inner<C> {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        backend: Arc<dyn Backend>,
-        codec: C,
-        keys: KeySpace,
-        defaults: Defaults,
-        envelopes: bool,
-        compress_above: Option<usize>,
-        lock: Option<DistributedLock>,
-        clock: Arc<dyn Clock>,
-        fail_safe_capacity: usize,
-    ) -> Self {
-        Inner {
-            backend,
-            codec,
-            keys,
-            defaults,
-            envelopes,
-            compress_above,
-            lock,
-            clock,
-            counters: Counters::default(),
-            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
-            flights: Mutex::new(HashMap::new()),
-            next_flight: AtomicU64::new(0),
-            gates: (0..WRITE_GATES).map(|_| WriteGate::default()).collect(),
-            gate_hasher: foldhash::fast::FixedState::with_seed(0x6a7e),
-            epoch: AtomicU64::new(0),
-            copies: LocalCopies::new(fail_safe_capacity),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        self.clock.now_unix_ms()
-    }
-
-    fn gate_index(&self, stored: &str) -> usize {
-        (self.gate_hasher.hash_one(stored) as usize) % WRITE_GATES
-    }
-
-    fn gate(&self, stored: &str) -> &WriteGate {
-        &self.gates[self.gate_index(stored)]
-    }
-
-    fn resolve(&self, options: &EntryOptions) -> Result<Resolved> {
-        self.defaults
-            .resolve(options, &self.keys)
-            .map_err(|message| Error::invalid_input(NAME, message))
-    }
-
-    /// Interprets stored bytes for the caller's `key`.
-    #[inline]
-    fn parse(&self, bytes: Bytes, stored: StoredRef<'_>, key: &str) -> Read {
-        if envelope::is_envelope(&bytes) || self.envelopes || stored.hashed {
-            return self.parse_envelope(bytes, stored, key);
-        }
-        Read::Found(Found {
-            payload: bytes,
-            codec: None,
-            created: None,
-            soft_deadline: 0,
-            hard_deadline: 0,
-            negative: false,
-        })
-    }
-
-    /// [`parse`](Self::parse) for bytes that are, or must be, an envelope.
-    /// Out of line: it keeps the plain hit path short.
-    #[inline(never)]
-    fn parse_envelope(&self, bytes: Bytes, stored: StoredRef<'_>, key: &str) -> Read {
-        if !envelope::is_envelope(&bytes) {
-            tracing::debug!(key = %stored.full, "the entry is not an envelope, read as a miss");
-            return Read::Corrupt;
-        }
-        match envelope::decode(&bytes) {
-            Ok(Envelope { meta, payload }) => match (&meta.original_key, stored.hashed) {
-                (Some(original), _) if original != key => Read::Collision,
-                (None, true) => Read::Collision,
-                _ => Read::Found(Found {
-                    payload,
-                    codec: Some(meta.codec),
-                    created: Some(meta.created),
-                    soft_deadline: meta.soft_deadline,
-                    hard_deadline: meta.hard_deadline,
-                    negative: meta.negative,
-                }),
-            },
-            Err(error) => {
-                tracing::debug!(key = %stored.full, %error, "unreadable envelope, read as a miss");
-                Read::Corrupt
-            }
-        }
-    }
-
-    /// Reads and parses the entry of `key` (`None` on a miss) and hands it
-    /// to `finish`, if the backend answers at once ([`Backend::get_ready`]):
-    /// the key is built on the stack and no future is set up. `Ok(None)`
-    /// when the backend needs its `get`: then call [`read`](Self::read).
-    fn read_ready<R>(
-        &self,
-        key: &str,
-        finish: &impl Fn(Option<Read>) -> Result<R>,
-    ) -> Result<Option<R>> {
-        self.keys
-            .with_stored(key, |stored| match self.backend.get_ready(stored.full) {
-                None => Ok(None),
-                Some(bytes) => finish(bytes?.map(|bytes| self.parse(bytes, stored, key))).map(Some),
-            })
-    }
-
-    /// [`read_ready`](Self::read_ready) through the backend's `get`. The
-    /// callers try `read_ready` first in their own body, so that a hit
-    /// does not even set up this future.
-    async fn read<R>(&self, key: &str, finish: impl Fn(Option<Read>) -> Result<R>) -> Result<R> {
-        let stored = self.keys.stored(key)?;
-        let bytes = self.backend.get(&stored.full).await?;
-        finish(bytes.map(|bytes| self.parse(bytes, stored.borrowed(), key)))
-    }
-
-    /// Counts a read that is not a found value; returns the value if any.
-    #[inline]
-    fn count_read<'r>(&self, read: &'r Read) -> Option<&'r Found> {
-        match read {
-            Read::Found(found) => Some(found),
-            Read::Corrupt => {
-                bump(&self.counters.corrupt);
-                bump(&self.counters.misses);
-                None
-            }
-            Read::Collision => {
-                bump(&self.counters.misses);
-                None
-            }
-        }
-    }
-
-    /// Decodes a found value (a cached "not found" is `None`).
-    #[inline]
-    fn decode<T: DeserializeOwned>(&self, found: &Found) -> Result<Option<T>> {
-        if found.negative {
-            return Ok(None);
-        }
-        if let Some(id) = found.codec
-            && id != self.codec.id()
-        {
-            bump(&self.counters.decode_errors);
-            return Err(decode_error(
-                self.codec.name(),
-                format_args!(
-                    "the entry was written with codec id {id}, this cache's codec has id {}",
-                    self.codec.id()
-                ),
-            ));
-        }
-        match self.codec.decode(&found.payload) {
-            Ok(value) => Ok(Some(value)),
-            Err(error) => {
-                bump(&self.counters.decode_errors);
-                Err(error)
-            }
-        }
-    }
-
-    /// The bytes to store for `payload` (or a "not found" with `negative`)
-    /// written at `now` with `plan`'s deadlines.
-    #[allow(clippy::too_many_arguments)]
-    fn entry_bytes(
-        &self,
-        stored: &StoredKey,
-        key: &str,
-        payload: Bytes,
-        codec: u8,
-        resolved: &Resolved,
-        plan: &options::Plan,
-        now: u64,
-        negative: bool,
-    ) -> Bytes {
-        let needs_envelope = self.envelopes
-            || stored.hashed
-            || negative
-            || resolved.needs_envelope()
-            || plan.soft_deadline != 0
-            || plan.hard_deadline != 0
-            || envelope::is_envelope(&payload);
-        if !needs_envelope {
-            return payload;
-        }
-        let meta = Meta {
-            codec,
-            created: now,
-            soft_deadline: plan.soft_deadline,
-            hard_deadline: plan.hard_deadline,
-            original_key: stored.hashed.then(|| key.to_owned()),
-            negative,
-        };
-        envelope::encode(&meta, &payload, self.compress_above)
-    }
-
-    /// Writes one entry, ordered against loads of the same key.
-    async fn write(
-        &self,
-        key: &str,
-        payload: Bytes,
-        codec: u8,
-        options: &EntryOptions,
-    ) -> Result<()> {
-        let stored = self.keys.stored(key)?;
-        let resolved = self.resolve(options)?;
-        let now = self.now();
-        let plan = resolved.plan(now, false);
-        let bytes = self.entry_bytes(&stored, key, payload, codec, &resolved, &plan, now, false);
-        let gate = self.gate(&stored.full);
-        let _writing = gate.lock.read().await;
-        gate.generation.fetch_add(1, Ordering::AcqRel);
-        self.copies.forget(&stored.full);
-        self.backend
-            .set(&stored.full, bytes, &plan.set_options)
-            .await?;
-        Ok(())
-    }
-
-    /// A key for `incr`/`decr`: never hashed (a raw counter has no room for
-    /// the original key).
-    fn counter_key(&self, key: &str) -> Result<StoredKey> {
-        let stored = self.keys.stored(key)?;
-        if stored.hashed {
-            return Err(Error::invalid_input(
-                NAME,
-                format!(
-                    "the counter key `{key}` would have to be hashed (it is too long for the \
-                     backend's limit of {} bytes after the namespace and version, or starts \
-                     with `#h:`), and counters cannot carry the original key",
-                    self.backend.capabilities().max_key_len
-                ),
-            ));
-        }
-        Ok(stored)
     }
 }
 
@@ -704,10 +358,7 @@ impl<C: Codec> Cache<C> {
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let inner = &*self.inner;
         let stored = inner.keys.stored(key)?;
-        let gate = inner.gate(&stored.full);
-        let _writing = gate.lock.read().await;
-        gate.generation.fetch_add(1, Ordering::AcqRel);
-        inner.copies.forget(&stored.full);
+        let _writing = inner.enter_write(&stored.full).await;
         inner.backend.delete(&stored.full).await
     }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::backend::{Expiry, SetOptions};
 
+use super::clock::millis;
 use super::keys::KeySpace;
 
 /// Options of one write ([`Cache::set`](super::Cache::set), ...) or one
@@ -31,8 +32,7 @@ pub struct EntryOptions {
     negative_ttl: Option<Option<Duration>>,
     jitter: Option<Duration>,
     tags: Vec<String>,
-    fail_safe: Option<bool>,
-    fail_safe_max_age: Option<Duration>,
+    fail_safe: Option<Option<Duration>>,
     soft_timeout: Option<Option<Duration>>,
     hard_timeout: Option<Option<Duration>>,
 }
@@ -77,7 +77,7 @@ impl EntryOptions {
     }
 
     /// Does not cache a loader's "not found", whatever the cache's default.
-    pub fn no_negative_caching(mut self) -> Self {
+    pub fn no_negative_ttl(mut self) -> Self {
         self.negative_ttl = Some(None);
         self
     }
@@ -101,18 +101,19 @@ impl EntryOptions {
         self
     }
 
-    /// Turns fail-safe on or off for this call. Turning it on needs a
-    /// `fail_safe_max_age`, from the cache or from
-    /// [`fail_safe_max_age`](Self::fail_safe_max_age).
-    pub fn fail_safe(mut self, enabled: bool) -> Self {
-        self.fail_safe = Some(enabled);
+    /// Fail-safe for this call, with this maximum age: when the load or
+    /// the backend fails, a stale value younger than `max_age` is returned
+    /// instead of the error (as
+    /// [`CacheBuilder::fail_safe`](super::CacheBuilder::fail_safe), which
+    /// sets the default). At least the time a value stays fresh.
+    pub fn fail_safe(mut self, max_age: Duration) -> Self {
+        self.fail_safe = Some(Some(max_age));
         self
     }
 
-    /// Turns fail-safe on with this maximum age for this call.
-    pub fn fail_safe_max_age(mut self, max_age: Duration) -> Self {
-        self.fail_safe = Some(true);
-        self.fail_safe_max_age = Some(max_age);
+    /// No fail-safe for this call, whatever the cache's default.
+    pub fn no_fail_safe(mut self) -> Self {
+        self.fail_safe = Some(None);
         self
     }
 
@@ -155,7 +156,8 @@ pub(super) struct Defaults {
     pub(super) soft_ttl: Option<Duration>,
     pub(super) negative_ttl: Option<Duration>,
     pub(super) jitter: Option<Duration>,
-    pub(super) fail_safe_max_age: Option<Duration>,
+    /// The maximum age of values fail-safe serves; `None` = off.
+    pub(super) fail_safe: Option<Duration>,
     pub(super) fail_safe_throttle: Duration,
     pub(super) soft_timeout: Option<Duration>,
     pub(super) hard_timeout: Option<Duration>,
@@ -183,17 +185,13 @@ pub(super) struct Plan {
     pub(super) set_options: SetOptions,
 }
 
-fn ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl Defaults {
     /// Checks the options; the message names the option at fault.
     pub(super) fn check(&self) -> std::result::Result<(), String> {
         let nonzero = [
             ("soft_ttl", self.soft_ttl),
             ("negative_ttl", self.negative_ttl),
-            ("fail_safe_max_age", self.fail_safe_max_age),
+            ("fail_safe", self.fail_safe),
             ("soft_timeout", self.soft_timeout),
             ("hard_timeout", self.hard_timeout),
         ];
@@ -207,7 +205,7 @@ impl Defaults {
                 return Err(format!("{name} is zero"));
             }
         }
-        if self.fail_safe_max_age.is_some() && self.fail_safe_throttle.is_zero() {
+        if self.fail_safe.is_some() && self.fail_safe_throttle.is_zero() {
             return Err("fail_safe_throttle is zero".into());
         }
         if let (Some(soft), Expiry::After(ttl)) = (self.soft_ttl, self.expiry)
@@ -221,12 +219,12 @@ impl Defaults {
             Expiry::After(ttl) => Some(ttl),
             Expiry::Default | Expiry::Never => None,
         });
-        if let (Some(max_age), Some(fresh_for)) = (self.fail_safe_max_age, fresh_for)
+        if let (Some(max_age), Some(fresh_for)) = (self.fail_safe, fresh_for)
             && max_age < fresh_for
         {
             return Err(format!(
-                "fail_safe_max_age ({max_age:?}) must be at least the time a value stays fresh \
-                 (the soft_ttl, or else the ttl: {fresh_for:?})"
+                "fail_safe ({max_age:?}, the maximum age) must be at least the time a value \
+                 stays fresh (the soft_ttl, or else the ttl: {fresh_for:?})"
             ));
         }
         if let (Some(soft), Some(hard)) = (self.soft_timeout, self.hard_timeout)
@@ -258,18 +256,8 @@ impl Defaults {
         if let Some(jitter) = options.jitter {
             merged.jitter = Some(jitter);
         }
-        if let Some(max_age) = options.fail_safe_max_age {
-            merged.fail_safe_max_age = Some(max_age);
-        }
-        match options.fail_safe {
-            Some(false) => merged.fail_safe_max_age = None,
-            Some(true) if merged.fail_safe_max_age.is_none() => {
-                return Err(
-                    "fail_safe is on but neither the cache nor the call sets fail_safe_max_age"
-                        .into(),
-                );
-            }
-            _ => {}
+        if let Some(fail_safe) = options.fail_safe {
+            merged.fail_safe = fail_safe;
         }
         if let Some(soft) = options.soft_timeout {
             merged.soft_timeout = soft;
@@ -284,7 +272,7 @@ impl Defaults {
             negative_ttl: merged.negative_ttl,
             jitter: merged.jitter.filter(|j| !j.is_zero()),
             tags: options.tags.iter().map(|t| keys.tag(t)).collect(),
-            fail_safe: merged.fail_safe_max_age.map(|max_age| FailSafe {
+            fail_safe: merged.fail_safe.map(|max_age| FailSafe {
                 max_age,
                 throttle: merged.fail_safe_throttle,
             }),
@@ -305,7 +293,7 @@ impl Resolved {
     /// a `negative_ttl`).
     pub(super) fn plan(&self, now: u64, negative: bool) -> Plan {
         let extra = self.jitter.map_or(Duration::ZERO, |j| {
-            Duration::from_millis(fastrand::u64(0..=ms(j)))
+            Duration::from_millis(fastrand::u64(0..=millis(j)))
         });
         let mut set_options = SetOptions::new();
         set_options.tags.clone_from(&self.tags);
@@ -320,7 +308,7 @@ impl Resolved {
         }
         let soft_deadline = self
             .soft_ttl
-            .map_or(0, |soft| now.saturating_add(ms(soft + extra)));
+            .map_or(0, |soft| now.saturating_add(millis(soft + extra)));
         let (expiry, hard_deadline) = match self.expiry {
             Expiry::After(ttl) => {
                 let ttl = ttl + extra;
@@ -329,7 +317,7 @@ impl Resolved {
                     // envelope's hard deadline says when it expires.
                     Some(fail_safe) if fail_safe.max_age > ttl => (
                         Expiry::After(fail_safe.max_age),
-                        now.saturating_add(ms(ttl)),
+                        now.saturating_add(millis(ttl)),
                     ),
                     _ => (Expiry::After(ttl), 0),
                 }

@@ -1,0 +1,116 @@
+//! The distributed lock of loads: one process at a time loads a key
+//! ([`CacheBuilder::distributed_lock`](super::CacheBuilder::distributed_lock)).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::backend::SetOptions;
+
+use super::Codec;
+use super::flight::{FlightState, Job, Outcome, fresh_outcome};
+use super::inner::Inner;
+
+/// The settings of [`CacheBuilder::distributed_lock`](super::CacheBuilder::distributed_lock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct DistributedLock {
+    pub(super) lock_ttl: Duration,
+    pub(super) wait: Duration,
+}
+
+/// How taking the lock before a load ended.
+pub(super) enum Taken {
+    /// This load holds the lock: it loads, then releases it.
+    Held(HeldLock),
+    /// Another process held the lock and stored a value in time.
+    Answered(Outcome),
+    /// No lock: none is configured, the backend failed, or the holder
+    /// stored nothing in time. The load goes ahead.
+    Not,
+}
+
+/// A lock this load holds: its key and the token it wrote.
+pub(super) struct HeldLock {
+    key: String,
+    token: String,
+}
+
+/// Takes the lock of `job`'s key if the cache has one. A loser tells the
+/// callers (they may serve a stale value at once), then waits for the
+/// holder's value.
+pub(super) async fn take<C: Codec>(
+    inner: &Inner<C>,
+    job: &Job,
+    tx: &watch::Sender<FlightState>,
+) -> Taken {
+    let Some(lock) = inner.lock else {
+        return Taken::Not;
+    };
+    let key = inner.keys.lock_key(&job.key);
+    let token = format!("{:032x}", fastrand::u128(..));
+    let options = SetOptions::new().ttl(lock.lock_ttl).if_absent();
+    match inner
+        .backend
+        .set(&key, Bytes::from(token.clone()), &options)
+        .await
+    {
+        Ok(true) => Taken::Held(HeldLock { key, token }),
+        Ok(false) => {
+            tx.send_modify(|state| state.busy_elsewhere = true);
+            if let Some(outcome) = poll_for_value(inner, job, lock.wait).await {
+                return Taken::Answered(outcome);
+            }
+            tracing::debug!(key = %job.user_key, "the lock holder stored nothing in time; loading");
+            Taken::Not
+        }
+        Err(error) => {
+            tracing::warn!(key = %job.user_key, %error, "could not take the distributed lock; loading");
+            Taken::Not
+        }
+    }
+}
+
+/// A lock loser waits for the holder's value: polls with backoff until a
+/// fresh entry other than the one the load started from appears, or `wait`
+/// has passed.
+async fn poll_for_value<C: Codec>(inner: &Inner<C>, job: &Job, wait: Duration) -> Option<Outcome> {
+    const FIRST_POLL: Duration = Duration::from_millis(10);
+    const MAX_POLL: Duration = Duration::from_millis(250);
+    let deadline = Instant::now() + wait;
+    let mut delay = FIRST_POLL;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        tokio::time::sleep(delay.min(deadline - now)).await;
+        delay = (delay * 2).min(MAX_POLL);
+        if let Ok(Some(bytes)) = inner.backend.get(&job.key.full).await
+            && let Some(outcome) = fresh_outcome(inner, job, bytes)
+        {
+            return Some(outcome);
+        }
+    }
+}
+
+impl HeldLock {
+    /// Deletes the lock if this load still holds it (a read, then a
+    /// delete: not atomic; at worst another holder's lock goes early, which
+    /// costs one extra load).
+    pub(super) async fn release<C: Codec>(self, inner: &Inner<C>) {
+        let HeldLock { key, token } = self;
+        match inner.backend.get(&key).await {
+            Ok(Some(current)) if current == token.as_bytes() => {
+                if let Err(error) = inner.backend.delete(&key).await {
+                    tracing::warn!(key = %key, %error, "could not release the distributed lock");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(key = %key, %error, "could not release the distributed lock");
+            }
+        }
+    }
+}
