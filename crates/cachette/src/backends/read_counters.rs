@@ -51,8 +51,8 @@ impl ReadCounters {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// (hits, misses) summed over the stripes.
     /// Counts `hits` hits and `misses` misses at once (batch reads).
+    #[cfg(feature = "redis")]
     pub(crate) fn add(&self, hits: u64, misses: u64) {
         let stripe = &self.stripes[stripe_of_this_thread()];
         stripe.hits.fetch_add(hits, Ordering::Relaxed);

@@ -32,9 +32,9 @@
 //! | `max_entries`     | an integer |
 //! | `max_bytes`       | bytes with an optional unit (`64MiB`, `1GB`) |
 //! | `default_ttl`     | a duration (`150ms`, `30s`, `5m`) |
-//! | `fsync`           | `true` or `false` (default) |
-//! | `allow_non_empty` | `true` or `false` (default): adopt a directory without a cachette marker |
-//! | `max_key_len`     | an integer (bytes; default 4096) |
+//! | `fsync`           | a flag, off by default (`true`/`false`, `on`/`off`, … as in [`params`](crate::params)) |
+//! | `allow_non_empty` | a flag, off by default: adopt a directory without a cachette marker |
+//! | `max_key_len`     | bytes with an optional unit (default 4096) |
 //! | `max_value_len`   | bytes with an optional unit (default and at most 512 MiB) |
 //!
 //! The builder ([`FileBackend::builder`]) has the same options.

@@ -22,7 +22,10 @@
 //!
 //! # Options
 //!
-//! Built with [`TieredBackend::builder`] (there is no URL form yet):
+//! Built with [`TieredBackend::builder`], or from a `CacheManager` TOML
+//! entry with the keys `l1`, `l2`, `l1_ttl` and `channel` (see
+//! [`CacheConfig`](crate::manager::CacheConfig)); a tiered cache has no URL
+//! of its own:
 //!
 //! | option | default | meaning |
 //! |--------|---------|---------|
