@@ -35,58 +35,57 @@ enum Slot {
     Absent(&'static [SchemeInfo]),
 }
 
-/// The slots, in the order [`schemes`] lists them.
+/// A backend's slot: its own declarations when its `feature` is on, else
+/// the names of its schemes with that feature to enable.
+macro_rules! slot {
+    ($feature:literal, $declared:path, [$(($scheme:literal, $description:literal)),+ $(,)?]) => {{
+        #[cfg(feature = $feature)]
+        let slot = Slot::Compiled($declared);
+        #[cfg(not(feature = $feature))]
+        let slot = Slot::Absent(const { &[$(SchemeInfo::absent($scheme, $feature, $description)),+] });
+        slot
+    }};
+}
+
+/// The slots, in the order [`schemes`] lists them. The descriptions here
+/// are shown only for backends left out of the build (a module that is not
+/// compiled cannot be read); a compiled backend's own declaration wins.
 fn slots() -> [Slot; 7] {
     [
-        #[cfg(feature = "memory")]
-        Slot::Compiled(crate::backends::memory::url::SCHEMES),
-        #[cfg(not(feature = "memory"))]
-        Slot::Absent(
-            const {
-                &[SchemeInfo::absent(
-                    "memory",
-                    "memory",
-                    "in-process engine: LRU, FIFO, SIEVE or S3-FIFO; TTL; byte bounds; tags",
-                )]
-            },
+        slot!(
+            "memory",
+            crate::backends::memory::url::SCHEMES,
+            [(
+                "memory",
+                "in-process engine: LRU, FIFO, SIEVE or S3-FIFO; TTL; byte bounds; tags"
+            )]
         ),
-        #[cfg(feature = "file")]
-        Slot::Compiled(crate::backends::file::url::SCHEMES),
-        #[cfg(not(feature = "file"))]
-        Slot::Absent(
-            const {
-                &[SchemeInfo::absent(
-                    "file",
-                    "file",
-                    "one file per entry, atomic writes, bounded size, shared by processes",
-                )]
-            },
+        slot!(
+            "file",
+            crate::backends::file::url::SCHEMES,
+            [(
+                "file",
+                "one file per entry, atomic writes, bounded size, shared by processes"
+            )]
         ),
-        #[cfg(feature = "redb")]
-        Slot::Compiled(crate::backends::redb::url::SCHEMES),
-        #[cfg(not(feature = "redb"))]
-        Slot::Absent(
-            const {
-                &[SchemeInfo::absent(
-                    "redb",
-                    "redb",
-                    "embedded ACID store (pure Rust): one database file, namespaces, TTL, tags",
-                )]
-            },
+        slot!(
+            "redb",
+            crate::backends::redb::url::SCHEMES,
+            [(
+                "redb",
+                "embedded ACID store (pure Rust): one database file, namespaces, TTL, tags"
+            )]
         ),
-        #[cfg(feature = "redis")]
-        Slot::Compiled(crate::backends::redis::url::SCHEMES),
-        #[cfg(not(feature = "redis"))]
-        Slot::Absent(
-            const {
-                &[
-                    SchemeInfo::absent("redis", "redis", "Redis, standalone"),
-                    SchemeInfo::absent("rediss", "redis", "Redis, standalone, over TLS"),
-                    SchemeInfo::absent("redis+unix", "redis", "Redis over a Unix socket"),
-                    SchemeInfo::absent("redis+cluster", "redis", "Redis Cluster"),
-                    SchemeInfo::absent("redis+sentinel", "redis", "Redis behind Sentinel"),
-                ]
-            },
+        slot!(
+            "redis",
+            crate::backends::redis::url::SCHEMES,
+            [
+                ("redis", "Redis, standalone"),
+                ("rediss", "Redis, standalone, over TLS"),
+                ("redis+unix", "Redis over a Unix socket"),
+                ("redis+cluster", "Redis Cluster"),
+                ("redis+sentinel", "Redis behind Sentinel"),
+            ]
         ),
         // Backends not written yet: their features do not exist.
         Slot::Absent(
@@ -105,28 +104,21 @@ fn slots() -> [Slot; 7] {
                 ]
             },
         ),
-        #[cfg(feature = "tiered")]
-        Slot::Compiled(crate::backends::tiered::url::SCHEMES),
-        #[cfg(not(feature = "tiered"))]
-        Slot::Absent(
-            const {
-                &[SchemeInfo::absent(
-                    "tiered",
-                    "tiered",
-                    "L1 + L2 over any two backends, from a TOML table (`l1`, `l2`)",
-                )]
-            },
+        slot!(
+            "tiered",
+            crate::backends::tiered::url::SCHEMES,
+            [(
+                "tiered",
+                "L1 + L2 over any two backends, from a TOML table (`l1`, `l2`)"
+            )]
         ),
-        #[cfg(feature = "near")]
-        Slot::Compiled(crate::backends::near::url::SCHEMES),
-        #[cfg(not(feature = "near"))]
-        Slot::Absent(
-            const {
-                &[
-                    SchemeInfo::absent("near+redis", "near", "near cache over Redis"),
-                    SchemeInfo::absent("near+rediss", "near", "near cache over Redis with TLS"),
-                ]
-            },
+        slot!(
+            "near",
+            crate::backends::near::url::SCHEMES,
+            [
+                ("near+redis", "near cache over Redis"),
+                ("near+rediss", "near cache over Redis with TLS"),
+            ]
         ),
     ]
 }
