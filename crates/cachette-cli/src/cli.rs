@@ -22,7 +22,9 @@ Examples:
   cachette --config caches.toml --cache pages get home
   cachette sim --zipf 1.0 --capacity 1000,10000 --plot zipf.svg
 
-Logs go to stderr; set RUST_LOG (default: warn) to see more.";
+Logs go to stderr; set RUST_LOG (default: warn) to see more.
+How cachette is built, and the rules every backend follows: docs/design.md
+in the cachette repository.";
 
 /// Inspect, query and benchmark any cachette backend.
 #[derive(Debug, Parser)]
