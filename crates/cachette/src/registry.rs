@@ -163,7 +163,7 @@ fn compiled(scheme: &str) -> Option<&'static Scheme> {
 /// | `policy`          | `lru`, `fifo`, `sieve` or `s3fifo`                            |
 /// | `default_ttl`     | a duration: `150ms`, `30s`, `5m`, `1h 30m`                    |
 /// | `shards`          | a power of two up to 1024                                     |
-/// | `expiry_interval` | a duration                                                    |
+/// | `purge_interval`  | a duration                                                    |
 /// | `max_key_len`     | a byte size                                                   |
 ///
 /// A tiered cache has no URL: it opens from a TOML table through the

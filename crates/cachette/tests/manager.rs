@@ -127,7 +127,7 @@ async fn unknown_parameter_is_named_with_the_expected_ones() {
         &[
             "unknown parameter `max_entires` for memory://",
             "expected one of max_entries, max_bytes, policy, default_ttl,",
-            "shards, expiry_interval, max_key_len;",
+            "shards, purge_interval, max_key_len;",
             "did you mean `max_entries`?",
         ],
     )
@@ -199,10 +199,10 @@ async fn shards_that_are_not_a_power_of_two_come_through_from_the_builder() {
 }
 
 #[tokio::test]
-async fn zero_expiry_interval_comes_through_from_the_builder() {
+async fn zero_purge_interval_comes_through_from_the_builder() {
     open_config_error(
-        "memory://?expiry_interval=0s",
-        &["expiry_interval must be greater than zero"],
+        "memory://?purge_interval=0s",
+        &["purge_interval must be greater than zero"],
     )
     .await;
 }

@@ -93,7 +93,7 @@ pub struct MemoryBuilder {
     pub(super) limits: BuilderLimits,
     pub(super) policy: Policy,
     pub(super) shards: Option<usize>,
-    pub(super) expiry_interval: Duration,
+    pub(super) purge_interval: Duration,
     /// Hash keys with a fixed seed instead of a random one, so that runs
     /// repeat exactly (simulations); keys from outside could then be
     /// chosen to collide, so only the crate's own replays use it.
@@ -106,7 +106,7 @@ impl Default for MemoryBuilder {
             limits: BuilderLimits::default(),
             policy: Policy::default(),
             shards: None,
-            expiry_interval: Duration::from_secs(1),
+            purge_interval: Duration::from_secs(1),
             fixed_hash_seed: false,
         }
     }
@@ -156,9 +156,15 @@ impl MemoryBuilder {
     /// How often the background task removes expired entries (default 1 s).
     /// It runs only if the backend is built inside a tokio runtime; reads
     /// check deadlines lazily in any case.
-    pub fn expiry_interval(mut self, interval: Duration) -> Self {
-        self.expiry_interval = interval;
+    pub fn purge_interval(mut self, interval: Duration) -> Self {
+        self.purge_interval = interval;
         self
+    }
+
+    /// The former name of [`purge_interval`](Self::purge_interval).
+    #[deprecated(note = "renamed `purge_interval`, the name redb uses for the same option")]
+    pub fn expiry_interval(self, interval: Duration) -> Self {
+        self.purge_interval(interval)
     }
 
     /// The longest key accepted, in bytes (default 4096).
@@ -171,10 +177,10 @@ impl MemoryBuilder {
     pub fn build(self) -> Result<MemoryBackend> {
         // Keys live in memory: no limit of the store's own beyond usize.
         self.limits.validate(NAME, usize::MAX)?;
-        if self.expiry_interval.is_zero() {
+        if self.purge_interval.is_zero() {
             return Err(Error::config(
                 NAME,
-                "expiry_interval must be greater than zero",
+                "purge_interval must be greater than zero",
             ));
         }
         if let Some(shards) = self.shards

@@ -179,7 +179,7 @@ impl MemoryBackend {
         inner.sweeper.start(
             NAME,
             Arc::downgrade(&inner),
-            builder.expiry_interval,
+            builder.purge_interval,
             |inner| async move { Ok(MemoryBackend { inner }.purge(u64::MAX)) },
         );
         MemoryBackend { inner }

@@ -182,7 +182,7 @@ fn expired_entries_are_removed_in_the_background() {
         .unwrap()
         .block_on(async {
             let cache = MemoryBackend::builder()
-                .expiry_interval(Duration::from_millis(50))
+                .purge_interval(Duration::from_millis(50))
                 .build()
                 .unwrap();
             let options = SetOptions::new().ttl(Duration::from_millis(100));

@@ -26,7 +26,7 @@ const PARAMS: &[&str] = &[
     "policy",
     "default_ttl",
     "shards",
-    "expiry_interval",
+    "purge_interval",
     "max_key_len",
 ];
 
@@ -70,8 +70,8 @@ fn builder(url: &Url) -> Result<super::MemoryBuilder> {
     if let Some(shards) = params.integer("shards")? {
         builder = builder.shards(shards);
     }
-    if let Some(interval) = params.duration("expiry_interval")? {
-        builder = builder.expiry_interval(interval);
+    if let Some(interval) = params.duration("purge_interval")? {
+        builder = builder.purge_interval(interval);
     }
     if let Some(max) = params.byte_len("max_key_len")? {
         builder = builder.max_key_len(max);
