@@ -111,6 +111,9 @@ fn an_unknown_scheme_is_an_error_naming_the_scheme() {
 fn the_url_comes_from_cachette_url_when_not_given() {
     let output = Command::new(env!("CARGO_BIN_EXE_cachette"))
         .args(["ping"])
+        .env_remove("CACHETTE_CONFIG")
+        .env_remove("CACHETTE_CACHE")
+        .env_remove("RUST_LOG")
         .env("CACHETTE_URL", "fromenv://x")
         .output()
         .expect("the cachette binary runs");

@@ -246,6 +246,31 @@ pub(super) const LONG_TTL: Duration = Duration::from_secs(10);
 impl Scope {
     /// Checks that `found` is `ExpiresIn(d)` with `d` at most `ttl` and at
     /// least `ttl` minus the time since the write (minus `slack`).
+    /// Like [`assert_expires_in`](Self::assert_expires_in) for a key
+    /// written (or touched) at `written` with `ttl`, except that a reply
+    /// that comes after the TTL has run out (a busy machine) may find the
+    /// key missing. Returns whether the key was there.
+    #[track_caller]
+    pub(super) fn assert_expires_in_unless_late(
+        &self,
+        found: crate::KeyTtl,
+        ttl: Duration,
+        written: tokio::time::Instant,
+        slack: Duration,
+        what: impl fmt::Display,
+    ) -> bool {
+        if found == crate::KeyTtl::Missing {
+            let since = written.elapsed();
+            assert!(
+                since + slack >= ttl,
+                "{self}: {what}: a key with a {ttl:?} TTL vanished after only {since:?}"
+            );
+            return false;
+        }
+        self.assert_expires_in(found, ttl, written.elapsed(), slack, what);
+        true
+    }
+
     #[track_caller]
     pub(super) fn assert_expires_in(
         &self,
