@@ -15,7 +15,7 @@
 //! | flag      | `true`, `false`, `1`, `0`, `yes`, `no`, `on`, `off` (any case)       |
 //! | integer   | a whole number, e.g. `10000`                                         |
 //! | byte size | a whole number with an optional unit: `B`, `KB`, `MB`, `GB`, `TB` (powers of 1000), `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024), any case: `4096`, `64MiB`, `1 GB` |
-//! | duration  | `150ms`, `30s`, `5m`, `1h 30m`                                       |
+//! | duration  | `150ms`, `30s`, `5m`, `1h 30m`, at most [`MAX_DURATION`] (100 years) |
 //!
 //! Key and value limits (`max_key_len`, `max_value_len`) are byte sizes in
 //! every scheme. Names and values are percent-decoded (`+` is a space) and
@@ -328,12 +328,10 @@ impl UrlParams {
         })
     }
 
-    /// A duration in humantime form (`150ms`, `5m`, `1h 30m`).
+    /// A duration in humantime form (`150ms`, `5m`, `1h 30m`), at most
+    /// [`MAX_DURATION`].
     pub(crate) fn duration(&mut self, name: &str) -> Result<Option<Duration>> {
-        self.take(name, |value| {
-            humantime::parse_duration(value)
-                .map_err(|_| "a duration such as `150ms`, `30s` or `5m`".to_owned())
-        })
+        self.take(name, parse_duration)
     }
 
     /// A value parsed by its type's `FromStr`, whose error names what it
@@ -349,6 +347,28 @@ impl UrlParams {
                 format!("parameter `{name}`: {}", err.message()),
             )
         })
+    }
+}
+
+/// The longest duration a URL or a configuration file may give: 100
+/// years (of 365.25 days). Longer ones, which no deadline needs, are
+/// [`ErrorKind::Config`](crate::ErrorKind::Config) errors naming the
+/// option, so that no clock arithmetic on them can overflow; to mean
+/// "never", leave the option out.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// Reads a duration in humantime form (`150ms`, `30s`, `5m`, `1h 30m`) of
+/// at most [`MAX_DURATION`]; the `Err` says what was expected.
+pub(crate) fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    const EXPECTED: &str = "a duration such as `150ms`, `30s` or `5m`";
+    match humantime::parse_duration(text.trim()) {
+        Ok(duration) if duration <= MAX_DURATION => Ok(duration),
+        Ok(_) => Err(format!("{EXPECTED}, of at most 100 years")),
+        // humantime reports an overflow as an error of its own.
+        Err(humantime::DurationError::NumberOverflow) => {
+            Err(format!("{EXPECTED}, of at most 100 years"))
+        }
+        Err(_) => Err(EXPECTED.to_owned()),
     }
 }
 

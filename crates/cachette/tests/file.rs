@@ -9,6 +9,9 @@
 
 #![cfg(all(feature = "file", feature = "testing"))]
 
+#[path = "support/durations.rs"]
+mod durations;
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -714,4 +717,169 @@ async fn a_current_thread_runtime_works_through_the_blocking_pool() {
         cache.keys("*").await.unwrap().try_collect().await.unwrap()
     };
     assert_eq!(listed.len(), 2);
+}
+
+// --- sub-millisecond and extreme durations ---
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_millisecond_default_ttl_is_rounded_up_to_one_millisecond() {
+    let dir = TempDir::new("sub-ms-ttl");
+    let cache = FileBackend::builder(dir.path())
+        .default_ttl(Duration::from_micros(300))
+        .build()
+        .unwrap();
+    durations::a_sub_millisecond_default_ttl_reads_back(&cache).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_durations_saturate_instead_of_panicking() {
+    let dir = TempDir::new("huge-durations");
+    let cache = FileBackend::builder(dir.path())
+        .default_ttl(Duration::MAX)
+        .build()
+        .unwrap();
+    durations::the_longest_durations_work(&cache).await;
+}
+
+// --- start-up ---
+
+/// Opens the same fresh directory from `count` threads at once.
+fn open_at_once(root: &Path, count: usize) -> Vec<cachette::Result<FileBackend>> {
+    let barrier = Arc::new(std::sync::Barrier::new(count));
+    let handles: Vec<_> = (0..count)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            let root = root.to_path_buf();
+            std::thread::spawn(move || {
+                barrier.wait();
+                FileBackend::builder(&root).build()
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn many_openers_of_a_fresh_directory_at_once_all_succeed() {
+    for round in 0..40 {
+        let dir = TempDir::new("race");
+        for result in open_at_once(dir.path(), 8) {
+            if let Err(error) = result {
+                panic!("round {round}: an opener failed: {error}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_directory_another_opener_is_preparing_opens() {
+    // What an opener sees when another one, a moment ahead, has written
+    // its marker under a temporary name and made its lock directory
+    // between this one's look for the marker and its listing.
+    let dir = TempDir::new("half-prepared");
+    std::fs::create_dir_all(dir.path().join(".cachette-locks")).unwrap();
+    std::fs::write(dir.path().join(".cachette-cache.tmp-0123456789abcdef"), b"").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    if let Err(error) = FileBackend::builder(dir.path()).build() {
+        panic!("the directory is refused: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_opener() {
+    let Ok(root) = std::env::var("CACHETTE_TEST_OPEN_DIR") else {
+        return;
+    };
+    let start: u128 = std::env::var("CACHETTE_TEST_OPEN_AT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Every child waits for the same moment, so that the opens overlap.
+    loop {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        if now >= start {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    match FileBackend::builder(&root).build() {
+        Ok(_) => println!("OPENED"),
+        Err(error) => println!("FAILED {error}"),
+    }
+}
+
+#[test]
+fn processes_opening_a_fresh_directory_at_once_all_succeed() {
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..5 {
+        let dir = TempDir::new("race-processes");
+        let start = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            + 500;
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                Command::new(&exe)
+                    .args(["--exact", "child_opener", "--nocapture", "--test-threads=1"])
+                    .env("CACHETTE_TEST_OPEN_DIR", dir.path())
+                    .env("CACHETTE_TEST_OPEN_AT", start.to_string())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                text.contains("OPENED"),
+                "round {round}: a child could not open: {text}"
+            );
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_root_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("world-writable");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let error = FileBackend::builder(dir.path()).build().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.message().contains("writable by others"), "{error}");
+    assert!(
+        error.message().contains(&dir.path().display().to_string()),
+        "{error}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_root_owned_by_another_user_is_refused() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        println!("skipped: only root can give a directory to another user");
+        return;
+    }
+    let dir = TempDir::new("foreign-owner");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let error = FileBackend::builder(dir.path()).build().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.message().contains("owned by another user"), "{error}");
+    assert!(
+        error.message().contains(&dir.path().display().to_string()),
+        "{error}"
+    );
 }

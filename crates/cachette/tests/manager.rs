@@ -870,3 +870,68 @@ async fn a_tiered_cache_with_a_channel_opens_from_toml() {
     );
     manager.close().await.unwrap();
 }
+
+// --- manager: the case of cache names ---
+
+#[test]
+fn env_variable_overrides_a_cache_whose_toml_name_has_capitals() {
+    let config = CacheManager::from_toml_str("[caches.Main]\nurl = \"memory://\"\n")
+        .unwrap()
+        .apply_env_vars([("CACHETTE_CACHES__MAIN__URL", "memory://?max_entries=5")])
+        .unwrap();
+    assert_eq!(config.caches.len(), 1, "{config:?}");
+    assert_eq!(config.caches["Main"].url, "memory://?max_entries=5");
+}
+
+#[tokio::test]
+async fn env_default_names_a_cache_without_regard_to_case() {
+    let manager = CacheManager::from_toml_str(TWO_CACHES)
+        .unwrap()
+        .apply_env_vars([("CACHETTE_DEFAULT", "SESSIONS")])
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(manager.default_name(), Some("sessions"));
+}
+
+#[tokio::test]
+async fn env_default_names_a_cache_the_environment_adds() {
+    let manager = CacheManagerConfig::new()
+        .apply_env_vars([
+            ("CACHETTE_DEFAULT", "User_Profiles"),
+            ("CACHETTE_CACHES__USER_PROFILES__URL", "memory://"),
+        ])
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(manager.names(), ["user_profiles"]);
+    assert_eq!(manager.default_name(), Some("user_profiles"));
+}
+
+#[test]
+fn env_variable_matching_two_names_that_differ_only_in_case_is_an_error() {
+    let err = CacheManager::from_toml_str(
+        "[caches.Main]\nurl = \"memory://\"\n[caches.MAIN]\nurl = \"memory://\"\n",
+    )
+    .unwrap()
+    .apply_env_vars([("CACHETTE_CACHES__main__URL", "memory://?max_entries=5")])
+    .unwrap_err();
+    assert_config_error(&err, &["CACHETTE_CACHES__main__URL", "`MAIN`", "`Main`"]);
+}
+
+#[test]
+fn toml_with_two_unknown_keys_reports_the_first() {
+    let err = CacheManager::from_toml_str(
+        "[caches.main]\nurl = \"memory://\"\nttl = \"5m\"\nsize = 10\n",
+    )
+    .unwrap_err();
+    assert_config_error(&err, &["unknown field `ttl`", "line 3"]);
+}
+
+#[test]
+fn toml_with_two_unknown_top_level_keys_reports_the_first() {
+    let err = CacheManager::from_toml_str("defualt = \"main\"\ncache = 1\n").unwrap_err();
+    assert_config_error(&err, &["unknown field `defualt`", "line 1"]);
+}

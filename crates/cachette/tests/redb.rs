@@ -7,6 +7,9 @@
 
 #![cfg(all(feature = "redb", feature = "testing"))]
 
+#[path = "support/durations.rs"]
+mod durations;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -602,4 +605,29 @@ async fn writes_survive_sigkill_and_read_back_whole() {
         cache.close().await.expect("close");
     }
     assert!(seen_values > 0, "the children must have written something");
+}
+
+// --- sub-millisecond and extreme durations ---
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_millisecond_default_ttl_is_rounded_up_to_one_millisecond() {
+    let dir = TempDir::new("sub-ms-ttl");
+    let cache = RedbBackend::builder(dir.file("c.redb"))
+        .durability(RedbDurability::Eventual)
+        .default_ttl(Duration::from_micros(300))
+        .build()
+        .unwrap();
+    durations::a_sub_millisecond_default_ttl_reads_back(&cache).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_durations_saturate_instead_of_panicking() {
+    let dir = TempDir::new("huge-durations");
+    let cache = RedbBackend::builder(dir.file("c.redb"))
+        .durability(RedbDurability::Eventual)
+        .default_ttl(Duration::MAX)
+        .purge_interval(Duration::MAX)
+        .build()
+        .unwrap();
+    durations::the_longest_durations_work(&cache).await;
 }

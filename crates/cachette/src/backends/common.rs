@@ -100,9 +100,13 @@ impl Limits {
     }
 
     /// The TTL `expiry` stands for (`None`: no expiry), rounded up to whole
-    /// milliseconds; a zero TTL is [`ErrorKind::InvalidInput`].
+    /// milliseconds (the default TTL too, so that a sub-millisecond one
+    /// lives 1 ms rather than being born expired); a zero TTL is
+    /// [`ErrorKind::InvalidInput`].
     pub(crate) fn ttl(&self, expiry: Expiry) -> Result<Option<Duration>> {
-        expiry.resolve(self.backend, self.default_ttl)
+        Ok(expiry
+            .resolve(self.backend, self.default_ttl)?
+            .map(whole_millis))
     }
 
     /// The deadline of a write made at `now` (milliseconds of some clock)
@@ -119,6 +123,13 @@ impl Limits {
             ..capabilities
         }
     }
+}
+
+/// `ttl` rounded up to whole milliseconds, at least 1 ms, saturating at
+/// `u64::MAX` milliseconds.
+pub(crate) fn whole_millis(ttl: Duration) -> Duration {
+    let millis = u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+    Duration::from_millis(millis.max(1))
 }
 
 /// The deadline `ttl` after `now` in milliseconds: `0` for no TTL ("never"),
@@ -379,6 +390,8 @@ impl PurgeTask {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        // A longer interval is never reached, and would overflow the clock.
+        let interval = interval.min(crate::params::MAX_DURATION);
         let task = runtime.spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -501,6 +514,26 @@ mod tests {
             deadline_after(u64::MAX, Some(Duration::from_secs(1))),
             u64::MAX
         );
+    }
+
+    #[test]
+    fn a_default_ttl_is_rounded_up_to_whole_milliseconds() {
+        let limits = Limits {
+            backend: "test",
+            max_key_len: 10,
+            max_value_len: None,
+            default_ttl: Some(Duration::from_micros(300)),
+        };
+        assert_eq!(
+            limits.ttl(Expiry::Default).unwrap(),
+            Some(Duration::from_millis(1))
+        );
+        assert_eq!(limits.deadline(Expiry::Default, 100).unwrap(), 101);
+        let huge = Limits {
+            default_ttl: Some(Duration::MAX),
+            ..limits
+        };
+        assert_eq!(huge.deadline(Expiry::Default, 100).unwrap(), u64::MAX);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::params::{redact, redact_text};
+use crate::params::{parse_duration, redact, redact_text};
 use crate::registry::open;
 
 use super::{CacheManager, MANAGER, resolve_default};
@@ -122,11 +122,9 @@ fn duration<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> std::result::Result<Option<Duration>, D::Error> {
     let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(text.trim())
+    parse_duration(&text)
         .map(Some)
-        .map_err(|_| {
-            serde::de::Error::custom(format!("expected a duration such as `10s`, got `{text}`"))
-        })
+        .map_err(|expected| serde::de::Error::custom(format!("expected {expected}, got `{text}`")))
 }
 
 impl CacheConfig {
@@ -158,8 +156,8 @@ impl CacheConfig {
             "CHANNEL" => self.channel = Some(value),
             _ => {
                 // Never echoed: values are not shown.
-                let ttl = humantime::parse_duration(value.trim())
-                    .map_err(|_| Error::config(MANAGER, "expected a duration such as `10s`"))?;
+                let ttl = parse_duration(&value)
+                    .map_err(|expected| Error::config(MANAGER, format!("expected {expected}")))?;
                 self.l1_ttl = Some(ttl);
             }
         }
@@ -269,24 +267,27 @@ impl CacheManagerConfig {
     }
 
     fn parse(toml: &str, origin: &str) -> Result<Self> {
-        let config: CacheManagerConfig = toml::from_str(toml).map_err(|err| {
-            let position = match err.span() {
-                Some(span) => {
-                    let (line, column) = line_and_column(toml, span.start);
-                    format!(" at line {line}, column {column}")
-                }
-                None => String::new(),
-            };
-            // The message may quote a value from the file, such as a URL
-            // with a password; the file's own lines are never echoed.
+        // The position and the message of a problem. The message may
+        // quote a value from the file, such as a URL with a password; the
+        // file's own lines are never echoed.
+        let error = |start: Option<usize>, message: &str| {
+            let position = start.map_or_else(String::new, |start| {
+                let (line, column) = line_and_column(toml, start);
+                format!(" at line {line}, column {column}")
+            });
             Error::config(
                 MANAGER,
                 format!(
                     "cannot parse {origin}{position}: {}",
-                    redact_text(err.message().trim_end())
+                    redact_text(message.trim_end())
                 ),
             )
-        })?;
+        };
+        if let Some((start, message)) = first_unknown_key(toml) {
+            return Err(error(Some(start), &message));
+        }
+        let config: CacheManagerConfig = toml::from_str(toml)
+            .map_err(|err| error(err.span().map(|span| span.start), err.message()))?;
         if config.caches.contains_key("") {
             return Err(Error::config(
                 MANAGER,
@@ -323,14 +324,21 @@ impl CacheManagerConfig {
     /// Applies environment variables given as `(name, value)` pairs, in
     /// order; [`with_env`](Self::with_env) passes the process environment.
     ///
-    /// - `CACHETTE_CACHES__<NAME>__URL=<url>` sets the URL of cache `<name>`
-    ///   (lower-cased), adding the cache if it is not configured yet.
+    /// - `CACHETTE_CACHES__<NAME>__URL=<url>` sets the URL of cache `<name>`,
+    ///   adding the cache if it is not configured yet.
     ///   `__` separates the levels, so a name may contain single `_`.
     ///   `..__L1`, `..__L2`, `..__L1_TTL` and `..__CHANNEL` set the keys of a
     ///   tiered cache the same way (see [`CacheConfig`]).
     /// - `CACHETTE_DEFAULT=<name>` names the default cache.
     ///
-    /// Variable names are matched without regard to case. An empty value is
+    /// Variable names are matched without regard to case, and so are the
+    /// cache names in them (environment variables are usually upper case):
+    /// `CACHETTE_CACHES__MAIN__URL` and `CACHETTE_DEFAULT=MAIN` both name a
+    /// cache configured as `[caches.Main]` or `[caches.main]`. A name that
+    /// matches no configured cache adds one named in lower case. Two
+    /// configured names that differ only in case cannot be told apart from
+    /// the environment: naming them is an error. Elsewhere (TOML, code,
+    /// [`CacheManager::get`]) names are exact. An empty value is
     /// ignored, as if the variable were unset. Other `CACHETTE_*` variables
     /// (the CLI's, say) are ignored.
     ///
@@ -360,6 +368,7 @@ impl CacheManagerConfig {
         K: AsRef<str>,
         V: Into<String>,
     {
+        let mut default_from_env = false;
         for (key, value) in vars {
             let key = key.as_ref();
             let upper = key.to_ascii_uppercase();
@@ -367,12 +376,15 @@ impl CacheManagerConfig {
             if upper == ENV_DEFAULT {
                 if !value.is_empty() {
                     self.default = Some(value);
+                    default_from_env = true;
                 }
                 continue;
             }
             let Some(rest) = upper.strip_prefix(ENV_CACHES) else {
                 continue;
             };
+            // The name as written: upper-casing ASCII keeps byte offsets.
+            let rest = &key[key.len() - rest.len()..];
             let parts: Vec<&str> = rest.split(ENV_SEPARATOR).collect();
             let [name, setting] = parts[..] else {
                 return Err(Error::config(
@@ -389,7 +401,8 @@ impl CacheManagerConfig {
                     format!("environment variable `{key}`: the cache name is empty"),
                 ));
             }
-            if !ENV_SETTINGS.contains(&setting) {
+            let setting = setting.to_ascii_uppercase();
+            if !ENV_SETTINGS.contains(&setting.as_str()) {
                 return Err(Error::config(
                     MANAGER,
                     format!(
@@ -401,13 +414,47 @@ impl CacheManagerConfig {
             if value.is_empty() {
                 continue;
             }
+            let in_variable =
+                |err: Error| err.context(format_args!("environment variable `{key}`"));
+            let name = self.cache_named(name).map_err(in_variable)?;
             self.caches
-                .entry(name.to_ascii_lowercase())
+                .entry(name)
                 .or_default()
-                .set(setting, value)
-                .map_err(|err| err.context(format_args!("environment variable `{key}`")))?;
+                .set(&setting, value)
+                .map_err(in_variable)?;
+        }
+        if let Some(default) = self.default.take_if(|_| default_from_env) {
+            self.default = Some(self.cache_named(&default)?);
         }
         Ok(self)
+    }
+
+    /// The configured cache that `name` (from the environment) stands for:
+    /// the one whose name equals it without regard to ASCII case, else
+    /// `name` in lower case, the name of a cache not configured yet.
+    /// Two configured names that differ only in case are an error.
+    fn cache_named(&self, name: &str) -> Result<String> {
+        let matching: Vec<&String> = self
+            .caches
+            .keys()
+            .filter(|known| known.eq_ignore_ascii_case(name))
+            .collect();
+        match matching[..] {
+            [] => Ok(name.to_ascii_lowercase()),
+            [known] => Ok(known.clone()),
+            _ => Err(Error::config(
+                MANAGER,
+                format!(
+                    "`{name}` matches the caches {}, which differ only in case; \
+                     the environment cannot tell them apart, rename one",
+                    matching
+                        .iter()
+                        .map(|known| format!("`{known}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            )),
+        }
     }
 
     /// The name of the default cache: `default` if given; otherwise the only
@@ -446,6 +493,45 @@ impl CacheManagerConfig {
         let caches = futures_util::future::try_join_all(opening).await?;
         CacheManager::assemble(caches, self.default)
     }
+}
+
+/// The keys of the top level of the TOML form.
+const TOP_KEYS: &[&str] = &["default", "caches"];
+/// The keys of a cache in the TOML form.
+const CACHE_KEYS: &[&str] = &["url", "l1", "l2", "l1_ttl", "channel"];
+
+/// The unknown key that comes first in the file, with its offset and the
+/// message that names it and the valid ones; `None` if every key is known
+/// (or the text does not parse, which `toml::from_str` then reports).
+/// Serde meets keys in sorted order, so it would name a later key.
+fn first_unknown_key(toml: &str) -> Option<(usize, String)> {
+    let root = toml::de::DeTable::parse(toml).ok()?;
+    let unknown = |table: &toml::de::DeTable<'_>, known: &'static [&'static str]| {
+        table
+            .keys()
+            .filter(|key| !known.contains(&key.get_ref().as_ref()))
+            .map(|key| {
+                let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+                let message = format!(
+                    "unknown field `{}`, expected one of {}",
+                    key.get_ref(),
+                    expected.join(", ")
+                );
+                (key.span().start, message)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut found = unknown(root.get_ref(), TOP_KEYS);
+    let caches = root
+        .get_ref()
+        .get("caches")
+        .and_then(|v| v.get_ref().as_table());
+    for cache in caches.into_iter().flat_map(|caches| caches.values()) {
+        if let Some(table) = cache.get_ref().as_table() {
+            found.extend(unknown(table, CACHE_KEYS));
+        }
+    }
+    found.into_iter().min_by_key(|&(start, _)| start)
 }
 
 /// Whether [`CacheManagerConfig::apply_env_vars`] reads this variable.

@@ -24,8 +24,9 @@
 //!
 //! See [`CacheConfig`] for every key of a cache. The environment:
 //! `CACHETTE_CACHES__<NAME>__<KEY>=<value>` sets or adds a key of cache
-//! `<name>` (lower-cased), `CACHETTE_DEFAULT=<name>` names the default; see
-//! [`CacheManagerConfig::apply_env_vars`].
+//! `<name>`, `CACHETTE_DEFAULT=<name>` names the default. Names from the
+//! environment match configured names without regard to case (a new one is
+//! added in lower case); see [`CacheManagerConfig::apply_env_vars`].
 //!
 //! When no default is named, the only cache is the default if there is
 //! exactly one, else the cache named `default` if there is one, else there

@@ -175,45 +175,46 @@ pub(super) fn remove_stale_temp(path: &Path, now: SystemTime) {
     }
 }
 
-/// Creates the directory if needed and checks or writes its marker.
+/// Creates the directory if needed, checks who may write to it, and
+/// checks or writes its marker.
+///
+/// Several processes may open a fresh directory at once: each creates it
+/// (or finds it made), and each either finds a marker or writes one
+/// whole under a temporary name and renames it over any other's.
 pub(super) fn prepare_dir(root: &Path, allow_non_empty: bool) -> Result<()> {
-    match fs::metadata(root) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return Err(Error::config(
-                NAME,
-                format!("{} is not a directory", root.display()),
-            ));
-        }
+    let meta = match fs::metadata(root) {
+        Ok(meta) => meta,
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             create_dir(root).map_err(|e| io_error("create the cache directory", root, e))?;
+            fs::metadata(root).map_err(|e| io_error("open the cache directory", root, e))?
         }
         Err(error) => return Err(io_error("open the cache directory", root, error)),
+    };
+    if !meta.is_dir() {
+        return Err(Error::config(
+            NAME,
+            format!("{} is not a directory", root.display()),
+        ));
     }
+    check_root_access(root, &meta)?;
     let marker = root.join(MARKER);
-    match fs::read_to_string(&marker) {
-        Ok(text) => return check_marker(&marker, &text),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(io_error("read the cache marker", &marker, error)),
+    if let Some(text) = read_marker(&marker)? {
+        return check_marker(&marker, &text);
     }
-    let entries = fs::read_dir(root).map_err(|e| io_error("list", root, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| io_error("list", root, e))?;
-        // Another process creating the marker at the same time.
-        let ours = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(MARKER));
-        if !ours && !allow_non_empty {
-            return Err(Error::config(
-                NAME,
-                format!(
-                    "the directory {} is not empty and is not a cachette cache (it has no {MARKER} file); \
-                     use an empty or new directory, or set allow_non_empty to adopt it",
-                    root.display()
-                ),
-            ));
+    if !allow_non_empty && has_foreign_files(root)? {
+        // Another process may have written its marker, then its lock
+        // directory, since the marker was read.
+        if let Some(text) = read_marker(&marker)? {
+            return check_marker(&marker, &text);
         }
+        return Err(Error::config(
+            NAME,
+            format!(
+                "the directory {} is not empty and is not a cachette cache (it has no {MARKER} file); \
+                 use an empty or new directory, or set allow_non_empty to adopt it",
+                root.display()
+            ),
+        ));
     }
     // Written whole under a temporary name, then renamed, so that another
     // process never reads half a marker.
@@ -229,6 +230,68 @@ pub(super) fn prepare_dir(root: &Path, allow_non_empty: bool) -> Result<()> {
         let _ = fs::remove_file(&temp);
         return Err(io_error("write the cache marker", &marker, error));
     }
+    Ok(())
+}
+
+/// The text of the marker, `None` if there is none yet.
+fn read_marker(marker: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(marker) {
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(io_error("read the cache marker", marker, error)),
+    }
+}
+
+/// Whether the directory holds anything but markers being written and the
+/// lock directory, both of which another opener may be creating.
+fn has_foreign_files(root: &Path) -> Result<bool> {
+    for entry in fs::read_dir(root).map_err(|e| io_error("list", root, e))? {
+        let entry = entry.map_err(|e| io_error("list", root, e))?;
+        let ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(MARKER) || n == super::lock::LOCK_DIR);
+        if !ours {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Refuses a cache directory that another user owns or that others may
+/// write to: they could plant entries that this process would serve, or
+/// read what it stores.
+fn check_root_access(root: &Path, meta: &Metadata) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if meta.uid() != euid {
+            return Err(Error::config(
+                NAME,
+                format!(
+                    "the cache directory {} is owned by another user (uid {}, this process runs as uid {euid}); \
+                     use a directory of your own",
+                    root.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+        if meta.mode() & 0o002 != 0 {
+            return Err(Error::config(
+                NAME,
+                format!(
+                    "the cache directory {} is writable by others (mode {:o}); \
+                     remove that permission (chmod o-w) or use a private directory",
+                    root.display(),
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (root, meta);
     Ok(())
 }
 

@@ -46,6 +46,11 @@
 //!   it. A non-empty directory without the marker is refused with a
 //!   [`Config`](crate::ErrorKind::Config) error naming it, unless
 //!   `allow_non_empty` is set. A marker of a newer format is refused.
+//!   Processes that open a fresh directory at the same moment all succeed.
+//! - On Unix, a directory owned by another user, or writable by others
+//!   (`o+w`), is refused with a [`Config`](crate::ErrorKind::Config) error
+//!   that names it and the problem: another user could plant entries this
+//!   process would serve.
 //! - Each entry is one file, named by the 128-bit hash of its key in hex
 //!   (two XXH64 with fixed seeds, stable across processes and versions),
 //!   in two levels of fan-out directories: `ab/cd/abcd…` (32 hex digits).
