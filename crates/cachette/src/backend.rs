@@ -19,8 +19,8 @@
 //! - [`Capabilities::max_key_len`] limits the key **the caller passes**, in
 //!   bytes; the default is [`DEFAULT_MAX_KEY_LEN`] (4096). A key one byte
 //!   longer is [`ErrorKind::InvalidInput`], and the message names the limit
-//!   ("the key is 4097 bytes long; the limit of this backend is 4096
-//!   bytes"). A layer or backend that adds a prefix or namespace to the
+//!   ("the key `aaaa…` is 4097 bytes long; the limit of this backend is
+//!   4096 bytes", a long key cut to its first 64 characters). A layer or backend that adds a prefix or namespace to the
 //!   keys it stores lowers its advertised limit accordingly, so that the
 //!   limit a caller reads is the one it is checked against. Use
 //!   [`validate_key`].
@@ -603,12 +603,35 @@ pub fn validate_key(backend: &'static str, key: &str, max_len: usize) -> Result<
         return Err(Error::invalid_input(
             backend,
             format!(
-                "the key is {} bytes long; the limit of this backend is {max_len} bytes",
+                "the key {} is {} bytes long; the limit of this backend is {max_len} bytes",
+                KeyInMessage(key),
                 key.len()
             ),
         ));
     }
     Ok(())
+}
+
+/// A key as error messages show it, in backticks: whole when short,
+/// otherwise its first [`KeyInMessage::SHOWN_CHARS`] characters and an
+/// ellipsis, so that a huge key never floods a log line. Messages give the
+/// key's length beside it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyInMessage<'a>(pub(crate) &'a str);
+
+impl KeyInMessage<'_> {
+    /// The characters shown of a long key.
+    pub(crate) const SHOWN_CHARS: usize = 64;
+}
+
+impl std::fmt::Display for KeyInMessage<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = self.0;
+        match key.char_indices().nth(Self::SHOWN_CHARS) {
+            None => write!(f, "`{key}`"),
+            Some((cut, _)) => write!(f, "`{}…`", &key[..cut]),
+        }
+    }
 }
 
 /// Checks a value's length against a backend's limit; the error names the

@@ -1,70 +1,136 @@
-//! Glob patterns for [`Backend::keys`](crate::Backend::keys), with the
-//! syntax of Redis `SCAN MATCH` so that every backend answers alike:
+//! Glob patterns for [`Backend::keys`](crate::Backend::keys), in the
+//! dialect of Redis (`KEYS`, `SCAN MATCH`) so that every backend answers
+//! alike:
 //!
 //! - `*` matches any run of characters (also none),
 //! - `?` matches one character,
-//! - `[abc]`, `[a-z]` and `[^abc]` match one character of (or not of) a set,
-//! - `\x` matches `x` literally, so `\*` is a literal star.
+//! - `[abc]` matches one character of the set, `[^abc]` one not in it
+//!   (only `^` negates: `[!a]` is the set of `!` and `a`),
+//! - `[a-z]` matches a range, also written reversed (`[z-a]`); a `-` right
+//!   before the closing `]` starts a range that ends at `]` (`[a-]`), as in
+//!   Redis,
+//! - `[]` matches nothing and `[^]` any one character (a `]` right after
+//!   `[` or `[^` closes the set),
+//! - an unclosed `[` takes the rest of the pattern as its set (`a[bc`
+//!   matches `ab` and `ac`, not `a[bc`),
+//! - `\x` matches `x` literally, in a set too, so `\*` is a literal star;
+//!   a trailing `\` matches itself.
+//!
+//! Redis compares bytes, this matcher characters: on ASCII they agree;
+//! on other text `?` and a set match one character where Redis matches
+//! one byte. A pattern of stars alone matches the empty text.
 //!
 //! [`escape`] turns a literal string (say, a key prefix that contains `*`)
 //! into a pattern that matches exactly that string.
-
 /// Whether `text` matches the glob `pattern`.
 pub fn matches(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
+    let tokens = compile(pattern);
     let text: Vec<char> = text.chars().collect();
-    matches_chars(&pattern, &text)
+    matches_tokens(&tokens, &text)
+}
+
+/// One element of a compiled pattern.
+#[derive(Debug, PartialEq)]
+enum Token {
+    Star,
+    AnyOne,
+    Literal(char),
+    /// Inclusive ranges (a single character is a range of one).
+    Set {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+impl Token {
+    fn accepts(&self, c: char) -> bool {
+        match self {
+            Token::Star | Token::AnyOne => true,
+            Token::Literal(l) => *l == c,
+            Token::Set { negated, ranges } => {
+                ranges.iter().any(|(low, high)| (*low..=*high).contains(&c)) != *negated
+            }
+        }
+    }
+}
+
+/// Compiles a pattern by the rules of the module docs.
+fn compile(pattern: &str) -> Vec<Token> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let token = match chars[i] {
+            '*' => Token::Star,
+            '?' => Token::AnyOne,
+            '[' => {
+                let (token, next) = compile_set(&chars, i + 1);
+                tokens.push(token);
+                i = next;
+                continue;
+            }
+            '\\' if i + 1 < chars.len() => {
+                i += 1;
+                Token::Literal(chars[i])
+            }
+            c => Token::Literal(c),
+        };
+        tokens.push(token);
+        i += 1;
+    }
+    tokens
+}
+
+/// Compiles the set that starts at `chars[start]` (after the `[`); returns
+/// it and the index after its `]` (or the end of an unclosed set).
+fn compile_set(chars: &[char], start: usize) -> (Token, usize) {
+    let mut i = start;
+    let negated = chars.get(i) == Some(&'^');
+    if negated {
+        i += 1;
+    }
+    let mut ranges = Vec::new();
+    while i < chars.len() {
+        let rest = chars.len() - i;
+        match chars[i] {
+            '\\' if rest >= 2 => {
+                ranges.push((chars[i + 1], chars[i + 1]));
+                i += 2;
+            }
+            ']' => return (Token::Set { negated, ranges }, i + 1),
+            low if rest >= 3 && chars[i + 1] == '-' => {
+                let high = chars[i + 2];
+                ranges.push((low.min(high), low.max(high)));
+                i += 3;
+            }
+            c => {
+                ranges.push((c, c));
+                i += 1;
+            }
+        }
+    }
+    (Token::Set { negated, ranges }, i)
 }
 
 /// Iterative matching with single-star backtracking: linear in practice,
 /// never exponential.
-fn matches_chars(pattern: &[char], text: &[char]) -> bool {
+fn matches_tokens(tokens: &[Token], text: &[char]) -> bool {
     let (mut p, mut t) = (0, 0);
-    // Where to resume after the last `*`: (pattern index after it, text index).
+    // Where to resume after the last `*`: (token index after it, text index).
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() {
-            match pattern[p] {
-                '*' => {
-                    star = Some((p + 1, t));
-                    p += 1;
-                    continue;
-                }
-                '?' => {
-                    p += 1;
-                    t += 1;
-                    continue;
-                }
-                '[' => match match_class(pattern, p, text[t]) {
-                    Some((true, next)) => {
-                        p = next;
-                        t += 1;
-                        continue;
-                    }
-                    Some((false, _)) => {}
-                    // An unclosed class: `[` stands for itself.
-                    None if text[t] == '[' => {
-                        p += 1;
-                        t += 1;
-                        continue;
-                    }
-                    None => {}
-                },
-                '\\' if p + 1 < pattern.len() => {
-                    if pattern[p + 1] == text[t] {
-                        p += 2;
-                        t += 1;
-                        continue;
-                    }
-                }
-                c => {
-                    if c == text[t] {
-                        p += 1;
-                        t += 1;
-                        continue;
-                    }
-                }
+        match tokens.get(p) {
+            Some(Token::Star) => {
+                star = Some((p + 1, t));
+                p += 1;
+                continue;
             }
+            Some(token) if token.accepts(text[t]) => {
+                p += 1;
+                t += 1;
+                continue;
+            }
+            _ => {}
         }
         match star {
             Some((star_p, star_t)) => {
@@ -75,56 +141,7 @@ fn matches_chars(pattern: &[char], text: &[char]) -> bool {
             None => return false,
         }
     }
-    pattern[p..].iter().all(|&c| c == '*')
-}
-
-/// Matches `c` against the class that opens at `pattern[open]`. Returns
-/// whether it matched and the index after the class, or `None` when the
-/// class is not closed (then `[` is taken literally).
-fn match_class(pattern: &[char], open: usize, c: char) -> Option<(bool, usize)> {
-    let mut i = open + 1;
-    let negate = matches!(pattern.get(i), Some('^') | Some('!'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    loop {
-        let current = *pattern.get(i)?;
-        if current == ']' && !first {
-            break;
-        }
-        first = false;
-        let (low, after_low) = if current == '\\' {
-            (*pattern.get(i + 1)?, i + 2)
-        } else {
-            (current, i + 1)
-        };
-        if pattern.get(after_low) == Some(&'-')
-            && pattern.get(after_low + 1).is_some_and(|&h| h != ']')
-        {
-            let (high, after_high) = if pattern[after_low + 1] == '\\' {
-                (*pattern.get(after_low + 2)?, after_low + 3)
-            } else {
-                (pattern[after_low + 1], after_low + 2)
-            };
-            let (low, high) = if low <= high {
-                (low, high)
-            } else {
-                (high, low)
-            };
-            if (low..=high).contains(&c) {
-                matched = true;
-            }
-            i = after_high;
-        } else {
-            if low == c {
-                matched = true;
-            }
-            i = after_low;
-        }
-    }
-    Some((matched != negate, i + 1))
+    tokens[p..].iter().all(|token| *token == Token::Star)
 }
 
 /// Escapes the glob characters of a literal, so that `escape(s)` matches
@@ -202,7 +219,45 @@ mod tests {
     }
 
     #[test]
-    fn unclosed_bracket_is_literal() {
-        assert!(matches("a[b", "a[b"));
+    fn an_unclosed_bracket_takes_the_rest_as_its_set() {
+        assert!(!matches("a[b", "a[b"));
+        assert!(matches("a[b", "ab"));
+        assert!(matches("a[bc", "ac"));
+        assert!(!matches("a[bc", "abc"));
+    }
+
+    #[test]
+    fn only_the_caret_negates_a_set() {
+        assert!(matches("[!a]", "!"));
+        assert!(matches("[!a]", "a"));
+        assert!(!matches("[!a]", "b"));
+        assert!(matches("[^a]", "!"));
+        assert!(matches("[^a]", "b"));
+        assert!(!matches("[^a]", "a"));
+    }
+
+    #[test]
+    fn ranges_reversed_and_open_ended() {
+        assert!(matches("[c-a]", "b"));
+        assert!(!matches("[c-a]", "d"));
+        // `-` before `]` starts a range up to `]`; the set is then unclosed.
+        assert!(matches("[a-]", "^"));
+        assert!(!matches("[a-]", "-"));
+        assert!(matches(r"[\-a]", "-"));
+        assert!(matches(r"[\]]", "]"));
+    }
+
+    #[test]
+    fn an_empty_set_matches_nothing_and_its_negation_anything() {
+        assert!(!matches("[]", "a"));
+        assert!(!matches("[]a]", "]a"));
+        assert!(matches("[^]", "x"));
+        assert!(matches("[^]a]", "xa]"));
+    }
+
+    #[test]
+    fn a_trailing_backslash_matches_itself() {
+        assert!(matches("a\\", "a\\"));
+        assert!(!matches("a\\", "a"));
     }
 }

@@ -130,8 +130,9 @@ pub(super) fn refuse_reentrant(cache: u64, stored: &StoredKey, key: &str) -> Res
         return Err(cache_error(
             ErrorKind::InvalidInput,
             format!(
-                "the loader of `{key}` asked for `{key}` again (a re-entrant get_or_load); \
-                 it would wait for itself"
+                "the loader of {key} asked for {key} again (a re-entrant get_or_load); \
+                 it would wait for itself",
+                key = crate::backend::KeyInMessage(key)
             ),
         ));
     }

@@ -151,9 +151,11 @@ impl<C: Codec> Inner<C> {
             return Err(Error::invalid_input(
                 NAME,
                 format!(
-                    "the counter key `{key}` would have to be hashed (it is too long for the \
-                     backend's limit of {} bytes after the namespace and version, or starts \
-                     with `#h:`), and counters cannot carry the original key",
+                    "the counter key {} ({} bytes) would have to be hashed (it is too long \
+                     for the backend's limit of {} bytes after the namespace and version, or \
+                     starts with `#h:`), and counters cannot carry the original key",
+                    crate::backend::KeyInMessage(key),
+                    key.len(),
                     self.backend.capabilities().max_key_len
                 ),
             ));

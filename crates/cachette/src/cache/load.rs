@@ -293,7 +293,10 @@ impl<C: Codec> Cache<C> {
         let Some(found) = fallback else {
             return Err(cache_error(
                 ErrorKind::Backend,
-                format!("the load of `{key}` ended without a value"),
+                format!(
+                    "the load of {} ended without a value",
+                    crate::backend::KeyInMessage(key)
+                ),
             ));
         };
         bump(&inner.counters.stale_served);

@@ -378,9 +378,9 @@ impl<C: Codec> Cache<C> {
         for ((key, stored), bytes) in keys.iter().zip(&stored).zip(answers) {
             let read = bytes.map(|bytes| inner.parse(bytes, stored.borrowed(), key));
             let value = match self.usable(&read) {
-                Some(found) => inner
-                    .decode(found)
-                    .map_err(|e| e.context(format_args!("key `{key}`")))?,
+                Some(found) => inner.decode(found).map_err(|e| {
+                    e.context(format_args!("key {}", crate::backend::KeyInMessage(key)))
+                })?,
                 None => None,
             };
             out.push(value);

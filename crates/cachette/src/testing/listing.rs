@@ -80,6 +80,45 @@ pub async fn keys_glob(subject: &dyn Backend) -> Outcome {
     Outcome::Passed
 }
 
+/// `keys(pattern)` follows the Redis glob dialect of [`crate::glob`]:
+/// only `^` negates a set (`[!a]` is the set of `!` and `a`), ranges may
+/// be reversed, and `\` escapes a character inside and outside a set.
+pub async fn keys_glob_dialect(subject: &dyn Backend) -> Outcome {
+    if !subject.capabilities().key_listing {
+        return Outcome::Skipped("key_listing is false");
+    }
+    let s = Scope::new(subject, "keys_glob_dialect");
+    let names = ["a", "b", "!", "^", "-", "]", "x*", "xy"];
+    for name in names {
+        s.put(subject, &s.key(name), b"v").await;
+    }
+    let base = escape(s.prefix());
+    let cases: [(&str, &[&str]); 8] = [
+        ("[!a]", &["!", "a"]),
+        ("[^a]", &["!", "-", "]", "^", "b"]),
+        ("[a-b]", &["a", "b"]),
+        ("[b-a]", &["a", "b"]),
+        (r"x\*", &["x*"]),
+        ("x[*]", &["x*"]),
+        (r"[\]\-]", &["-", "]"]),
+        (r"\!", &["!"]),
+    ];
+    for (pattern, expected) in cases {
+        let mut expected: Vec<String> = expected
+            .iter()
+            .map(|n| format!("{}{n}", s.prefix()))
+            .collect();
+        expected.sort();
+        let listed = s.keys(subject, &format!("{base}{pattern}")).await;
+        assert_eq!(
+            listed, expected,
+            "{s}: keys(prefix + {pattern:?}) must list the keys the Redis glob dialect matches"
+        );
+    }
+    s.cleanup(subject).await;
+    Outcome::Passed
+}
+
 /// `clear` removes every key of this backend and nothing of its sibling
 /// (another prefix or namespace over the same store, or another
 /// instance), including a key of the same name; the backend works after.

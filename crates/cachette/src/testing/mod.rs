@@ -110,7 +110,7 @@ pub use expiry::{
     zero_ttl_rejected,
 };
 pub use faults::FaultyBackend;
-pub use listing::{clear_keeps_sibling_keys, keys_glob};
+pub use listing::{clear_keeps_sibling_keys, keys_glob, keys_glob_dialect};
 pub use service::{health, stats_counters, unsupported_operations};
 pub use tags::{tag_invalidation, tag_overwrite};
 
@@ -284,6 +284,7 @@ impl Conformance {
                 incr_errors(dyn_subject);
                 incr_keeps_ttl(dyn_subject);
                 keys_glob(dyn_subject);
+                keys_glob_dialect(dyn_subject);
                 tag_invalidation(dyn_subject);
                 tag_overwrite(dyn_subject);
                 stats_counters(dyn_subject);

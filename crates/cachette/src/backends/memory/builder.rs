@@ -118,6 +118,11 @@ const MIN_ENTRIES_PER_SHARD: u64 = 256;
 /// Bytes per shard below which the automatic shard count is halved, so that
 /// one large value still fits in one shard.
 const MIN_BYTES_PER_SHARD: u64 = 4 << 20;
+/// Bytes per shard below which a shard count chosen with
+/// [`MemoryBuilder::shards`] is halved: a shard holds at least a few small
+/// entries. (Every chosen count keeps at least one entry of `max_entries`
+/// per shard, or the shards together would hold more than the bound.)
+const MIN_BYTES_PER_CHOSEN_SHARD: u64 = 1 << 10;
 
 impl MemoryBuilder {
     shared_limit_setters!();
@@ -138,8 +143,11 @@ impl MemoryBuilder {
 
     /// The number of shards (a power of two, at most 1024). By default four
     /// per CPU, reduced so that each shard keeps at least 256 entries and
-    /// 4 MiB of its bound. A single entry must fit within one shard's share
-    /// of `max_bytes`.
+    /// 4 MiB of its bound. A count chosen here is halved until each shard
+    /// gets at least one entry of `max_entries` and 1 KiB of `max_bytes`,
+    /// so that the bounds hold whatever the count
+    /// ([`MemoryBackend::shard_count`] tells the result). A single entry
+    /// must fit within one shard's share of `max_bytes`.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -194,20 +202,25 @@ impl MemoryBuilder {
         Ok(MemoryBackend::from_builder(self))
     }
 
+    /// The shard count: the one asked for, or four per CPU; halved until
+    /// every shard gets its minimum share of each bound.
     pub(super) fn shard_count(&self) -> usize {
-        if let Some(shards) = self.shards {
-            return shards;
-        }
-        let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let mut shards = (cpus * 4).next_power_of_two().min(64);
-        if let Some(max) = self.limits.max_entries {
-            while shards > 1 && max / (shards as u64) < MIN_ENTRIES_PER_SHARD {
-                shards /= 2;
+        let (mut shards, min_entries, min_bytes) = match self.shards {
+            Some(shards) => (shards, 1, MIN_BYTES_PER_CHOSEN_SHARD),
+            None => {
+                let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+                let shards = (cpus * 4).next_power_of_two().min(64);
+                (shards, MIN_ENTRIES_PER_SHARD, MIN_BYTES_PER_SHARD)
             }
-        }
-        if let Some(max) = self.limits.max_bytes {
-            while shards > 1 && max / (shards as u64) < MIN_BYTES_PER_SHARD {
-                shards /= 2;
+        };
+        for (bound, min) in [
+            (self.limits.max_entries, min_entries),
+            (self.limits.max_bytes, min_bytes),
+        ] {
+            if let Some(max) = bound {
+                while shards > 1 && max / (shards as u64) < min {
+                    shards /= 2;
+                }
             }
         }
         shards

@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use parking_lot::RwLock;
 
 use crate::backend::{
@@ -369,6 +370,48 @@ impl MemoryBackend {
     }
 }
 
+/// Slots of one shard read per lock hold while listing keys.
+const LISTING_CHUNK: usize = 1024;
+
+/// Where a key listing stands: a shard and a slot cursor in it.
+struct Listing {
+    backend: MemoryBackend,
+    pattern: String,
+    prefix: String,
+    shard: usize,
+    /// The next slot of `shard`; `None` once the shard is done.
+    slot: Option<usize>,
+}
+
+impl Listing {
+    /// The matching keys of the next non-empty chunk, or `None` at the end.
+    fn next_chunk(&mut self) -> Option<Vec<String>> {
+        let inner = &self.backend.inner;
+        loop {
+            let shard = inner.shards.get(self.shard)?;
+            let Some(from) = self.slot else {
+                self.shard += 1;
+                self.slot = Some(0);
+                continue;
+            };
+            let now = inner.clock.now_ms();
+            let guard = shard.inner.read();
+            let (entries, next) = guard.live_entries_from(from, LISTING_CHUNK, now);
+            let keys: Vec<String> = entries
+                .filter(|e| {
+                    e.key.starts_with(self.prefix.as_str()) && glob::matches(&self.pattern, &e.key)
+                })
+                .map(|e| e.key.to_string())
+                .collect();
+            drop(guard);
+            self.slot = next;
+            if !keys.is_empty() {
+                return Some(keys);
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Backend for MemoryBackend {
     fn name(&self) -> &'static str {
@@ -458,27 +501,33 @@ impl Backend for MemoryBackend {
 
     async fn clear(&self) -> Result<()> {
         for shard in self.inner.shards.iter() {
-            shard.inner.write().clear();
+            let old = shard.inner.write().take_all();
+            // Freed after the lock is released.
+            drop(old);
         }
         Ok(())
     }
 
+    /// Lists lazily, [`LISTING_CHUNK`] slots of one shard per lock hold.
+    /// A key stored for the whole listing is listed exactly once; a key
+    /// written, removed or expiring meanwhile may be listed or not, and a
+    /// key removed and written again meanwhile may be listed twice.
     async fn keys(&self, pattern: &str) -> Result<KeyStream> {
-        let prefix = glob::literal_prefix(pattern);
-        let now = self.inner.clock.now_ms();
-        let mut keys = Vec::new();
-        for shard in self.inner.shards.iter() {
-            let guard = shard.inner.read();
-            keys.extend(
-                guard
-                    .live_entries(now)
-                    .filter(|e| {
-                        e.key.starts_with(prefix.as_str()) && glob::matches(pattern, &e.key)
-                    })
-                    .map(|e| Ok(e.key.to_string())),
-            );
-        }
-        Ok(Box::pin(futures_util::stream::iter(keys)))
+        let listing = Listing {
+            backend: self.clone(),
+            pattern: pattern.to_owned(),
+            prefix: glob::literal_prefix(pattern),
+            shard: 0,
+            slot: Some(0),
+        };
+        let stream = futures_util::stream::unfold(listing, |mut listing| async move {
+            let keys = listing.next_chunk()?;
+            Some((
+                futures_util::stream::iter(keys.into_iter().map(Ok)),
+                listing,
+            ))
+        });
+        Ok(Box::pin(stream.flatten()))
     }
 
     async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {

@@ -457,11 +457,12 @@ impl ShardInner {
         invalidated
     }
 
-    /// Drops every entry; counters stay.
-    pub(super) fn clear(&mut self) {
-        let counters = self.counters;
-        *self = ShardInner::new(self.policy, self.max_entries, self.max_weight);
-        self.counters = counters;
+    /// Empties the shard (counters stay) and returns the old contents, so
+    /// that the caller frees them after releasing the lock.
+    pub(super) fn take_all(&mut self) -> ShardInner {
+        let mut emptied = ShardInner::new(self.policy, self.max_entries, self.max_weight);
+        emptied.counters = self.counters;
+        std::mem::replace(self, emptied)
     }
 
     /// Moves an entry to the head of its queue (LRU's reorder on hit).
@@ -474,12 +475,25 @@ impl ShardInner {
         self.push_head(queue, index);
     }
 
-    /// Live entries, for key listing.
-    pub(super) fn live_entries(&self, now: u64) -> impl Iterator<Item = &Entry> {
-        self.slots
+    /// The live entries in slots `from..from + count`, for key listing in
+    /// chunks, and the slot to continue from (`None` at the end). An entry
+    /// keeps its slot for as long as it is stored.
+    pub(super) fn live_entries_from(
+        &self,
+        from: usize,
+        count: usize,
+        now: u64,
+    ) -> (impl Iterator<Item = &Entry>, Option<usize>) {
+        let end = from.saturating_add(count).min(self.slots.len());
+        let next = (end < self.slots.len()).then_some(end);
+        let entries = self
+            .slots
+            .get(from..end)
+            .unwrap_or_default()
             .iter()
             .flatten()
-            .filter(move |entry| !entry.is_expired(now))
+            .filter(move |entry| !entry.is_expired(now));
+        (entries, next)
     }
 
     /// Distinct tags in the index.

@@ -604,7 +604,7 @@ async fn run_with_small_bounds(
         // (expired-but-not-yet-removed entries are still present here).
         let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for shard in cache.inner.shards.iter() {
-            for entry in shard.inner.read().live_entries(0) {
+            for entry in shard.inner.read().live_entries_from(0, usize::MAX, 0).0 {
                 for tag in &written_tags[entry.key.as_ref()] {
                     expected
                         .entry(tag.clone())
