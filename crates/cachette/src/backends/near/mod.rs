@@ -28,7 +28,10 @@
 //!   reads are tracked: each is preceded by `CLIENT CACHING yes`, batch
 //!   reads included, so `ttl` and the other commands track nothing) and
 //!   `Broadcast` (every write to a key under the given prefixes is
-//!   announced; the server keeps no per-key table).
+//!   announced; the server keeps no per-key table). With broadcast
+//!   prefixes, a key outside them is never kept locally (the server would
+//!   not announce its changes): it is read through to Redis every time,
+//!   and so is a derived entry with such a source.
 //! - **Coherence rules:**
 //!   - *Race guard:* a read registers its keys before its command is sent;
 //!     its reply is stored only if no invalidation of that key and no flush
@@ -48,8 +51,12 @@
 //!     for this (the memory engine keeps its tag index exact through
 //!     eviction and expiry).
 //! - **Keys:** as the Redis backend, except that keys beginning with NUL
-//!   (`\0`) are reserved for derived entries.
-//! - **Stats:** `hits` (local + remote), `misses`, and in `details`:
+//!   (`\0`) are reserved for derived entries, and that `max_key_len` is
+//!   the smaller of the local store's and Redis's. An invalidation of a
+//!   key longer than the local store holds (another client wrote it) is
+//!   skipped, never the rest of its batch.
+//! - **Stats:** `hits` (local + remote), `misses`, `inserts` (the writes
+//!   through the near cache that stored a value), and in `details`:
 //!   `local_hits`, `remote_hits`, `invalidations_received` (keys),
 //!   `flushes`, `local_entries`; `entries` and `bytes` are the local
 //!   store's.
@@ -105,8 +112,8 @@ struct Inner {
     local: Arc<dyn Backend>,
     fence: Arc<Fence>,
     counters: Arc<Counters>,
-    /// The remote's key limit (what its prefix leaves); values and expiry
-    /// are the remote's to check.
+    /// The smaller of the local store's key limit and the remote's (what
+    /// its prefix leaves); values and expiry are the remote's to check.
     limits: Limits,
     /// Whether any derived entry was stored (invalidations then also
     /// remove the entries tagged with the invalidated keys).
@@ -243,16 +250,41 @@ async fn apply_invalidations(
 }
 
 /// Removes the local copies of `keys` and the derived entries made from
-/// them.
+/// them. A key the local store cannot hold (over its key limit) has no
+/// copy to remove; if the batch still fails, each key is removed on its
+/// own, so that one refused key never keeps the others stale.
 async fn drop_local(local: &dyn Backend, derived: &AtomicBool, keys: &[String]) -> Result<()> {
-    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    local.delete_many(&refs).await?;
+    let max_key_len = local.capabilities().max_key_len;
+    let refs: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|key| key.len() <= max_key_len)
+        .collect();
+    delete_each_if_refused(local, &refs).await?;
     if derived.load(Ordering::Acquire) {
         let tags: Vec<String> = keys.iter().map(|key| source_tag(key)).collect();
         let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
         local.invalidate_tags(&tags).await?;
     }
     Ok(())
+}
+
+/// `delete_many(keys)`, or, if the local store refuses the batch, one
+/// `delete` per key; the first error of those, after trying them all.
+async fn delete_each_if_refused(local: &dyn Backend, keys: &[&str]) -> Result<()> {
+    if keys.is_empty() || local.delete_many(keys).await.is_ok() {
+        return Ok(());
+    }
+    let mut outcome = Ok(());
+    for key in keys {
+        if let Err(err) = local.delete(key).await {
+            tracing::warn!(backend = NAME, error = %err, "the local store refused to drop a copy");
+            if outcome.is_ok() {
+                outcome = Err(err);
+            }
+        }
+    }
+    outcome
 }
 
 /// What one tracked read brought back.
@@ -299,6 +331,18 @@ impl NearBackend {
 
     fn check_keys(&self, keys: &[&str]) -> Result<()> {
         keys.iter().try_for_each(|key| self.check_key(key))
+    }
+
+    /// Whether the server announces the changes of `key`, so that a local
+    /// copy of it may be kept: in broadcast mode with prefixes, only keys
+    /// under one of them.
+    fn tracked(&self, key: &str) -> bool {
+        match &self.inner.tracking {
+            Tracking::Broadcast(prefixes) if !prefixes.is_empty() => prefixes
+                .iter()
+                .any(|prefix| key.starts_with(prefix.as_str())),
+            _ => true,
+        }
     }
 
     /// Switches tracking on if the connection is new (or was lost), after
@@ -419,7 +463,9 @@ impl NearBackend {
                 continue;
             };
             counters.bump(Event::RemoteHit);
-            if let Some(expiry) = fetched.expiries[i] {
+            if let Some(expiry) = fetched.expiries[i]
+                && self.tracked(keys[i])
+            {
                 self.store(keys[i], value, expiry, Vec::new(), || {
                     fetched.ticket.valid(i)
                 })
@@ -544,7 +590,8 @@ impl NearBackend {
             return Ok(value);
         }
         let fetched = self.read_remote(sources).await?;
-        let mut expiry = Some(self.inner.local_ttl.map_or(Expiry::Never, Expiry::After));
+        let mut expiry = Some(self.inner.local_ttl.map_or(Expiry::Never, Expiry::After))
+            .filter(|_| sources.iter().all(|source| self.tracked(source)));
         for (value, source_expiry) in fetched.values.iter().zip(&fetched.expiries) {
             match (value, source_expiry) {
                 (None, _) => {}
@@ -642,15 +689,22 @@ impl Backend for NearBackend {
 
     async fn set(&self, key: &str, value: Bytes, options: &SetOptions) -> Result<bool> {
         self.check_key(key)?;
-        self.write(&[key], self.inner.remote.set(key, value, options))
-            .await
+        let written = self
+            .write(&[key], self.inner.remote.set(key, value, options))
+            .await?;
+        self.inner.counters.add(Event::Insert, u64::from(written));
+        Ok(written)
     }
 
     async fn set_many(&self, entries: &[(&str, Bytes)], options: &SetOptions) -> Result<Vec<bool>> {
         let keys: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
         self.check_keys(&keys)?;
-        self.write(&keys, self.inner.remote.set_many(entries, options))
-            .await
+        let written = self
+            .write(&keys, self.inner.remote.set_many(entries, options))
+            .await?;
+        let inserts = written.iter().filter(|written| **written).count() as u64;
+        self.inner.counters.add(Event::Insert, inserts);
+        Ok(written)
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
@@ -717,6 +771,7 @@ impl Backend for NearBackend {
         Ok(Stats {
             hits: c.get(Event::LocalHit) + c.get(Event::RemoteHit),
             misses: c.get(Event::Miss),
+            inserts: c.get(Event::Insert),
             evictions: local.evictions,
             expirations: local.expirations,
             entries: local.entries,
