@@ -77,7 +77,9 @@
 //! - A write whose future is dropped half-way (a client gone, `select!`,
 //!   a timeout above) is finished by a task spawned on the runtime: the
 //!   L1 copies are dropped again and the other instances told. Meanwhile
-//!   no read of this instance serves or copies the old value.
+//!   no read of this instance serves or copies the old value of a key
+//!   written (after a dropped `clear` or `invalidate_tags`, L1 may serve
+//!   until that task has run).
 //!
 //! # Tags
 //!
@@ -141,7 +143,7 @@
 //! Key limits are checked first (errors name the backend `tiered`); L2's
 //! errors are returned as they are. An L1 that fails to read is bypassed
 //! (logged at `debug`); one that fails to drop a copy fails the
-//! operation. `health` checks both layers; `close` stops the channel,
+//! operation (before L2 is written, when the write names its keys). `health` checks both layers; `close` stops the channel,
 //! bypasses L1 from then on, and closes both layers.
 
 mod builder;
