@@ -143,8 +143,9 @@
 //! Key limits are checked first (errors name the backend `tiered`); L2's
 //! errors are returned as they are. An L1 that fails to read is bypassed
 //! (logged at `debug`); one that fails to drop a copy fails the
-//! operation (before L2 is written, when the write names its keys). `health` checks both layers; `close` stops the channel,
-//! bypasses L1 from then on, and closes both layers.
+//! operation (before L2 is written, when the write names its keys).
+//! `health` checks both layers; `close` stops the channel, bypasses L1
+//! from then on, and closes both layers.
 
 mod builder;
 #[cfg(feature = "redis")]
