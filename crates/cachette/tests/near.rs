@@ -608,3 +608,131 @@ async fn coherence_under_load_with_redis_cli_writing() {
         "the near cache served mostly from the server: {stats:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bcast_with_prefixes_reads_keys_outside_them_through_to_redis() {
+    let server = RedisServer::start();
+    let cache = near(&server, "app:")
+        .tracking(Tracking::Broadcast(vec!["p:".into()]))
+        .build()
+        .await
+        .unwrap();
+    server.cli(&["SET", "app:q:k", "old"]);
+    server.cli(&["SET", "app:q:source", "1"]);
+    assert_eq!(cache.get("q:k").await.unwrap(), bytes("old"));
+    assert_eq!(cache.get("q:k").await.unwrap(), bytes("old"));
+    let derive = |values: Vec<Option<Bytes>>| async move { Ok(values[0].clone().unwrap()) };
+    let derived = cache.get_or_derive("d", &["q:source"], derive).await;
+    assert_eq!(derived.unwrap(), Bytes::from_static(b"1"));
+
+    // The server announces nothing outside "p:": nothing there may be kept.
+    server.cli(&["SET", "app:q:k", "new"]);
+    server.cli(&["SET", "app:q:source", "2"]);
+    assert_eq!(cache.get("q:k").await.unwrap(), bytes("new"));
+    assert_eq!(cache.get_many(&["q:k"]).await.unwrap(), vec![bytes("new")]);
+    let derived = cache.get_or_derive("d", &["q:source"], derive).await;
+    assert_eq!(derived.unwrap(), Bytes::from_static(b"2"));
+    assert_eq!(stat(&cache, "local_hits").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_too_long_for_the_local_store_does_not_lose_the_rest_of_its_invalidation_batch() {
+    let server = RedisServer::start();
+    let local = MemoryBackend::builder().max_key_len(16).build().unwrap();
+    let cache = near(&server, "app:")
+        .local(Arc::new(local))
+        .tracking(Tracking::Broadcast(Vec::new()))
+        .build()
+        .await
+        .unwrap();
+    server.cli(&["SET", "app:k", "old"]);
+    assert_eq!(cache.get("k").await.unwrap(), bytes("old"));
+    assert_eq!(cache.local().get("k").await.unwrap(), bytes("old"));
+    // One command, one broadcast batch: the long key and "k" together.
+    let long = format!("app:{}", "x".repeat(100));
+    server.cli(&["MSET", &long, "v", "app:k", "new"]);
+    eventually(
+        "the batch invalidates the key the local store holds",
+        async || cache.local().get("k").await.unwrap().is_none(),
+    )
+    .await;
+    assert_eq!(cache.get("k").await.unwrap(), bytes("new"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_limit_is_the_smaller_of_the_local_stores_and_redis() {
+    let server = RedisServer::start();
+    let local = MemoryBackend::builder()
+        .max_bytes(8 * 1024)
+        .build()
+        .unwrap();
+    let local_limit = local.capabilities().max_key_len;
+    let remote_limit = redis(&server, "app:")
+        .build()
+        .await
+        .unwrap()
+        .capabilities()
+        .max_key_len;
+    assert!(
+        local_limit < remote_limit,
+        "the test needs a smaller local limit"
+    );
+    let cache = near(&server, "app:")
+        .local(Arc::new(local))
+        .build()
+        .await
+        .unwrap();
+    let limit = cache.capabilities().max_key_len;
+    assert_eq!(limit, local_limit);
+    let longest = "k".repeat(limit);
+    cache
+        .set(&longest, Bytes::from_static(b"v"), &SetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(cache.get(&longest).await.unwrap(), bytes("v"));
+    assert_eq!(cache.get(&longest).await.unwrap(), bytes("v"));
+    assert_eq!(stat(&cache, "local_hits").await, 1);
+    let too_long = "k".repeat(limit + 1);
+    let refused = cache
+        .set(&too_long, Bytes::from_static(b"v"), &SetOptions::new())
+        .await;
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        cachette::ErrorKind::InvalidInput
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_the_near_cache_count_as_inserts() {
+    let server = RedisServer::start();
+    let cache = near(&server, "app:").build().await.unwrap();
+    cache
+        .set("a", Bytes::from_static(b"1"), &SetOptions::new())
+        .await
+        .unwrap();
+    let entries = [
+        ("b", Bytes::from_static(b"2")),
+        ("c", Bytes::from_static(b"3")),
+    ];
+    cache.set_many(&entries, &SetOptions::new()).await.unwrap();
+    assert_eq!(cache.stats().await.unwrap().inserts, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_local_ttl_is_a_config_error_or_saturates_instead_of_panicking() {
+    let server = RedisServer::start();
+    let refused = near(&server, "app:").local_ttl(Duration::MAX).build().await;
+    let refused = refused.unwrap_err();
+    assert_eq!(refused.kind(), cachette::ErrorKind::Config);
+    assert!(refused.message().contains("local_ttl"), "{refused}");
+    let longest = Duration::from_millis(u64::MAX);
+    let cache = near(&server, "app:").local_ttl(longest).build().await;
+    let cache = cache.unwrap();
+    server.cli(&["SET", "app:k", "v"]);
+    server.cli(&["SET", "app:t", "v", "PX", "60000"]);
+    for _ in 0..2 {
+        assert_eq!(cache.get("k").await.unwrap(), bytes("v"));
+        assert_eq!(cache.get("t").await.unwrap(), bytes("v"));
+    }
+    assert_eq!(stat(&cache, "local_hits").await, 2);
+}

@@ -79,6 +79,7 @@ struct Recording {
     calls: Mutex<Vec<(&'static str, Vec<String>)>>,
     caps: Mutex<Option<Capabilities>>,
     gate: Mutex<Option<Arc<Gate>>>,
+    set_gate: Mutex<Option<Arc<Gate>>>,
 }
 
 /// Holds one `get`: `read` is notified once it has read the inner backend,
@@ -96,6 +97,7 @@ impl Recording {
             calls: Mutex::new(Vec::new()),
             caps: Mutex::new(None),
             gate: Mutex::new(None),
+            set_gate: Mutex::new(None),
         })
     }
 
@@ -133,6 +135,22 @@ impl Recording {
         *self.gate.lock() = Some(Arc::clone(&gate));
         gate
     }
+
+    /// Holds the next `set` after it has written the inner backend.
+    fn hold_next_set(&self) -> Arc<Gate> {
+        let gate = Arc::new(Gate::default());
+        *self.set_gate.lock() = Some(Arc::clone(&gate));
+        gate
+    }
+}
+
+/// Notifies `gate.read` and waits for `gate.release`, if a gate is set.
+async fn pass(gate: &Mutex<Option<Arc<Gate>>>) {
+    let gate = gate.lock().take();
+    if let Some(gate) = gate {
+        gate.read.notify_one();
+        gate.release.notified().await;
+    }
 }
 
 #[async_trait]
@@ -150,17 +168,15 @@ impl Backend for Recording {
     async fn get(&self, key: &str) -> cachette::Result<Option<Bytes>> {
         self.record("get", &[key]);
         let value = self.inner.get(key).await;
-        let gate = self.gate.lock().take();
-        if let Some(gate) = gate {
-            gate.read.notify_one();
-            gate.release.notified().await;
-        }
+        pass(&self.gate).await;
         value
     }
 
     async fn set(&self, key: &str, value: Bytes, options: &SetOptions) -> cachette::Result<bool> {
         self.record("set", &[key]);
-        self.inner.set(key, value, options).await
+        let written = self.inner.set(key, value, options).await;
+        pass(&self.set_gate).await;
+        written
     }
 
     async fn delete(&self, key: &str) -> cachette::Result<bool> {
@@ -904,6 +920,73 @@ mod redis {
 
     async fn gone_from(l1: &MemoryBackend, key: &str) -> bool {
         eventually(PROPAGATION, async || l1.get(key).await.unwrap().is_none()).await
+    }
+
+    /// A write whose future is dropped after L2 changed (a client gone, a
+    /// timeout above) must neither leave the old L1 copy here nor leave the
+    /// other instances uninformed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_dropped_after_l2_changed_serves_no_stale_copy_here_or_elsewhere() {
+        let server = RedisServer::start();
+        let l2 = Recording::new(memory());
+        let (a, a_l1) = instance(l2.clone(), channel(&server, "inv")).await;
+        let (b, b_l1) = instance(l2.clone(), channel(&server, "inv")).await;
+        let never = SetOptions::new().expiry(Expiry::Never);
+        a.set("k", "old".into(), &never).await.unwrap();
+        copied(&a, &b, &b_l1, "k", "old").await;
+        assert_eq!(a_l1.get("k").await.unwrap(), bytes("old"));
+
+        let gate = l2.hold_next_set();
+        tokio::select! {
+            _ = a.set("k", "new".into(), &never) => panic!("the held set finished"),
+            () = gate.read.notified() => {}
+        }
+        assert_eq!(l2.inner.get("k").await.unwrap(), bytes("new"));
+        assert_eq!(a.get("k").await.unwrap(), bytes("new"));
+        let told = eventually(PROPAGATION, async || {
+            b.get("k").await.unwrap() == bytes("new")
+        })
+        .await;
+        assert!(told, "the other instance must learn of the dropped write");
+    }
+
+    /// A built cache works, or the build is a `Config` error naming
+    /// `option`; never a panic.
+    async fn works_or_names(built: cachette::Result<TieredBackend>, option: &str) {
+        match built {
+            Ok(cache) => {
+                let never = SetOptions::new().expiry(Expiry::Never);
+                cache.set("k", "v".into(), &never).await.unwrap();
+                assert_eq!(cache.get("k").await.unwrap(), bytes("v"));
+                cache.close().await.unwrap();
+            }
+            Err(error) => {
+                assert_eq!(error.kind(), cachette::ErrorKind::Config, "{error}");
+                assert!(error.message().contains(option), "{error}");
+            }
+        }
+    }
+
+    /// Durations beyond any clock are refused naming the option, or
+    /// saturate; never a panic.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn huge_channel_durations_and_l1_ttl_do_not_panic() {
+        let server = RedisServer::start();
+        let huge = TieredBackend::builder(memory(), memory()).l1_ttl(Duration::MAX);
+        works_or_names(huge.build().await, "l1_ttl").await;
+        for option in ["connect_timeout", "response_timeout", "ping_interval"] {
+            let huge = channel(&server, "inv");
+            let huge = match option {
+                "connect_timeout" => huge.connect_timeout(Duration::MAX),
+                "response_timeout" => huge.response_timeout(Duration::MAX),
+                _ => huge.ping_interval(Duration::MAX),
+            };
+            let built = TieredBackend::builder(memory(), memory())
+                .invalidation_channel(huge)
+                .build()
+                .await;
+            works_or_names(built, option).await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

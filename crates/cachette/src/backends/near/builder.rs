@@ -162,7 +162,12 @@ impl NearBuilder {
         ));
         let limits = Limits {
             backend: NAME,
-            max_key_len: remote.capabilities().max_key_len,
+            // A key the local store refuses would fail every write (its
+            // local copy is dropped first).
+            max_key_len: remote
+                .capabilities()
+                .max_key_len
+                .min(local.capabilities().max_key_len),
             max_value_len: None,
             default_ttl: None,
         };

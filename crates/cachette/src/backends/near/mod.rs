@@ -28,7 +28,10 @@
 //!   reads are tracked: each is preceded by `CLIENT CACHING yes`, batch
 //!   reads included, so `ttl` and the other commands track nothing) and
 //!   `Broadcast` (every write to a key under the given prefixes is
-//!   announced; the server keeps no per-key table).
+//!   announced; the server keeps no per-key table). With broadcast
+//!   prefixes, a key outside them is never kept locally (the server would
+//!   not announce its changes): it is read through to Redis every time,
+//!   and so is a derived entry with such a source.
 //! - **Coherence rules:**
 //!   - *Race guard:* a read registers its keys before its command is sent;
 //!     its reply is stored only if no invalidation of that key and no flush
@@ -48,8 +51,12 @@
 //!     for this (the memory engine keeps its tag index exact through
 //!     eviction and expiry).
 //! - **Keys:** as the Redis backend, except that keys beginning with NUL
-//!   (`\0`) are reserved for derived entries.
-//! - **Stats:** `hits` (local + remote), `misses`, and in `details`:
+//!   (`\0`) are reserved for derived entries, and that `max_key_len` is
+//!   the smaller of the local store's and Redis's. An invalidation of a
+//!   key longer than the local store holds (another client wrote it) is
+//!   skipped, never the rest of its batch.
+//! - **Stats:** `hits` (local + remote), `misses`, `inserts` (the writes
+//!   through the near cache that stored a value), and in `details`:
 //!   `local_hits`, `remote_hits`, `invalidations_received` (keys),
 //!   `flushes`, `local_entries`; `entries` and `bytes` are the local
 //!   store's.
@@ -60,6 +67,7 @@
 
 mod builder;
 mod fence;
+mod invalidation;
 pub(crate) mod url;
 
 use std::fmt;
@@ -70,8 +78,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::{PushInfo, PushKind, Value};
-use tokio::sync::mpsc;
+use redis::Value;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats};
@@ -81,6 +88,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub use builder::{NearBuilder, Tracking};
 use fence::{Fence, Ticket};
+use invalidation::{apply_invalidations, drop_local, push_handler};
 
 pub(crate) const NAME: &str = "near";
 
@@ -105,8 +113,8 @@ struct Inner {
     local: Arc<dyn Backend>,
     fence: Arc<Fence>,
     counters: Arc<Counters>,
-    /// The remote's key limit (what its prefix leaves); values and expiry
-    /// are the remote's to check.
+    /// The smaller of the local store's key limit and the remote's (what
+    /// its prefix leaves); values and expiry are the remote's to check.
     limits: Limits,
     /// Whether any derived entry was stored (invalidations then also
     /// remove the entries tagged with the invalidated keys).
@@ -171,90 +179,6 @@ fn source_tag(key: &str) -> String {
     tag
 }
 
-/// Handles the connection's push messages: counts and fences at once (the
-/// reader that is about to store must see them), and queues the local
-/// deletes for the worker.
-fn push_handler(
-    prefix: String,
-    fence: Arc<Fence>,
-    counters: Arc<Counters>,
-    work: mpsc::UnboundedSender<Work>,
-) -> impl Fn(PushInfo) -> std::result::Result<(), ()> + Send + Sync + 'static {
-    move |info: PushInfo| {
-        match info.kind {
-            PushKind::Invalidate => match info.data.first() {
-                Some(Value::Array(names)) => {
-                    let keys: Vec<String> = names
-                        .iter()
-                        .filter_map(|name| match name {
-                            Value::BulkString(bytes) => user_key(bytes, &prefix),
-                            _ => None,
-                        })
-                        .map(str::to_owned)
-                        .collect();
-                    counters.add(Event::InvalidationReceived, names.len() as u64);
-                    fence.invalidate(keys.iter().map(String::as_str));
-                    if !keys.is_empty() {
-                        let _ = work.send(Work::Drop(keys));
-                    }
-                }
-                // `FLUSHALL` / `FLUSHDB`: an invalidation without keys.
-                _ => {
-                    tracing::debug!(
-                        backend = NAME,
-                        "the server flushed; flushing the local store"
-                    );
-                    counters.bump(Event::Flush);
-                    fence.flush();
-                    let _ = work.send(Work::Clear);
-                }
-            },
-            PushKind::Disconnection => {
-                tracing::debug!(
-                    backend = NAME,
-                    "connection lost; flushing the local store until tracking is on again"
-                );
-                counters.bump(Event::Flush);
-                fence.disconnected();
-                let _ = work.send(Work::Clear);
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-/// Applies queued invalidations to the local store until the connection
-/// (the only sender) is gone.
-async fn apply_invalidations(
-    local: Arc<dyn Backend>,
-    derived: Arc<AtomicBool>,
-    mut work: mpsc::UnboundedReceiver<Work>,
-) {
-    while let Some(job) = work.recv().await {
-        let outcome = match job {
-            Work::Drop(keys) => drop_local(local.as_ref(), &derived, &keys).await,
-            Work::Clear => local.clear().await,
-        };
-        if let Err(err) = outcome {
-            tracing::warn!(backend = NAME, error = %err, "the local store refused an invalidation");
-        }
-    }
-}
-
-/// Removes the local copies of `keys` and the derived entries made from
-/// them.
-async fn drop_local(local: &dyn Backend, derived: &AtomicBool, keys: &[String]) -> Result<()> {
-    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    local.delete_many(&refs).await?;
-    if derived.load(Ordering::Acquire) {
-        let tags: Vec<String> = keys.iter().map(|key| source_tag(key)).collect();
-        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        local.invalidate_tags(&tags).await?;
-    }
-    Ok(())
-}
-
 /// What one tracked read brought back.
 struct Fetched {
     values: Vec<Option<Bytes>>,
@@ -299,6 +223,18 @@ impl NearBackend {
 
     fn check_keys(&self, keys: &[&str]) -> Result<()> {
         keys.iter().try_for_each(|key| self.check_key(key))
+    }
+
+    /// Whether the server announces the changes of `key`, so that a local
+    /// copy of it may be kept: in broadcast mode with prefixes, only keys
+    /// under one of them.
+    fn tracked(&self, key: &str) -> bool {
+        match &self.inner.tracking {
+            Tracking::Broadcast(prefixes) if !prefixes.is_empty() => prefixes
+                .iter()
+                .any(|prefix| key.starts_with(prefix.as_str())),
+            _ => true,
+        }
     }
 
     /// Switches tracking on if the connection is new (or was lost), after
@@ -419,7 +355,9 @@ impl NearBackend {
                 continue;
             };
             counters.bump(Event::RemoteHit);
-            if let Some(expiry) = fetched.expiries[i] {
+            if let Some(expiry) = fetched.expiries[i]
+                && self.tracked(keys[i])
+            {
                 self.store(keys[i], value, expiry, Vec::new(), || {
                     fetched.ticket.valid(i)
                 })
@@ -544,7 +482,8 @@ impl NearBackend {
             return Ok(value);
         }
         let fetched = self.read_remote(sources).await?;
-        let mut expiry = Some(self.inner.local_ttl.map_or(Expiry::Never, Expiry::After));
+        let mut expiry = Some(self.inner.local_ttl.map_or(Expiry::Never, Expiry::After))
+            .filter(|_| sources.iter().all(|source| self.tracked(source)));
         for (value, source_expiry) in fetched.values.iter().zip(&fetched.expiries) {
             match (value, source_expiry) {
                 (None, _) => {}
@@ -642,15 +581,22 @@ impl Backend for NearBackend {
 
     async fn set(&self, key: &str, value: Bytes, options: &SetOptions) -> Result<bool> {
         self.check_key(key)?;
-        self.write(&[key], self.inner.remote.set(key, value, options))
-            .await
+        let written = self
+            .write(&[key], self.inner.remote.set(key, value, options))
+            .await?;
+        self.inner.counters.add(Event::Insert, u64::from(written));
+        Ok(written)
     }
 
     async fn set_many(&self, entries: &[(&str, Bytes)], options: &SetOptions) -> Result<Vec<bool>> {
         let keys: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
         self.check_keys(&keys)?;
-        self.write(&keys, self.inner.remote.set_many(entries, options))
-            .await
+        let written = self
+            .write(&keys, self.inner.remote.set_many(entries, options))
+            .await?;
+        let inserts = written.iter().filter(|written| **written).count() as u64;
+        self.inner.counters.add(Event::Insert, inserts);
+        Ok(written)
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
@@ -717,6 +663,7 @@ impl Backend for NearBackend {
         Ok(Stats {
             hits: c.get(Event::LocalHit) + c.get(Event::RemoteHit),
             misses: c.get(Event::Miss),
+            inserts: c.get(Event::Insert),
             evictions: local.evictions,
             expirations: local.expirations,
             entries: local.entries,

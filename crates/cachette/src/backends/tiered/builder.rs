@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{Backend, TtlPrecision};
+use crate::backend::{Backend, TtlPrecision, validate_ttl};
 use crate::error::{Error, Result};
 
 #[cfg(feature = "redis")]
@@ -91,7 +91,7 @@ impl TieredBuilder {
     /// # Errors
     ///
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) for a zero
-    /// `l1_ttl`, the same backend given as L1 and L2, an L1 that does not
+    /// `l1_ttl` or one beyond `u64` milliseconds, the same backend given as L1 and L2, an L1 that does not
     /// enforce TTLs itself, keeps only whole seconds or cannot `clear`, or
     /// a bad channel option; [`ErrorKind::Connection`](crate::ErrorKind::Connection)
     /// or [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when the
@@ -100,6 +100,8 @@ impl TieredBuilder {
         if self.l1_ttl.is_zero() {
             return Err(Error::config(NAME, "l1_ttl must be greater than zero"));
         }
+        validate_ttl(NAME, self.l1_ttl)
+            .map_err(|err| Error::config(NAME, format!("`l1_ttl`: {}", err.message())))?;
         if std::ptr::addr_eq(Arc::as_ptr(&self.l1), Arc::as_ptr(&self.l2)) {
             return Err(Error::config(
                 NAME,

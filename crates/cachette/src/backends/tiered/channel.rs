@@ -32,6 +32,10 @@ const RETRY_MIN: Duration = Duration::from_millis(50);
 /// The longest delay between subscription attempts.
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
+/// The longest timeout or ping interval the channel takes: far beyond any
+/// use, and far from the ends of the clocks.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Where the invalidation channel lives.
 #[derive(Clone, PartialEq, Eq)]
 enum Target {
@@ -127,7 +131,10 @@ impl InvalidationChannel {
         Self::with_target(Target::Url(url.into()), channel)
     }
 
-    /// How long connecting (and subscribing) may take.
+    /// How long connecting (and subscribing) may take. This, the
+    /// response timeout and the ping interval must be between a nanosecond
+    /// and a year: anything else is a [`Config`](crate::ErrorKind::Config)
+    /// error naming the option.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -177,6 +184,12 @@ impl InvalidationChannel {
                 return Err(Error::config(
                     NAME,
                     format!("the invalidation channel's `{name}` must not be zero"),
+                ));
+            }
+            if value > MAX_DURATION {
+                return Err(Error::config(
+                    NAME,
+                    format!("the invalidation channel's `{name}` must be at most one year"),
                 ));
             }
         }

@@ -24,6 +24,13 @@
 //!   alone), otherwise it drops the copy. Two overlapping writes of the
 //!   same key thus never leave the older value in L1.
 //!
+//! - Every write of keys marks their stripes as *pending* before it
+//!   drops their L1 copies and writes L2 ([`Guard::begin_writes`]), and
+//!   unmarks them, bumping the sequence, when it ends or is dropped
+//!   ([`Guard::end_writes`]). No fill is made on a pending stripe, so a
+//!   reader that read L2 before a write landed cannot put the old value
+//!   back in L1, even if the write's future is dropped half-way.
+//!
 //! Collisions of keys in one stripe only make the guard more conservative
 //! (a fill or a write-through is skipped: a later miss, never a stale hit).
 
@@ -37,6 +44,8 @@ const STRIPES: usize = 256;
 
 struct Stripe {
     seq: AtomicU64,
+    /// Writes of keys of this stripe in progress: no fill while any is.
+    pending: AtomicU64,
     lock: Mutex<()>,
 }
 
@@ -75,6 +84,7 @@ impl Guard {
             stripes: (0..STRIPES)
                 .map(|_| Stripe {
                     seq: AtomicU64::new(0),
+                    pending: AtomicU64::new(0),
                     lock: Mutex::new(()),
                 })
                 .collect(),
@@ -126,7 +136,10 @@ impl Guard {
         }
         let stripe = &self.stripes[ticket.stripe];
         let guard = stripe.lock.lock().await;
-        if stripe.seq.load(Ordering::SeqCst) != ticket.seq {
+        // `pending` first: a write ends by bumping `seq`, then `pending`.
+        if stripe.pending.load(Ordering::SeqCst) != 0
+            || stripe.seq.load(Ordering::SeqCst) != ticket.seq
+        {
             return None;
         }
         Some(Held {
@@ -156,13 +169,40 @@ impl Guard {
         )
     }
 
-    /// Bumps the stripes of `keys` (each once), waiting for fills in
-    /// progress on them. The caller drops the L1 copies afterwards.
-    pub(super) async fn bump_keys(&self, keys: &[&str]) {
+    /// The stripes of `keys`, each once.
+    fn stripes_of(&self, keys: &[&str]) -> Vec<usize> {
         let mut stripes: Vec<usize> = keys.iter().map(|key| self.stripe_of(key)).collect();
         stripes.sort_unstable();
         stripes.dedup();
-        for index in stripes {
+        stripes
+    }
+
+    /// Marks writes of `keys` as in progress: until
+    /// [`end_writes`](Guard::end_writes) with the stripes returned, no fill
+    /// of them is made (a reader may have read L2 before the write landed).
+    pub(super) fn begin_writes(&self, keys: &[&str]) -> Vec<usize> {
+        let stripes = self.stripes_of(keys);
+        for &index in &stripes {
+            self.stripes[index].pending.fetch_add(1, Ordering::SeqCst);
+        }
+        stripes
+    }
+
+    /// Ends writes begun with [`begin_writes`](Guard::begin_writes):
+    /// synchronous, so that a dropped write ends too. Bumps each stripe
+    /// first, so that readers that started during the write fill nothing.
+    pub(super) fn end_writes(&self, stripes: &[usize]) {
+        for &index in stripes {
+            let stripe = &self.stripes[index];
+            stripe.seq.fetch_add(1, Ordering::SeqCst);
+            stripe.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Bumps the stripes of `keys` (each once), waiting for fills in
+    /// progress on them. The caller drops the L1 copies afterwards.
+    pub(super) async fn bump_keys(&self, keys: &[&str]) {
+        for index in self.stripes_of(keys) {
             let stripe = &self.stripes[index];
             let _guard = stripe.lock.lock().await;
             stripe.seq.fetch_add(1, Ordering::SeqCst);

@@ -60,7 +60,8 @@
 //!
 //! # Writes
 //!
-//! L2 is written first, then L1 follows:
+//! A write of keys first drops their L1 copies (and no read copies them
+//! into L1 until the write ends), then writes L2, then L1 follows:
 //!
 //! - `set` writes L2 (conditions `if_absent` / `if_present` are decided by
 //!   L2 alone), then stores the same value in L1 (with the write's tags)
@@ -73,6 +74,12 @@
 //! - `clear` clears L2 and L1. `purge_expired` runs on both and answers
 //!   L2's count.
 //! - The L1 copy is dropped even when L2 fails, in case the write landed.
+//! - A write whose future is dropped half-way (a client gone, `select!`,
+//!   a timeout above) is finished by a task spawned on the runtime: the
+//!   L1 copies are dropped again and the other instances told. Meanwhile
+//!   no read of this instance serves or copies the old value of a key
+//!   written (after a dropped `clear` or `invalidate_tags`, L1 may serve
+//!   until that task has run).
 //!
 //! # Tags
 //!
@@ -136,8 +143,9 @@
 //! Key limits are checked first (errors name the backend `tiered`); L2's
 //! errors are returned as they are. An L1 that fails to read is bypassed
 //! (logged at `debug`); one that fails to drop a copy fails the
-//! operation. `health` checks both layers; `close` stops the channel,
-//! bypasses L1 from then on, and closes both layers.
+//! operation (before L2 is written, when the write names its keys).
+//! `health` checks both layers; `close` stops the channel, bypasses L1
+//! from then on, and closes both layers.
 
 mod builder;
 #[cfg(feature = "redis")]
@@ -148,8 +156,10 @@ mod message;
 mod read;
 mod shared;
 pub(crate) mod url;
+mod write;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -169,6 +179,7 @@ pub use channel::InvalidationChannel;
 use guard::{Guard, Ticket};
 use read::missing_once;
 use shared::Shared;
+use write::{Changed, Writing};
 
 pub(crate) const NAME: &str = "tiered";
 
@@ -410,6 +421,26 @@ impl TieredBackend {
         }
         dropped
     }
+
+    /// Runs `op`, a change of `keys` in L2, as a write that finishes even
+    /// if dropped (see `write.rs`): their L1 copies go first, and again
+    /// after; the other instances are told if `changed(answer)` (or if a
+    /// failure may have changed L2).
+    async fn write_keys<T>(
+        &self,
+        keys: &[&str],
+        op: impl Future<Output = Result<T>>,
+        changed: impl FnOnce(&T) -> bool,
+    ) -> Result<T> {
+        let writing = Writing::keys(self, keys).await?;
+        let answer = op.await;
+        let announce = answer.as_ref().map_or_else(may_have_changed, changed);
+        let dropped = self.changed_keys(keys, announce).await;
+        writing.finish();
+        let answer = answer?;
+        dropped?;
+        Ok(answer)
+    }
 }
 
 #[async_trait]
@@ -477,6 +508,7 @@ impl Backend for TieredBackend {
         self.check_key(key)?;
         check_expiry(options.expiry)?;
         let shared = self.shared();
+        let writing = Writing::keys(self, &[key]).await?;
         let ticket = shared.guard.begin_write(key);
         let started = Instant::now();
         let written = self.inner.l2.set(key, value.clone(), options).await;
@@ -495,6 +527,7 @@ impl Backend for TieredBackend {
         if announce {
             self.announce(Change::Keys(&[key])).await;
         }
+        writing.finish();
         let written = written?;
         finished?;
         Ok(written)
@@ -502,12 +535,8 @@ impl Backend for TieredBackend {
 
     async fn delete(&self, key: &str) -> Result<bool> {
         self.check_key(key)?;
-        let deleted = self.inner.l2.delete(key).await;
-        let announce = deleted.as_ref().map_or_else(may_have_changed, |_| true);
-        let dropped = self.changed_keys(&[key], announce).await;
-        let deleted = deleted?;
-        dropped?;
-        Ok(deleted)
+        self.write_keys(&[key], self.inner.l2.delete(key), |_| true)
+            .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
@@ -545,6 +574,7 @@ impl Backend for TieredBackend {
         let keys: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
         self.check_keys(&keys)?;
         check_expiry(options.expiry)?;
+        let writing = Writing::keys(self, &keys).await?;
         let written = self.inner.l2.set_many(entries, options).await;
         let dropped = self.shared().drop_keys(&keys).await;
         let changed: Vec<&str> = match &written {
@@ -560,6 +590,7 @@ impl Backend for TieredBackend {
         if !changed.is_empty() {
             self.announce(Change::Keys(&changed)).await;
         }
+        writing.finish();
         let written = written?;
         dropped?;
         Ok(written)
@@ -567,34 +598,22 @@ impl Backend for TieredBackend {
 
     async fn delete_many(&self, keys: &[&str]) -> Result<u64> {
         self.check_keys(keys)?;
-        let deleted = self.inner.l2.delete_many(keys).await;
-        let announce = deleted.as_ref().map_or_else(may_have_changed, |_| true);
-        let dropped = self.changed_keys(keys, announce).await;
-        let deleted = deleted?;
-        dropped?;
-        Ok(deleted)
+        self.write_keys(keys, self.inner.l2.delete_many(keys), |_| true)
+            .await
     }
 
     async fn incr(&self, key: &str, delta: i64, expiry: Expiry) -> Result<i64> {
         self.check_key(key)?;
         check_expiry(expiry)?;
-        let counted = self.inner.l2.incr(key, delta, expiry).await;
-        let announce = counted.as_ref().map_or_else(may_have_changed, |_| true);
-        let dropped = self.changed_keys(&[key], announce).await;
-        let counted = counted?;
-        dropped?;
-        Ok(counted)
+        let incr = self.inner.l2.incr(key, delta, expiry);
+        self.write_keys(&[key], incr, |_| true).await
     }
 
     async fn decr(&self, key: &str, delta: i64, expiry: Expiry) -> Result<i64> {
         self.check_key(key)?;
         check_expiry(expiry)?;
-        let counted = self.inner.l2.decr(key, delta, expiry).await;
-        let announce = counted.as_ref().map_or_else(may_have_changed, |_| true);
-        let dropped = self.changed_keys(&[key], announce).await;
-        let counted = counted?;
-        dropped?;
-        Ok(counted)
+        let decr = self.inner.l2.decr(key, delta, expiry);
+        self.write_keys(&[key], decr, |_| true).await
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
@@ -605,25 +624,21 @@ impl Backend for TieredBackend {
     async fn touch(&self, key: &str, expiry: Expiry) -> Result<bool> {
         self.check_key(key)?;
         check_expiry(expiry)?;
-        let touched = self.inner.l2.touch(key, expiry).await;
-        let announce = touched
-            .as_ref()
-            .map_or_else(may_have_changed, |touched| *touched);
-        let dropped = self.changed_keys(&[key], announce).await;
-        let touched = touched?;
-        dropped?;
-        Ok(touched)
+        let touch = self.inner.l2.touch(key, expiry);
+        self.write_keys(&[key], touch, |touched| *touched).await
     }
 
     async fn clear(&self) -> Result<()> {
         if !self.inner.caps.clear {
             return Err(Error::unsupported(NAME, "clear"));
         }
+        let writing = Writing::unknown_keys(self, Changed::Clear);
         let cleared = self.inner.l2.clear().await;
         let dropped = self.shared().drop_all().await;
         if cleared.as_ref().map_or_else(may_have_changed, |_| true) {
             self.announce(Change::Clear).await;
         }
+        writing.finish();
         cleared?;
         dropped
     }
@@ -639,14 +654,17 @@ impl Backend for TieredBackend {
         if !self.inner.caps.tags {
             return Err(Error::unsupported(NAME, "invalidate_tags"));
         }
-        let removed = self.inner.l2.invalidate_tags(tags).await;
         if tags.is_empty() {
-            return removed;
+            return self.inner.l2.invalidate_tags(tags).await;
         }
+        let owned = tags.iter().map(|tag| (*tag).to_owned()).collect();
+        let writing = Writing::unknown_keys(self, Changed::Tags(owned));
+        let removed = self.inner.l2.invalidate_tags(tags).await;
         let dropped = self.shared().drop_tags(tags).await;
         if removed.as_ref().map_or_else(may_have_changed, |_| true) {
             self.announce(Change::Tags(tags)).await;
         }
+        writing.finish();
         let removed = removed?;
         dropped?;
         Ok(removed)
