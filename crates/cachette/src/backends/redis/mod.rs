@@ -4,8 +4,9 @@
 //!
 //! - **URLs:** `redis://[user[:password]@]host[:port][/db][?params]`,
 //!   `rediss://...` (TLS) and `redis+unix:///path/to/redis.sock[?db=N&...]`.
-//!   Parameters: `prefix`, `connect_timeout`, `response_timeout`,
-//!   `default_ttl`, `tags` (`false` turns tags off, see
+//!   Parameters: `prefix`, `connect_timeout`, `response_timeout` (each at
+//!   most a day), `default_ttl` (at most about a hundred years; a TTL under
+//!   a millisecond is sent as 1 ms), `tags` (`false` turns tags off, see
 //!   [`RedisBuilder::tags`]), and for `rediss://` `ca_cert` (a PEM file) and
 //!   `insecure_hostname=true`; `redis+unix://` takes `db` as a parameter.
 //! - **Connections:** one multiplexed connection (redis-rs
@@ -104,7 +105,9 @@
 //! - **Stats:** hits, misses, deletes and invalidations counted by this
 //!   client; `details` has `db_keys` (from `INFO keyspace`) when the server
 //!   answers.
-//! - **Needs:** Redis 6+ for ACL users; the scripts touch keys they do not
+//! - **Needs:** a tokio runtime (with I/O and time enabled): building the
+//!   backend or calling it from a plain thread or another executor is an
+//!   [`ErrorKind::Unsupported`] error, never a panic. Redis 6+ for ACL users; the scripts touch keys they do not
 //!   declare, which standalone Redis allows, and so does Redis Cluster
 //!   (7.0 tested) since those keys are in the declared keys' slot.
 

@@ -1,0 +1,165 @@
+//! The Redis backend at its edges: sub-millisecond and huge durations,
+//! no tokio runtime, a cluster without slots, and a very large tag.
+#![cfg(all(feature = "redis", feature = "testing"))]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+use std::time::Duration;
+
+use cachette::backends::redis::RedisBackend;
+use cachette::testing::servers::redis::RedisServer;
+use cachette::{Backend, ErrorKind, Expiry, KeyTtl, SetOptions};
+
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Polls `future` on this thread, outside any runtime (what
+/// `futures::executor::block_on` does).
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut context) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => std::thread::park_timeout(Duration::from_millis(10)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_millisecond_default_ttl_expires_after_one_millisecond_not_never() {
+    let server = RedisServer::start();
+    let cache = RedisBackend::builder("127.0.0.1", server.port())
+        .default_ttl(Duration::from_micros(300))
+        .build()
+        .await
+        .unwrap();
+    // Plain, tagged, incr and touch: each gives the key a deadline.
+    cache
+        .set("plain", "v".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    let tagged = SetOptions::new().tags(["t"]);
+    cache.set("tagged", "v".into(), &tagged).await.unwrap();
+    cache.incr("counter", 1, Expiry::Default).await.unwrap();
+    cache
+        .set(
+            "touched",
+            "v".into(),
+            &SetOptions::new().expiry(Expiry::Never),
+        )
+        .await
+        .unwrap();
+    cache.touch("touched", Expiry::Default).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for key in ["plain", "tagged", "counter", "touched"] {
+        assert_eq!(cache.ttl(key).await.unwrap(), KeyTtl::Missing, "{key}");
+        assert_eq!(server.cli(&["EXISTS", key]).trim(), "0", "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_durations_in_urls_and_builders_never_panic() {
+    let server = RedisServer::start();
+    let port = server.port();
+    let huge = "18446744073709551615s";
+    for option in ["connect_timeout", "response_timeout", "default_ttl"] {
+        let url = format!("redis://127.0.0.1:{port}/?{option}={huge}");
+        if let Err(err) = cachette::open(&url).await {
+            assert_eq!(err.kind(), ErrorKind::Config, "{url}: {err}");
+            assert!(err.message().contains(option), "{url}: {err}");
+        }
+    }
+    let builders = [
+        (
+            "connect_timeout",
+            RedisBackend::builder("127.0.0.1", port).connect_timeout(Duration::MAX),
+        ),
+        (
+            "response_timeout",
+            RedisBackend::builder("127.0.0.1", port).response_timeout(Duration::MAX),
+        ),
+        (
+            "default_ttl",
+            RedisBackend::builder("127.0.0.1", port).default_ttl(Duration::MAX),
+        ),
+        (
+            "connect_timeout",
+            RedisBackend::cluster_builder([("127.0.0.1", port)]).connect_timeout(Duration::MAX),
+        ),
+        (
+            "response_timeout",
+            RedisBackend::sentinel_builder([("127.0.0.1", port)], "m")
+                .response_timeout(Duration::MAX),
+        ),
+    ];
+    for (option, builder) in builders {
+        match builder.build().await {
+            Ok(cache) => {
+                // Working: a write with the default TTL is an error or works.
+                let _ = cache.set("k", "v".into(), &SetOptions::new()).await;
+                cache.health().await.unwrap();
+            }
+            Err(err) => {
+                assert_eq!(err.kind(), ErrorKind::Config, "{option}: {err}");
+                assert!(err.message().contains(option), "{option}: {err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn building_outside_a_tokio_runtime_is_an_unsupported_error() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let err = block_on(cachette::open(&url)).map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.message().contains("tokio"), "{err}");
+    let builder = RedisBackend::builder("127.0.0.1", server.port());
+    let err = block_on(builder.build()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+}
+
+#[test]
+fn operations_from_a_thread_without_a_runtime_are_unsupported_errors() {
+    let server = RedisServer::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cache = runtime.block_on(
+        RedisBackend::builder("127.0.0.1", server.port())
+            .connect_timeout(TIMEOUT)
+            .response_timeout(TIMEOUT)
+            .build(),
+    );
+    let cache = cache.unwrap();
+    let outcome = std::thread::spawn(move || {
+        let results = [
+            block_on(cache.get("k")).map(|_| ()),
+            block_on(cache.set("k", "v".into(), &SetOptions::new())).map(|_| ()),
+            block_on(cache.delete("k")).map(|_| ()),
+            block_on(cache.incr("n", 1, Expiry::Never)).map(|_| ()),
+            block_on(cache.keys("*")).map(|_| ()),
+            block_on(cache.clear()),
+            block_on(cache.health()),
+        ];
+        results
+            .into_iter()
+            .map(|result| result.map_err(|err| (err.kind(), err.to_string())))
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .expect("no panic on a plain thread");
+    for result in outcome {
+        let (kind, message) = result.unwrap_err();
+        assert_eq!(kind, ErrorKind::Unsupported, "{message}");
+        assert!(message.contains("tokio"), "{message}");
+    }
+    drop(runtime);
+}
