@@ -9,7 +9,7 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use cachette::backends::redis::RedisBackend;
-use cachette::testing::servers::redis::RedisServer;
+use cachette::testing::servers::redis::{RedisCluster, RedisServer};
 use cachette::{Backend, ErrorKind, Expiry, KeyTtl, SetOptions};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -162,4 +162,53 @@ fn operations_from_a_thread_without_a_runtime_are_unsupported_errors() {
         assert!(message.contains("tokio"), "{message}");
     }
     drop(runtime);
+}
+
+/// Unassigns every slot in every node's view of `cluster`, until each
+/// answers `CLUSTER SLOTS` with an empty list (gossip may bring a slot back
+/// once, before its owner dropped it too).
+async fn drop_every_slot(cluster: &RedisCluster) {
+    for _ in 0..50 {
+        let mut left = 0;
+        for port in cluster.ports() {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if slots.is_empty() {
+                continue;
+            }
+            left += 1;
+            let mut pipe = redis::pipe();
+            for slot in 0..16384 {
+                pipe.cmd("CLUSTER").arg("DELSLOTS").arg(slot).ignore();
+            }
+            // Slots already unassigned answer errors; the others are gone.
+            let _ = pipe.query_async::<()>(&mut conn).await;
+        }
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the cluster kept some slots");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_clear_on_a_cluster_without_slots_are_errors_saying_so() {
+    let cluster = RedisCluster::start(3);
+    let cache = RedisBackend::cluster_builder(cluster.seeds())
+        .connect_timeout(TIMEOUT)
+        .response_timeout(TIMEOUT)
+        .build()
+        .await
+        .unwrap();
+    drop_every_slot(&cluster).await;
+    for result in [cache.keys("*").await.map(|_| ()), cache.clear().await] {
+        let err = result.unwrap_err();
+        assert!(err.message().contains("no slots"), "{err}");
+    }
 }
