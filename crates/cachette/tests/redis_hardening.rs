@@ -212,3 +212,138 @@ async fn keys_and_clear_on_a_cluster_without_slots_are_errors_saying_so() {
         assert!(err.message().contains("no slots"), "{err}");
     }
 }
+
+/// Writes `count` entries `k0`, `k1`, ... tagged `tag` straight into the
+/// server (the backend's key layout, no prefix), in short Lua loops.
+fn write_tagged_entries(server: &RedisServer, tag: &str, count: u32) {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let fill = redis::Script::new(
+        r"
+for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do
+  local key = 'k' .. i
+  redis.call('SET', key, 'v')
+  redis.call('SADD', '\255k:' .. key, ARGV[1])
+  redis.call('SADD', '\255t:' .. ARGV[1], key)
+end
+return 1
+",
+    );
+    let chunk = 20_000;
+    for start in (0..count).step_by(chunk) {
+        let end = (start + chunk as u32).min(count) - 1;
+        let _: i64 = fill.arg(tag).arg(start).arg(end).invoke(&mut conn).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidating_a_tag_of_a_million_entries_never_blocks_the_server() {
+    const ENTRIES: u32 = 1_000_000;
+    let server = RedisServer::start();
+    write_tagged_entries(&server, "big", ENTRIES);
+    assert_eq!(
+        server.cli(&["DBSIZE"]).trim(),
+        (2 * ENTRIES + 1).to_string()
+    );
+    let cache = RedisBackend::builder("127.0.0.1", server.port())
+        .connect_timeout(Duration::from_secs(5))
+        .response_timeout(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+
+    // PINGs on a connection of their own, every 5 ms, from a thread of
+    // their own; every wait is kept. The server runs no script for more
+    // than a few ms, so a PING waits that long at most; the bounds leave
+    // room for a loaded machine descheduling the server or the thread now
+    // and then (a script over the whole tag held every PING for seconds).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pinger = {
+        let stop = Arc::clone(&stop);
+        let client = redis::Client::open(server.url()).unwrap();
+        std::thread::spawn(move || {
+            let mut conn = client.get_connection().unwrap();
+            let mut waits = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = std::time::Instant::now();
+                // A server busy in a script answers `BUSY`: as bad as late.
+                let answer: redis::RedisResult<String> = redis::cmd("PING").query(&mut conn);
+                waits.push(match answer {
+                    Ok(_) => sent.elapsed(),
+                    Err(_) => Duration::MAX,
+                });
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            waits
+        })
+    };
+    let removed = cache.invalidate_tags(&["big"]).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut waits = pinger.join().unwrap();
+    assert_eq!(removed.unwrap(), u64::from(ENTRIES));
+    waits.sort_unstable();
+    let p99 = waits[waits.len() * 99 / 100];
+    let slowest = waits[waits.len() - 1];
+    assert!(
+        p99 < Duration::from_millis(50) && slowest < Duration::from_secs(1),
+        "{} PINGs: p99 {p99:?}, slowest {slowest:?}",
+        waits.len()
+    );
+    assert_eq!(server.cli(&["DBSIZE"]).trim(), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_overwrites_and_expiry_take_keys_out_of_their_tag_sets() {
+    let server = RedisServer::start();
+    let cache = RedisBackend::builder("127.0.0.1", server.port())
+        .build()
+        .await
+        .unwrap();
+    let members = |tag: &str| {
+        server.cli(&[
+            "EVAL",
+            "return redis.call('SCARD', '\\255t:' .. ARGV[1])",
+            "0",
+            tag,
+        ])
+    };
+    let tagged = SetOptions::new().tags(["a", "b"]);
+    for key in ["deleted", "overwritten", "retagged"] {
+        cache.set(key, "v".into(), &tagged).await.unwrap();
+    }
+    assert_eq!(members("a").trim(), "3");
+    cache.delete("deleted").await.unwrap();
+    cache
+        .set("overwritten", "w".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    cache
+        .set("retagged", "w".into(), &SetOptions::new().tags(["c"]))
+        .await
+        .unwrap();
+    assert_eq!(members("a").trim(), "0");
+    assert_eq!(members("b").trim(), "0");
+    assert_eq!(members("c").trim(), "1");
+
+    // 100 entries of tag `e` expire; 300 later writes of the tag sweep
+    // their names out (a few random members per write), all but a few.
+    let short = SetOptions::new()
+        .tags(["e"])
+        .expiry(Expiry::After(Duration::from_millis(1)));
+    for i in 0..100 {
+        cache
+            .set(&format!("old{i}"), "v".into(), &short)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let long = SetOptions::new().tags(["e"]);
+    for i in 0..300 {
+        cache
+            .set(&format!("new{i}"), "v".into(), &long)
+            .await
+            .unwrap();
+    }
+    let left: u64 = members("e").trim().parse().unwrap();
+    assert!((300..330).contains(&left), "{left} members");
+}

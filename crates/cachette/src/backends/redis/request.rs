@@ -179,14 +179,14 @@ impl RedisBackend {
         }
     }
 
-    /// Sends one pipeline; a pipeline of tagged writes is sent again after
-    /// loading the script if the server's script cache was empty (a
-    /// restarted server): then no command ran.
+    /// Sends one pipeline of writes; it is sent again after loading the
+    /// scripts if the server's script cache was empty (a restarted server):
+    /// then no script ran, and a `SET` that did is written again, to the
+    /// same effect (a write the pipeline drops records for is never `NX`).
     pub(super) async fn send_pipeline(
         &self,
         operation: &'static str,
         pipe: &redis::Pipeline,
-        tagged: bool,
     ) -> Result<Vec<Value>> {
         let started = tokio::time::Instant::now();
         let mut conn = self.conn();
@@ -194,12 +194,13 @@ impl RedisBackend {
             .run_request(operation, async { pipe.query_async(&mut conn).await })
             .await;
         match sent {
-            Err(err) if tagged && err.message().to_ascii_uppercase().contains("NOSCRIPT") => {
+            Err(err) if err.message().to_ascii_uppercase().contains("NOSCRIPT") => {
                 // Loading the script and sending again share what is left
                 // of the one deadline.
                 let left = self.inner.deadline.saturating_sub(started.elapsed());
                 self.run_within(operation, left, async move {
                     scripts::SET_TAGGED.load_async(&mut conn).await?;
+                    scripts::DROP_ENTRIES.load_async(&mut conn).await?;
                     pipe.query_async(&mut conn).await
                 })
                 .await
