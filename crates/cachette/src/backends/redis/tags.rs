@@ -165,9 +165,10 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Removes the entries tagged with any of `tags`: one script over
-    /// every tag standalone; in cluster mode the slots of each tag's index
-    /// first, then one script per slot (see the module docs).
+    /// Removes the entries tagged with any of `tags`: each tag set walked
+    /// in short steps ([`drain_tag`](Self::drain_tag)); in cluster mode the
+    /// slots of each tag's index first, then the tag's set in each of them
+    /// (see the module docs).
     pub(super) async fn invalidate(&self, tags: &[&str]) -> Result<u64> {
         if tags.is_empty() {
             return Ok(0);
@@ -175,9 +176,9 @@ impl RedisBackend {
         let mut unique: Vec<&str> = tags.to_vec();
         unique.sort_unstable();
         unique.dedup();
-        // Standalone: one script over every tag. Cluster: the slots each
+        // Standalone: every tag's one set. Cluster: the slots each
         // tag's index names (taken out of the index first, see the module
-        // docs), then one script per slot over the tags found there.
+        // docs), then the tag's set in each of those slots.
         let mut by_slot: std::collections::BTreeMap<Option<u16>, Vec<&str>> = Default::default();
         if self.is_cluster() {
             let mut jobs = Vec::with_capacity(unique.len());
