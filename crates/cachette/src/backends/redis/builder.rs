@@ -112,6 +112,10 @@ impl RedisBuilder {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
     /// The default response timeout: one second.
     pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+    /// The longest connect or response timeout: one day.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+    /// The longest default TTL: about a hundred years.
+    pub const MAX_DEFAULT_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
     pub(super) fn new(host: impl Into<String>, port: u16) -> Self {
         RedisBuilder {
@@ -343,14 +347,8 @@ impl RedisBuilder {
                 ),
             ));
         }
-        for (name, timeout) in [
-            ("connect_timeout", self.connect_timeout),
-            ("response_timeout", self.response_timeout),
-        ] {
-            if timeout.is_zero() {
-                return Err(Error::config(NAME, format!("`{name}` must not be zero")));
-            }
-        }
+        super::request::require_runtime("connect")?;
+        self.check_durations()?;
         if let Address::Cluster(nodes) = &self.address {
             let nodes = nodes.clone();
             return self.build_cluster(nodes).await;
@@ -395,6 +393,40 @@ impl RedisBuilder {
             .connect(ConnectionManager::new_with_config(client, config))
             .await?;
         Ok(self.into_backend(Conn::Single(conn)))
+    }
+
+    /// Timeouts neither zero nor over [`MAX_TIMEOUT`](Self::MAX_TIMEOUT),
+    /// and a default TTL of at most [`MAX_DEFAULT_TTL`](Self::MAX_DEFAULT_TTL):
+    /// anything longer is a [`ErrorKind::Config`] error naming the option
+    /// (deadlines are added to clocks, which must not overflow).
+    fn check_durations(&self) -> Result<()> {
+        for (name, timeout) in [
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(Error::config(NAME, format!("`{name}` must not be zero")));
+            }
+            if timeout > Self::MAX_TIMEOUT {
+                return Err(Error::config(
+                    NAME,
+                    format!(
+                        "`{name}` is {timeout:?}; it must be at most {:?}",
+                        Self::MAX_TIMEOUT
+                    ),
+                ));
+            }
+        }
+        match self.default_ttl {
+            Some(ttl) if ttl > Self::MAX_DEFAULT_TTL => Err(Error::config(
+                NAME,
+                format!(
+                    "`default_ttl` is {ttl:?}; it must be at most {:?}",
+                    Self::MAX_DEFAULT_TTL
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Connects to a cluster through its seed nodes: one connection that

@@ -4,8 +4,9 @@
 //!
 //! - **URLs:** `redis://[user[:password]@]host[:port][/db][?params]`,
 //!   `rediss://...` (TLS) and `redis+unix:///path/to/redis.sock[?db=N&...]`.
-//!   Parameters: `prefix`, `connect_timeout`, `response_timeout`,
-//!   `default_ttl`, `tags` (`false` turns tags off, see
+//!   Parameters: `prefix`, `connect_timeout`, `response_timeout` (each at
+//!   most a day), `default_ttl` (at most about a hundred years; a TTL under
+//!   a millisecond is sent as 1 ms), `tags` (`false` turns tags off, see
 //!   [`RedisBuilder::tags`]), and for `rediss://` `ca_cert` (a PEM file) and
 //!   `insecure_hostname=true`; `redis+unix://` takes `db` as a parameter.
 //! - **Connections:** one multiplexed connection (redis-rs
@@ -19,7 +20,8 @@
 //!   [`ErrorKind::Timeout`], never a hang, and the same backend serves
 //!   again once the server is back.
 //! - **Operations:** `get_many` is one `MGET`; `set_many` one pipeline of
-//!   `SET .. PX [NX|XX]`; `delete_many` `UNLINK` in batches of 512; `incr`
+//!   `SET .. PX [NX|XX]`; `delete_many` one script per batch of 512 keys
+//!   (values, tag records and memberships); `incr`
 //!   a Lua script (`INCRBY`, then `PEXPIRE` only if it created the key);
 //!   `ttl` is `PTTL`; `touch` `PEXPIRE`/`PERSIST`; `keys` a lazy `SCAN
 //!   MATCH`; `clear` `SCAN` + `UNLINK` of this prefix only (never
@@ -34,11 +36,17 @@
 //!
 //!   A tagged `set` (a Lua script) removes the key's old memberships and
 //!   adds the new ones; the tag record expires with its key and a tag set
-//!   lives at least as long as its longest-lived key. `delete`, an untagged
-//!   overwrite and expiry remove the record but leave the key's name in the
-//!   tag sets; `invalidate_tags` (a script) skips such stale names by
-//!   checking the record, and removes the tag sets. So stale names are
-//!   bounded by the tag set's lifetime or the next invalidation.
+//!   lives at least as long as its longest-lived key. `delete` and an
+//!   untagged overwrite (a script in the same pipeline) take the key out of
+//!   its tag sets with its record. Expiry cannot do that, so every tagged
+//!   write also checks a few random members of each of its tag sets and
+//!   removes those whose record no longer names the tag: stale names stay
+//!   a small share of a set. `invalidate_tags` renames each tag set to a
+//!   drain `{prefix}\xFFd:{tag}` (writes after that start a new set), then
+//!   walks the drain in steps of a hundred members (`SSCAN`, one short
+//!   script each), removing the entries whose record still names the tag:
+//!   the server never runs one long script, however large the tag. A drain
+//!   left by a failed invalidation is walked by the next one.
 //! - **Cluster mode** (`redis+cluster://[user[:password]@]h1:p1,h2:p2,...`
 //!   with the same `prefix` and timeout parameters, or
 //!   [`RedisBackend::cluster_builder`]): one redis-rs cluster connection
@@ -104,7 +112,9 @@
 //! - **Stats:** hits, misses, deletes and invalidations counted by this
 //!   client; `details` has `db_keys` (from `INFO keyspace`) when the server
 //!   answers.
-//! - **Needs:** Redis 6+ for ACL users; the scripts touch keys they do not
+//! - **Needs:** a tokio runtime (with I/O and time enabled): building the
+//!   backend or calling it from a plain thread or another executor is an
+//!   [`ErrorKind::Unsupported`] error, never a panic. Redis 6+ for ACL users; the scripts touch keys they do not
 //!   declare, which standalone Redis allows, and so does Redis Cluster
 //!   (7.0 tested) since those keys are in the declared keys' slot.
 
@@ -374,12 +384,10 @@ impl Backend for RedisBackend {
         let mut conn = self.conn();
         if options.tags.is_empty() {
             let mut pipe = redis::pipe();
-            self.push_record_unlink(&mut pipe, [key], options.condition);
+            self.push_record_drop(&mut pipe, [key], options.condition);
             self.push_plain_set(&mut pipe, key, &value, ttl, options.condition);
-            let (answer,): (Value,) = self
-                .run_request("set", async move { pipe.query_async(&mut conn).await })
-                .await?;
-            Ok(!matches!(answer, Value::Nil))
+            let answers = self.send_pipeline("set", &pipe).await?;
+            Ok(!matches!(answers.first(), Some(Value::Nil) | None))
         } else {
             let mut invocation = scripts::SET_TAGGED.prepare_invoke();
             self.tagged_set_invocation(&mut invocation, key, &value, ttl, options);
@@ -458,7 +466,7 @@ impl Backend for RedisBackend {
             let mut pipe = redis::pipe();
             if !tagged {
                 let keys = group.iter().map(|&i| entries[i].0);
-                self.push_record_unlink(&mut pipe, keys, options.condition);
+                self.push_record_drop(&mut pipe, keys, options.condition);
             }
             for &i in &group {
                 let (key, value) = &entries[i];
@@ -475,7 +483,7 @@ impl Backend for RedisBackend {
         let mut jobs = Vec::with_capacity(pipelines.len());
         for (group, pipe) in pipelines {
             jobs.push(async move {
-                let answers = self.send_pipeline("set_many", &pipe, tagged).await?;
+                let answers = self.send_pipeline("set_many", &pipe).await?;
                 Ok::<_, Error>((group, answers))
             });
         }
@@ -508,29 +516,16 @@ impl Backend for RedisBackend {
     async fn delete_many(&self, keys: &[&str]) -> Result<u64> {
         self.limits().check_keys(keys)?;
         let stored: Vec<Vec<u8>> = keys.iter().map(|key| self.data_key(key)).collect();
-        let mut pipelines = Vec::new();
+        // Each batch (of one slot) in one script: the values, the tag
+        // records and the memberships in the tag sets go together.
+        let mut jobs = Vec::new();
         for group in self.groups(&stored) {
             for chunk in group.chunks(BATCH) {
-                let mut pipe = redis::pipe();
-                pipe.cmd("UNLINK");
-                for &i in chunk {
-                    pipe.arg(&stored[i]);
-                }
-                pipe.cmd("UNLINK");
-                for &i in chunk {
-                    pipe.arg(self.record_key(keys[i]));
-                }
-                pipe.ignore();
-                pipelines.push(pipe);
+                let chunk: Vec<&str> = chunk.iter().map(|&i| keys[i]).collect();
+                let invocation = self.drop_entries(&chunk, true);
+                let mut conn = self.conn();
+                jobs.push(async move { invocation.invoke_async::<u64>(&mut conn).await });
             }
-        }
-        let mut jobs = Vec::with_capacity(pipelines.len());
-        for pipe in pipelines {
-            let mut conn = self.conn();
-            jobs.push(async move {
-                let (count,): (u64,) = pipe.query_async(&mut conn).await?;
-                Ok(count)
-            });
         }
         let removed: u64 = self.run("delete_many", all(jobs)).await?.into_iter().sum();
         self.inner.counters.add(Event::Delete, removed);

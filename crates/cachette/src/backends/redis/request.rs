@@ -84,9 +84,29 @@ pub(super) async fn all<T, F: Future<Output = RedisResult<T>>>(
     Ok(out)
 }
 
-/// A TTL as the scripts take it: milliseconds, `0` for none.
+/// A TTL as Redis takes it: milliseconds, rounded up so that a TTL under
+/// one millisecond is 1 (never `0`, which means none here and is an error
+/// for `PX`), and `0` for none.
 pub(super) fn ttl_arg(ttl: Option<Duration>) -> u64 {
-    ttl.map_or(0, |ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+    ttl.map_or(0, |ttl| {
+        let millis = ttl.as_nanos().div_ceil(1_000_000).max(1);
+        u64::try_from(millis).unwrap_or(u64::MAX)
+    })
+}
+
+/// [`ErrorKind::Unsupported`] naming `operation` outside a tokio runtime:
+/// redis-rs, its reconnections and the backend's deadlines need one.
+pub(super) fn require_runtime(operation: &'static str) -> Result<()> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        NAME,
+        "the Redis backend needs a tokio runtime: call it from a task of one \
+         (e.g. under `#[tokio::main]`), not from a plain thread or another executor",
+    )
+    .with_operation(operation))
 }
 
 impl RedisBackend {
@@ -117,6 +137,7 @@ impl RedisBackend {
         operation: &'static str,
         request: impl Future<Output = RedisResult<T>>,
     ) -> Result<T> {
+        require_runtime(operation)?;
         match self.inner.conn {
             Conn::Single(_) => request
                 .await
@@ -142,6 +163,7 @@ impl RedisBackend {
         limit: Duration,
         exchange: impl Future<Output = RedisResult<T>>,
     ) -> Result<T> {
+        require_runtime(operation)?;
         match tokio::time::timeout(limit, exchange).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(map_error(err).with_operation(operation)),
@@ -157,14 +179,14 @@ impl RedisBackend {
         }
     }
 
-    /// Sends one pipeline; a pipeline of tagged writes is sent again after
-    /// loading the script if the server's script cache was empty (a
-    /// restarted server): then no command ran.
+    /// Sends one pipeline of writes; it is sent again after loading the
+    /// scripts if the server's script cache was empty (a restarted server):
+    /// then no script ran, and a `SET` that did is written again, to the
+    /// same effect (a write the pipeline drops records for is never `NX`).
     pub(super) async fn send_pipeline(
         &self,
         operation: &'static str,
         pipe: &redis::Pipeline,
-        tagged: bool,
     ) -> Result<Vec<Value>> {
         let started = tokio::time::Instant::now();
         let mut conn = self.conn();
@@ -172,12 +194,13 @@ impl RedisBackend {
             .run_request(operation, async { pipe.query_async(&mut conn).await })
             .await;
         match sent {
-            Err(err) if tagged && err.message().to_ascii_uppercase().contains("NOSCRIPT") => {
+            Err(err) if err.message().to_ascii_uppercase().contains("NOSCRIPT") => {
                 // Loading the script and sending again share what is left
                 // of the one deadline.
                 let left = self.inner.deadline.saturating_sub(started.elapsed());
                 self.run_within(operation, left, async move {
                     scripts::SET_TAGGED.load_async(&mut conn).await?;
+                    scripts::DROP_ENTRIES.load_async(&mut conn).await?;
                     pipe.query_async(&mut conn).await
                 })
                 .await

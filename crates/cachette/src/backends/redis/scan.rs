@@ -5,9 +5,9 @@ use futures_util::stream::{self, StreamExt};
 
 use super::cluster::{self, Conn, Node};
 use super::request::all;
-use super::{BATCH, INTERNAL, RedisBackend};
+use super::{BATCH, INTERNAL, NAME, RedisBackend};
 use crate::backend::KeyStream;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::glob;
 
 impl RedisBackend {
@@ -20,6 +20,17 @@ impl RedisBackend {
                 let masters = self
                     .run(operation, async move { cluster::masters(&mut conn).await })
                     .await?;
+                if masters.is_empty() {
+                    // Nothing to visit is not "nothing stored": the keys
+                    // of unassigned slots may still sit on the nodes.
+                    return Err(Error::new(
+                        ErrorKind::Connection,
+                        NAME,
+                        "the cluster reports no slots (`CLUSTER SLOTS` is empty): \
+                         no master to scan",
+                    )
+                    .with_operation(operation));
+                }
                 Ok(masters.into_iter().map(Some).collect())
             }
         }
@@ -126,15 +137,16 @@ impl RedisBackend {
     pub(super) async fn key_stream(&self, pattern: &str) -> Result<KeyStream> {
         let mut full = glob::escape(&self.inner.prefix).into_bytes();
         full.extend_from_slice(pattern.as_bytes());
-        let mut nodes = self.scan_targets("keys").await?;
+        let mut nodes = std::collections::VecDeque::from(self.scan_targets("keys").await?);
         // The first page is read now, so that a dead server fails the call
         // rather than the stream.
-        let first_node = nodes.remove(0);
+        // `scan_targets` names at least one server.
+        let first_node = nodes.pop_front().flatten();
         let (next, first) = self.scan_page(first_node.as_ref(), 0, &full).await?;
         let this = self.clone();
         // (node, cursor): the page to read next; cursor 0 means this node is
         // done, so the next node starts.
-        let mut queue = std::collections::VecDeque::from(nodes);
+        let mut queue = nodes;
         let pages = stream::unfold(
             Some((first_node, next)),
             move |state: Option<(Option<Node>, u64)>| {

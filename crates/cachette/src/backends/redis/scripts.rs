@@ -37,13 +37,17 @@ return value
 
 /// `set` with tags: the condition, the write, then the tag index: old
 /// memberships removed, new ones added, the tag sets kept alive at least
-/// as long as the entry.
+/// as long as the entry. Each tag set is swept a little on the way: a few
+/// random members (`SWEEP`, 4) whose record no longer names the tag (an
+/// expired entry) are removed, so that expiry cannot grow a set without
+/// bound.
 ///
 /// KEYS: data key, tags-of-key set. ARGV: value, TTL in ms (`0` = none),
 /// condition (`A`lways, `N`X, `X`X), tag-set prefix, user key, tags...
 pub(super) static SET_TAGGED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local SWEEP = 4
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if (ARGV[3] == 'N' and exists) or (ARGV[3] == 'X' and not exists) then
   return 0
@@ -55,6 +59,7 @@ else
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 end
 local tag_prefix, user_key = ARGV[4], ARGV[5]
+local record_prefix = string.sub(KEYS[2], 1, #KEYS[2] - #user_key)
 for _, old in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   redis.call('SREM', tag_prefix .. old, user_key)
 end
@@ -67,6 +72,11 @@ for i = 6, #ARGV do
   local created = redis.call('EXISTS', tag_key) == 0
   redis.call('SADD', tag_key, user_key)
   redis.call('SADD', KEYS[2], ARGV[i])
+  for _, member in ipairs(redis.call('SRANDMEMBER', tag_key, SWEEP)) do
+    if redis.call('SISMEMBER', record_prefix .. member, ARGV[i]) == 0 then
+      redis.call('SREM', tag_key, member)
+    end
+  end
   if ttl == '0' then
     redis.call('PERSIST', tag_key)
   else
@@ -119,35 +129,73 @@ return 1
     )
 });
 
-/// `invalidate_tags`: removes every live entry whose own tag record still
-/// names the tag (memberships left behind by expiry, `delete` or an
-/// untagged overwrite are skipped), then the tag sets. Returns how many
-/// entries existed.
+/// `delete` and untagged overwrites: the entries leave their tag sets
+/// and lose their tag records; with data keys given, those are unlinked
+/// too. Returns how many data keys existed.
 ///
-/// KEYS: the tag sets. ARGV: data prefix, tags-of-key prefix, tag-set
-/// prefix, then the tag names in the order of KEYS.
-pub(super) static INVALIDATE_TAGS: LazyLock<Script> = LazyLock::new(|| {
+/// KEYS: the tag records of `n` keys, then (to delete them) their `n` data
+/// keys. ARGV: tag-set prefix, then the `n` user keys.
+pub(super) static DROP_ENTRIES: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local data_prefix, record_prefix, tag_prefix = ARGV[1], ARGV[2], ARGV[3]
+local n = #ARGV - 1
 local removed = 0
-for i, tag_key in ipairs(KEYS) do
-  local tag = ARGV[3 + i]
-  for _, user_key in ipairs(redis.call('SMEMBERS', tag_key)) do
-    local record = record_prefix .. user_key
-    if redis.call('SISMEMBER', record, tag) == 1 then
-      for _, other in ipairs(redis.call('SMEMBERS', record)) do
-        if other ~= tag then
-          redis.call('SREM', tag_prefix .. other, user_key)
-        end
-      end
-      removed = removed + redis.call('DEL', data_prefix .. user_key)
-      redis.call('DEL', record)
-    end
+for i = 1, n do
+  for _, tag in ipairs(redis.call('SMEMBERS', KEYS[i])) do
+    redis.call('SREM', ARGV[1] .. tag, ARGV[i + 1])
   end
-  redis.call('DEL', tag_key)
+  redis.call('UNLINK', KEYS[i])
+  if KEYS[n + i] then
+    removed = removed + redis.call('UNLINK', KEYS[n + i])
+  end
 end
 return removed
+",
+    )
+});
+
+/// One bounded step of `invalidate_tags` for one tag set. At cursor `0`
+/// the set is renamed to its drain (an O(1) snapshot: writes after it start
+/// a new set), unless a drain is left already (another invalidation's,
+/// running or failed), which is walked instead. Each step reads one `SSCAN`
+/// page of at most about `batch` members of the drain, takes them out, and
+/// removes every live entry whose own tag record still names the tag
+/// (memberships left behind are skipped). (`SSCAN`, not `SPOP`: picking
+/// random members of a large, thinning set costs the server more and
+/// more.) Returns the entries removed, `1` if this step renamed the set
+/// (`2` if it walked a drain found, `0` if there was nothing to do), and
+/// the next cursor (`0` once the drain was walked through).
+///
+/// KEYS: the tag set, its drain. ARGV: data prefix, tags-of-key prefix,
+/// tag-set prefix, the tag, cursor, batch.
+pub(super) static INVALIDATE_STEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local status = 2
+if ARGV[5] == '0' and redis.call('EXISTS', KEYS[2]) == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    return {0, 0, '0'}
+  end
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  status = 1
+end
+local data_prefix, record_prefix, tag_prefix, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local page = redis.call('SSCAN', KEYS[2], ARGV[5], 'COUNT', ARGV[6])
+local removed = 0
+for _, user_key in ipairs(page[2]) do
+  redis.call('SREM', KEYS[2], user_key)
+  local record = record_prefix .. user_key
+  if redis.call('SISMEMBER', record, tag) == 1 then
+    for _, other in ipairs(redis.call('SMEMBERS', record)) do
+      if other ~= tag then
+        redis.call('SREM', tag_prefix .. other, user_key)
+      end
+    end
+    removed = removed + redis.call('UNLINK', data_prefix .. user_key)
+    redis.call('UNLINK', record)
+  end
+end
+return {removed, status, page[1]}
 ",
     )
 });

@@ -4,23 +4,28 @@
 use std::time::Duration;
 
 use super::request::{all, ttl_arg};
-use super::{NAME, RedisBackend, scripts};
+use super::{NAME, PARALLEL, RedisBackend, scripts};
+
+/// Members of a tag set handled by one step of `invalidate_tags`: a few
+/// milliseconds of the server's time at most.
+const INVALIDATE_BATCH: usize = 100;
 use crate::backend::{SetCondition, SetOptions};
 use crate::error::{Error, ErrorKind, Result};
 
 impl RedisBackend {
-    /// Adds to `pipe` one `UNLINK` of the tag records of `keys`, the keys
-    /// of untagged writes about to follow in the same pipeline; its answer
-    /// is ignored.
+    /// Adds to `pipe` one [`DROP_ENTRIES`](scripts::DROP_ENTRIES) of the
+    /// tag records of `keys`, the keys of untagged writes about to follow
+    /// in the same pipeline: they leave their tag sets. Its answer is
+    /// ignored.
     ///
     /// The records go first. A tagged write of one of these keys landing
-    /// between the `UNLINK` and its `SET` leaves its record in place for the
+    /// between the script and its `SET` leaves its record in place for the
     /// untagged value: a later invalidation of those tags removes the value
     /// (a miss), never leaves a tagged value behind. No MULTI is needed for
     /// that, and none is sent. An absent key has no tag record, so `NX`
     /// writes have nothing to drop. In cluster mode `keys` are of one slot,
     /// and so are their records.
-    pub(super) fn push_record_unlink<'k>(
+    pub(super) fn push_record_drop<'k>(
         &self,
         pipe: &mut redis::Pipeline,
         keys: impl IntoIterator<Item = &'k str>,
@@ -29,15 +34,38 @@ impl RedisBackend {
         if condition == SetCondition::IfAbsent || !self.inner.tags {
             return;
         }
-        pipe.cmd("UNLINK");
-        for key in keys {
-            pipe.arg(self.record_key(key));
-        }
+        let keys: Vec<&str> = keys.into_iter().collect();
+        pipe.invoke_script(&self.drop_entries(&keys, false));
         pipe.ignore();
     }
 
+    /// The [`DROP_ENTRIES`](scripts::DROP_ENTRIES) of `keys` (of one slot
+    /// in cluster mode): their tag records and memberships, and with
+    /// `data` their values too.
+    pub(super) fn drop_entries<'a>(
+        &self,
+        keys: &[&str],
+        data: bool,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut invocation = scripts::DROP_ENTRIES.prepare_invoke();
+        for key in keys {
+            invocation.key(self.record_key(key));
+        }
+        if data {
+            for key in keys {
+                invocation.key(self.data_key(key));
+            }
+        }
+        let tag_prefix = keys.first().map(|key| self.tag_prefix(key));
+        invocation.arg(tag_prefix.unwrap_or_default());
+        for key in keys {
+            invocation.arg(*key);
+        }
+        invocation
+    }
+
     /// Adds the `SET` of one untagged write to `pipe`, after
-    /// [`push_record_unlink`](Self::push_record_unlink) of its key.
+    /// [`push_record_drop`](Self::push_record_drop) of its key.
     pub(super) fn push_plain_set(
         &self,
         pipe: &mut redis::Pipeline,
@@ -137,9 +165,10 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Removes the entries tagged with any of `tags`: one script over
-    /// every tag standalone; in cluster mode the slots of each tag's index
-    /// first, then one script per slot (see the module docs).
+    /// Removes the entries tagged with any of `tags`: each tag set walked
+    /// in short steps ([`drain_tag`](Self::drain_tag)); in cluster mode the
+    /// slots of each tag's index first, then the tag's set in each of them
+    /// (see the module docs).
     pub(super) async fn invalidate(&self, tags: &[&str]) -> Result<u64> {
         if tags.is_empty() {
             return Ok(0);
@@ -147,9 +176,9 @@ impl RedisBackend {
         let mut unique: Vec<&str> = tags.to_vec();
         unique.sort_unstable();
         unique.dedup();
-        // Standalone: one script over every tag. Cluster: the slots each
+        // Standalone: every tag's one set. Cluster: the slots each
         // tag's index names (taken out of the index first, see the module
-        // docs), then one script per slot over the tags found there.
+        // docs), then the tag's set in each of those slots.
         let mut by_slot: std::collections::BTreeMap<Option<u16>, Vec<&str>> = Default::default();
         if self.is_cluster() {
             let mut jobs = Vec::with_capacity(unique.len());
@@ -181,26 +210,56 @@ impl RedisBackend {
         } else {
             by_slot.insert(None, unique);
         }
-        let mut jobs = Vec::with_capacity(by_slot.len());
-        for (slot, tags) in by_slot {
-            let tag_prefix = self.slot_prefix("t", slot);
-            let mut invocation = scripts::INVALIDATE_TAGS.prepare_invoke();
-            for tag in &tags {
-                let mut key = tag_prefix.clone();
-                key.extend_from_slice(tag.as_bytes());
-                invocation.key(key);
+        let steps: Vec<(Option<u16>, &str)> = by_slot
+            .into_iter()
+            .flat_map(|(slot, tags)| tags.into_iter().map(move |tag| (slot, tag)))
+            .collect();
+        let mut removed = 0;
+        for chunk in steps.chunks(PARALLEL) {
+            let mut jobs = Vec::with_capacity(chunk.len());
+            for &(slot, tag) in chunk {
+                jobs.push(self.drain_tag(slot, tag));
             }
+            let counts = futures_util::future::try_join_all(jobs).await?;
+            removed += counts.into_iter().sum::<u64>();
+        }
+        Ok(removed)
+    }
+
+    /// Removes the entries of one tag set (of `slot` in cluster mode) in
+    /// bounded steps of about [`INVALIDATE_BATCH`] members each, so that
+    /// the server never runs one long script. Stops once the drain it
+    /// renamed the set to was walked through: every member present
+    /// throughout a walk is seen (see [`INVALIDATE_STEP`](scripts::INVALIDATE_STEP)).
+    async fn drain_tag(&self, slot: Option<u16>, tag: &str) -> Result<u64> {
+        let mut set = self.slot_prefix("t", slot);
+        set.extend_from_slice(tag.as_bytes());
+        let mut drain = self.slot_prefix("d", slot);
+        drain.extend_from_slice(tag.as_bytes());
+        let (mut removed, mut renamed, mut cursor) = (0, false, "0".to_owned());
+        loop {
+            let mut invocation = scripts::INVALIDATE_STEP.prepare_invoke();
             invocation
+                .key(&set)
+                .key(&drain)
                 .arg(self.inner.prefix.as_bytes())
                 .arg(self.slot_prefix("k", slot))
-                .arg(tag_prefix);
-            for tag in &tags {
-                invocation.arg(*tag);
-            }
+                .arg(self.slot_prefix("t", slot))
+                .arg(tag)
+                .arg(&cursor)
+                .arg(INVALIDATE_BATCH);
             let mut conn = self.conn();
-            jobs.push(async move { invocation.invoke_async::<u64>(&mut conn).await });
+            let (count, status, next): (u64, u8, String) = self
+                .run("invalidate_tags", async move {
+                    invocation.invoke_async(&mut conn).await
+                })
+                .await?;
+            removed += count;
+            renamed |= status == 1;
+            if status == 0 || (renamed && next == "0") {
+                return Ok(removed);
+            }
+            cursor = next;
         }
-        let removed = self.run("invalidate_tags", all(jobs)).await?;
-        Ok(removed.into_iter().sum())
     }
 }

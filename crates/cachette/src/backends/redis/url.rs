@@ -226,14 +226,24 @@ impl<'a> MultiHostUrl<'a> {
             Some((head, query)) => (head, Some(query)),
             None => (rest, None),
         };
-        let (authority, path) = match head.find('/') {
+        // The user info goes first, before the nodes and the path are
+        // split: it ends at the last `@` before the query, so a password
+        // may hold `/`, `,`, `:` or `@` and none of it is read as a node.
+        let (userinfo, head) = match head.rfind('@') {
+            Some(at) => (Some(&head[..at]), &head[at + 1..]),
+            None => (None, head),
+        };
+        if userinfo.is_none() && query.is_some_and(|query| query.contains('@')) {
+            // A password holding `?` or a query holding `@`: which one
+            // cannot be told, and a guess could show a password.
+            return Err(bad(
+                "an `@` after the `?`: percent-encode a `?` in the password (`%3F`) \
+                 and an `@` in the query (`%40`)",
+            ));
+        }
+        let (hosts, path) = match head.find('/') {
             Some(slash) => (&head[..slash], &head[slash..]),
             None => (head, ""),
-        };
-        // The user info ends at the last `@` (a password may hold `@` as %40).
-        let (userinfo, hosts) = match authority.rfind('@') {
-            Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
-            None => (None, authority),
         };
         let nodes = hosts
             .split(',')
@@ -464,6 +474,58 @@ mod tests {
             let err = sentinel_builder(url).unwrap_err();
             assert!(err.message().contains(needle), "{url}: {err}");
             assert!(!err.message().contains("secret"), "{url}: {err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+
+    /// Malformed multi-host URLs whose password holds URL delimiters: the
+    /// password, or any piece of it, never shows in the error.
+    #[test]
+    fn no_piece_of_a_password_appears_in_a_cluster_or_sentinel_url_error() {
+        let passwords = [
+            "hunter2/x",
+            "hunter2:9",
+            "hunt,er2",
+            "hunter2/x/y",
+            "hunter2?x",
+            "hunter2#x",
+            "hunter2@x",
+            "hunter2[x",
+            "hunter2]:x",
+            "hunter2",
+        ];
+        let shapes = [
+            "redis+cluster://app:{p}@h:1",
+            "redis+cluster://app:{p}@h:x",
+            "redis+cluster://app:{p}@h:1,,h:2",
+            "redis+cluster://app:{p}@h:1/3",
+            "redis+cluster://app:{p}@h:1?prefx=a",
+            "redis+cluster://app:{p}@[::1",
+            "redis+cluster://:{p}@h:0",
+            "redis+sentinel://app:{p}@h:1",
+            "redis+sentinel://app:{p}@h:1/m/x",
+            "redis+sentinel://app:{p}@h:x/m",
+            "redis+sentinel://app:{p}@h:1/m?prefx=a",
+            "redis+sentinel://app:{p}@h:1,/m",
+        ];
+        for password in passwords {
+            for shape in shapes {
+                let url = shape.replace("{p}", password);
+                let result = if url.starts_with("redis+cluster") {
+                    cluster_builder(&url)
+                } else {
+                    sentinel_builder(&url)
+                };
+                let shown = match result {
+                    Ok(builder) => format!("{builder:?}"),
+                    Err(err) => format!("{err} {err:?}"),
+                };
+                assert!(!shown.contains("hunter2"), "{url}: {shown}");
+            }
         }
     }
 }
