@@ -71,7 +71,14 @@ impl Clock for TokioClock {
 /// `now + duration` on tokio's clock, saturating at about thirty years
 /// from now instead of overflowing.
 pub(crate) fn later(duration: Duration) -> tokio::time::Instant {
-    let now = tokio::time::Instant::now();
+    saturating_after(tokio::time::Instant::now(), duration)
+}
+
+/// `start + duration`, saturating at about thirty years after `start`.
+pub(crate) fn saturating_after(
+    now: tokio::time::Instant,
+    duration: Duration,
+) -> tokio::time::Instant {
     now.checked_add(duration)
         .or_else(|| now.checked_add(FAR_FUTURE))
         .unwrap_or(now)

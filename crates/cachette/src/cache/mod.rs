@@ -242,6 +242,7 @@ pub use builder::{
     CacheBuilder, DEFAULT_FAIL_SAFE_CAPACITY, DEFAULT_FAIL_SAFE_THROTTLE,
     DEFAULT_MAX_DECOMPRESSED_SIZE, DEFAULT_NAMESPACE,
 };
+pub(crate) use clock::saturating_after;
 pub use clock::{Clock, SystemClock, TokioClock};
 #[cfg(feature = "json")]
 pub use codec::Json;
