@@ -885,10 +885,19 @@ async fn faulty_backend_delays_on_the_paused_clock() {
 
 mod capture {
     //! A minimal `tracing` subscriber that keeps spans and events.
+    //!
+    //! One global subscriber, installed once for this test binary, routes
+    //! everything to the capture of the current thread (each
+    //! `#[tokio::test]` runs its tasks on its own thread). Scoped
+    //! subscribers (`set_default`) would race: tracing caches each
+    //! callsite's interest process-wide, and a callsite first hit on a
+    //! thread with no subscriber while another test swaps its own in could
+    //! stay disabled for that test.
 
+    use std::cell::RefCell;
     use std::collections::HashMap;
     use std::fmt;
-    use std::sync::Arc;
+    use std::sync::{Arc, Once};
 
     use parking_lot::Mutex;
     use tracing::field::{Field, Visit};
@@ -939,10 +948,77 @@ mod capture {
         }
     }
 
-    impl Subscriber for Capture {
+    thread_local! {
+        static CURRENT: RefCell<Option<Capture>> = const { RefCell::new(None) };
+    }
+
+    /// Ends the capture of this thread when dropped.
+    pub(crate) struct Capturing(());
+
+    impl Drop for Capturing {
+        fn drop(&mut self) {
+            CURRENT.with(|current| current.borrow_mut().take());
+        }
+    }
+
+    /// Captures what this thread traces until the guard drops.
+    pub(crate) fn start() -> (Capture, Capturing) {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            tracing::subscriber::set_global_default(Router)
+                .unwrap_or_else(|e| panic!("no other global subscriber in this binary: {e}"));
+        });
+        let capture = Capture::default();
+        CURRENT.with(|current| *current.borrow_mut() = Some(capture.clone()));
+        (capture, Capturing(()))
+    }
+
+    /// The global subscriber: every callsite always enabled, everything
+    /// handed to the current thread's capture, if any.
+    struct Router;
+
+    /// The span id handed out on threads without a capture.
+    const UNCAPTURED: u64 = u64::MAX;
+
+    fn with_current<R>(f: impl FnOnce(&Capture) -> R) -> Option<R> {
+        CURRENT.with(|current| current.borrow().as_ref().map(f))
+    }
+
+    impl Subscriber for Router {
+        fn register_callsite(
+            &self,
+            _: &'static Metadata<'static>,
+        ) -> tracing::subscriber::Interest {
+            tracing::subscriber::Interest::always()
+        }
         fn enabled(&self, _: &Metadata<'_>) -> bool {
             true
         }
+        fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+            with_current(|c| c.new_span(attrs)).unwrap_or(Id::from_u64(UNCAPTURED))
+        }
+        fn record(&self, id: &Id, values: &Record<'_>) {
+            if id.into_u64() != UNCAPTURED {
+                with_current(|c| c.record(id, values));
+            }
+        }
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            with_current(|c| c.event(event));
+        }
+        fn enter(&self, id: &Id) {
+            if id.into_u64() != UNCAPTURED {
+                with_current(|c| c.enter(id));
+            }
+        }
+        fn exit(&self, id: &Id) {
+            if id.into_u64() != UNCAPTURED {
+                with_current(|c| c.exit(id));
+            }
+        }
+    }
+
+    impl Capture {
         fn new_span(&self, attrs: &Attributes<'_>) -> Id {
             let mut span = Span {
                 name: attrs.metadata().name(),
@@ -956,16 +1032,17 @@ mod capture {
         }
         fn record(&self, id: &Id, values: &Record<'_>) {
             let mut state = self.0.lock();
-            let span = &mut state.spans[id.into_u64() as usize - 1];
-            values.record(&mut Fields(&mut span.fields));
+            if let Some(span) = state.spans.get_mut(id.into_u64() as usize - 1) {
+                values.record(&mut Fields(&mut span.fields));
+            }
         }
-        fn record_follows_from(&self, _: &Id, _: &Id) {}
         fn event(&self, event: &Event<'_>) {
             let mut state = self.0.lock();
             let span = state
                 .stack
                 .last()
-                .map(|&id| state.spans[id as usize - 1].name);
+                .and_then(|&id| state.spans.get(id as usize - 1))
+                .map(|span| span.name);
             let mut fields = HashMap::new();
             event.record(&mut Fields(&mut fields));
             state.events.push(Logged {
@@ -985,8 +1062,7 @@ mod capture {
 
 #[tokio::test]
 async fn tracing_spans_record_the_key_length_and_hash_not_the_key() {
-    let capture = capture::Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let (capture, _capturing) = capture::start();
     let backend = TracingLayer::new().layer(memory());
 
     backend.get("user:ada@example.com").await.unwrap();
@@ -1005,8 +1081,7 @@ async fn tracing_spans_record_the_key_length_and_hash_not_the_key() {
 
 #[tokio::test]
 async fn tracing_records_full_keys_only_when_asked() {
-    let capture = capture::Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let (capture, _capturing) = capture::start();
     let backend = TracingLayer::new().record_keys(true).layer(memory());
 
     backend.get("user:1").await.unwrap();
@@ -1016,8 +1091,7 @@ async fn tracing_records_full_keys_only_when_asked() {
 
 #[tokio::test]
 async fn tracing_records_hit_and_miss() {
-    let capture = capture::Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let (capture, _capturing) = capture::start();
     let backend = TracingLayer::new().layer(memory());
 
     backend.set("k", "v".into(), &opts()).await.unwrap();
@@ -1051,8 +1125,7 @@ async fn tracing_records_hit_and_miss() {
 
 #[tokio::test]
 async fn tracing_logs_errors_at_warn_with_their_kind() {
-    let capture = capture::Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let (capture, _capturing) = capture::start();
     let (faults, inner) = faulty();
     let backend = TracingLayer::new().layer(inner);
     faults.fail_next(1, ErrorKind::Connection);
@@ -1076,8 +1149,7 @@ async fn tracing_logs_errors_at_warn_with_their_kind() {
 /// minimal subscriber does not track; the retries' events show the nesting.
 #[tokio::test(start_paused = true)]
 async fn retry_logs_its_attempts_inside_the_tracing_span() {
-    let capture = capture::Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let (capture, _capturing) = capture::start();
     let (faults, inner) = faulty();
     let backend = LayerStack::new(inner)
         .retry(RetryLayer::new())

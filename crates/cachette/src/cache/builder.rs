@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{Backend, Expiry, parse_counter};
+use crate::backend::{Backend, Expiry};
 use crate::error::{Error, Result};
 
 use super::Cache;
@@ -14,6 +14,7 @@ use super::inner::Inner;
 use super::keys::{KeyHasher, KeySpace, fnv1a_128};
 use super::lock::DistributedLock;
 use super::options::Defaults;
+use super::version;
 
 /// The namespace of a cache built without [`CacheBuilder::namespace`].
 pub const DEFAULT_NAMESPACE: &str = "cachette";
@@ -21,6 +22,9 @@ pub const DEFAULT_NAMESPACE: &str = "cachette";
 pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(30);
 /// The default of [`CacheBuilder::fail_safe_capacity`]: 10,000 entries.
 pub const DEFAULT_FAIL_SAFE_CAPACITY: usize = 10_000;
+/// The default of `CacheBuilder::max_decompressed_size` (feature `lz4`):
+/// 64 MiB.
+pub const DEFAULT_MAX_DECOMPRESSED_SIZE: usize = 64 << 20;
 
 /// Builds a [`Cache`]: consuming setters, then [`build`](Self::build),
 /// which checks the options and reads the namespace's key version from
@@ -34,6 +38,7 @@ pub struct CacheBuilder<C: Codec = DefaultCodec> {
     defaults: Defaults,
     fail_safe_capacity: usize,
     compress_above: Option<usize>,
+    max_decompressed: usize,
     lock: Option<DistributedLock>,
     clock: Arc<dyn Clock>,
     hasher: KeyHasher,
@@ -48,6 +53,7 @@ impl<C: Codec> fmt::Debug for CacheBuilder<C> {
             .field("defaults", &self.defaults)
             .field("fail_safe_capacity", &self.fail_safe_capacity)
             .field("compress_above", &self.compress_above)
+            .field("max_decompressed_size", &self.max_decompressed)
             .field("distributed_lock", &self.lock)
             .field("clock", &self.clock)
             .finish()
@@ -72,6 +78,7 @@ impl CacheBuilder<DefaultCodec> {
             },
             fail_safe_capacity: DEFAULT_FAIL_SAFE_CAPACITY,
             compress_above: None,
+            max_decompressed: DEFAULT_MAX_DECOMPRESSED_SIZE,
             lock: None,
             clock: Arc::new(SystemClock),
             hasher: fnv1a_128,
@@ -89,6 +96,7 @@ impl<C: Codec> CacheBuilder<C> {
             defaults: self.defaults,
             fail_safe_capacity: self.fail_safe_capacity,
             compress_above: self.compress_above,
+            max_decompressed: self.max_decompressed,
             lock: self.lock,
             clock: self.clock,
             hasher: self.hasher,
@@ -191,6 +199,17 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
+    /// The largest payload a read decompresses (default
+    /// [`DEFAULT_MAX_DECOMPRESSED_SIZE`]). A stored value declaring more
+    /// is counted as corrupt ([`CacheStats::corrupt`](super::CacheStats::corrupt))
+    /// and read as a miss, without allocating the declared size: a hostile
+    /// or damaged entry cannot make readers allocate gigabytes.
+    #[cfg(feature = "lz4")]
+    pub fn max_decompressed_size(mut self, bytes: usize) -> Self {
+        self.max_decompressed = bytes;
+        self
+    }
+
     /// Lets one process at a time load a key (default off): a loader first
     /// takes `{namespace}:__lock:{hash}` with an only-if-absent `set` that
     /// expires after `lock_ttl`. The others serve their stale value if
@@ -266,17 +285,10 @@ impl<C: Codec> CacheBuilder<C> {
             }
         }
         let keys = KeySpace::new(self.namespace, capabilities.max_key_len, self.hasher)?;
-        let version_key = keys.version_key();
-        let stored = self
-            .backend
-            .get(&version_key)
+        let version = version::read(&*self.backend, &keys, 0)
             .await
-            .map_err(|e| e.context(format!("reading the key version `{version_key}`")))?;
-        if let Some(bytes) = stored {
-            let counter = parse_counter(self.backend.name(), &bytes)
-                .map_err(|e| e.context(format!("the key version `{version_key}`")))?;
-            keys.raise_version(version_from(counter)?);
-        }
+            .map_err(|e| e.context(format!("reading the key version `{}`", keys.version_key())))?;
+        keys.raise_version(version);
         let envelopes = self.defaults.soft_ttl.is_some()
             || self.defaults.fail_safe.is_some()
             || self.defaults.negative_ttl.is_some()
@@ -288,21 +300,11 @@ impl<C: Codec> CacheBuilder<C> {
                 keys,
                 self.defaults,
                 envelopes,
-                self.compress_above,
+                (self.compress_above, self.max_decompressed),
                 self.lock,
                 self.clock,
                 self.fail_safe_capacity,
             )),
         })
     }
-}
-
-/// A persisted key version: a counter that is not negative.
-pub(super) fn version_from(counter: i64) -> Result<u64> {
-    u64::try_from(counter).map_err(|_| {
-        Error::config(
-            NAME,
-            format!("the key version counter holds a negative value ({counter})"),
-        )
-    })
 }

@@ -67,3 +67,22 @@ impl Clock for TokioClock {
         self.epoch_ms.saturating_add(millis(self.start.elapsed()))
     }
 }
+
+/// `now + duration` on tokio's clock, saturating at about thirty years
+/// from now instead of overflowing.
+pub(crate) fn later(duration: Duration) -> tokio::time::Instant {
+    saturating_after(tokio::time::Instant::now(), duration)
+}
+
+/// `start + duration`, saturating at about thirty years after `start`.
+pub(crate) fn saturating_after(
+    now: tokio::time::Instant,
+    duration: Duration,
+) -> tokio::time::Instant {
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// The farthest deadline [`later`] gives: thirty years.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);

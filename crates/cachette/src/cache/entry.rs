@@ -94,7 +94,7 @@ impl<C: Codec> Inner<C> {
             tracing::debug!(key = %stored.full, "the entry is not an envelope, read as a miss");
             return Read::Corrupt;
         }
-        match envelope::decode(&bytes) {
+        match envelope::decode(&bytes, self.max_decompressed) {
             Ok(Envelope { meta, payload }) => match (&meta.original_key, stored.hashed) {
                 (Some(original), _) if original != key => Read::Collision,
                 (None, true) => Read::Collision,

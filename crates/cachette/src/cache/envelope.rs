@@ -169,8 +169,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Parses bytes that start with [`MAGIC`].
-pub(super) fn decode(bytes: &Bytes) -> Result<Envelope, EnvelopeError> {
+/// Parses bytes that start with [`MAGIC`]. A compressed payload declaring
+/// more than `max_decompressed` bytes is corrupt, and never allocated.
+pub(super) fn decode(bytes: &Bytes, max_decompressed: usize) -> Result<Envelope, EnvelopeError> {
     let mut reader = Reader {
         bytes: bytes.as_ref(),
         at: 0,
@@ -210,7 +211,7 @@ pub(super) fn decode(bytes: &Bytes) -> Result<Envelope, EnvelopeError> {
     }
     let payload = match uncompressed_len {
         None => body,
-        Some(len) => decompress(&body, len)?,
+        Some(len) => decompress(&body, len, max_decompressed)?,
     };
     Ok(Envelope {
         meta: Meta {
@@ -226,7 +227,12 @@ pub(super) fn decode(bytes: &Bytes) -> Result<Envelope, EnvelopeError> {
 }
 
 #[cfg(feature = "lz4")]
-fn decompress(body: &[u8], len: usize) -> Result<Bytes, EnvelopeError> {
+fn decompress(body: &[u8], len: usize, max: usize) -> Result<Bytes, EnvelopeError> {
+    if len > max {
+        return Err(EnvelopeError::Corrupt(
+            "the declared uncompressed size is over this cache's max_decompressed_size",
+        ));
+    }
     if len > body.len().saturating_mul(MAX_LZ4_RATIO).saturating_add(64) {
         return Err(EnvelopeError::Corrupt(
             "the declared uncompressed size is impossible",
@@ -242,7 +248,7 @@ fn decompress(body: &[u8], len: usize) -> Result<Bytes, EnvelopeError> {
 }
 
 #[cfg(not(feature = "lz4"))]
-fn decompress(_body: &[u8], _len: usize) -> Result<Bytes, EnvelopeError> {
+fn decompress(_body: &[u8], _len: usize, _max: usize) -> Result<Bytes, EnvelopeError> {
     Err(EnvelopeError::NeedsLz4)
 }
 
@@ -265,7 +271,7 @@ mod tests {
     fn round_trips_every_field() {
         let bytes = encode(&meta(), b"payload", None);
         assert!(is_envelope(&bytes));
-        let envelope = decode(&bytes).unwrap();
+        let envelope = decode(&bytes, usize::MAX).unwrap();
         assert_eq!(envelope.meta, meta());
         assert_eq!(&envelope.payload[..], b"payload");
     }
@@ -276,7 +282,10 @@ mod tests {
         let header_end = bytes.len() - b"payload".len();
         for cut in 4..header_end {
             let cut = bytes.slice(..cut);
-            assert!(matches!(decode(&cut), Err(EnvelopeError::Corrupt(_))));
+            assert!(matches!(
+                decode(&cut, usize::MAX),
+                Err(EnvelopeError::Corrupt(_))
+            ));
         }
     }
 
@@ -285,13 +294,13 @@ mod tests {
         let mut bytes = encode(&meta(), b"x", None).to_vec();
         bytes[4] = 9;
         assert_eq!(
-            decode(&Bytes::from(bytes.clone())).unwrap_err(),
+            decode(&Bytes::from(bytes.clone()), usize::MAX).unwrap_err(),
             EnvelopeError::UnknownVersion(9)
         );
         bytes[4] = FORMAT_VERSION;
         bytes[6] |= 0b1000_0000;
         assert!(matches!(
-            decode(&Bytes::from(bytes)),
+            decode(&Bytes::from(bytes), usize::MAX),
             Err(EnvelopeError::Corrupt(_))
         ));
     }
@@ -302,12 +311,19 @@ mod tests {
         let payload = vec![b'a'; 10_000];
         let bytes = encode(&meta(), &payload, Some(100));
         assert!(bytes.len() < 1_000);
-        assert_eq!(&decode(&bytes).unwrap().payload[..], &payload[..]);
+        assert_eq!(
+            &decode(&bytes, usize::MAX).unwrap().payload[..],
+            &payload[..]
+        );
 
+        assert!(matches!(
+            decode(&bytes, 9_999),
+            Err(EnvelopeError::Corrupt(_))
+        ));
         let mut forged = bytes.to_vec();
         forged[FIXED_HEADER..FIXED_HEADER + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
-            decode(&Bytes::from(forged)),
+            decode(&Bytes::from(forged), usize::MAX),
             Err(EnvelopeError::Corrupt(_))
         ));
     }

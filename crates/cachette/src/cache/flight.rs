@@ -4,18 +4,20 @@
 //! (unless a write came after it started) and answers every caller.
 
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use serde::Serialize;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use crate::backend::SetOptions;
 use crate::error::{ErrorKind, Result};
 
+use super::clock::later;
 use super::entry::{Found, Freshness, Read};
 use super::inner::Inner;
 use super::keys::{Fingerprint, StoredKey};
@@ -123,7 +125,7 @@ pub(super) fn refuse_reentrant(cache: u64, stored: &StoredKey, key: &str) -> Res
         .try_with(|chain| {
             chain
                 .iter()
-                .any(|(id, k)| *id == cache && k == &*stored.full)
+                .any(|(id, k)| *id == cache && *k == stored.identity(key))
         })
         .unwrap_or(false);
     if reentrant {
@@ -137,6 +139,13 @@ pub(super) fn refuse_reentrant(cache: u64, stored: &StoredKey, key: &str) -> Res
         ));
     }
     Ok(())
+}
+
+impl Job {
+    /// The key of this load's fail-safe copy.
+    pub(super) fn copy_key(&self) -> std::borrow::Cow<'_, str> {
+        self.key.identity(&self.user_key)
+    }
 }
 
 impl<C: Codec> Cache<C> {
@@ -178,8 +187,9 @@ impl<C: Codec> Cache<C> {
         L: Loader<T>,
     {
         let inner = &self.inner;
+        let flight_key = job.key.identity(&job.user_key).into_owned();
         let mut flights = inner.flights.lock();
-        if let Some(flight) = flights.get(job.key.full.as_str()) {
+        if let Some(flight) = flights.get(&flight_key) {
             if !refresh {
                 bump(&inner.counters.coalesced);
             }
@@ -197,7 +207,7 @@ impl<C: Codec> Cache<C> {
         job.epoch = inner.epoch.load(Ordering::Acquire);
         job.id = inner.next_flight.fetch_add(1, Ordering::Relaxed);
         flights.insert(
-            job.key.full.to_string(),
+            flight_key.clone(),
             FlightHandle {
                 rx: rx.clone(),
                 id: job.id,
@@ -207,8 +217,15 @@ impl<C: Codec> Cache<C> {
 
         let mut chain: Vec<(u64, String)> =
             LOADING.try_with(|chain| chain.to_vec()).unwrap_or_default();
-        chain.push((inner.id, job.key.full.to_string()));
-        let task = run_flight(Arc::clone(inner), job, loader, tx);
+        chain.push((inner.id, flight_key.clone()));
+        // The guard exists before the task: a task dropped before its first
+        // poll (its runtime shut down) still removes the flight.
+        let guard = FlightGuard {
+            inner: Arc::clone(inner),
+            key: flight_key,
+            id: job.id,
+        };
+        let task = run_flight(guard, job, loader, tx);
         runtime.spawn(LOADING.scope(chain.into(), task));
         Ok((rx, true))
     }
@@ -243,7 +260,7 @@ pub(super) async fn wait(
 
 /// The task of one load: lock, load, store, answer.
 async fn run_flight<C, T, L>(
-    inner: Arc<Inner<C>>,
+    guard: FlightGuard<C>,
     job: Job,
     loader: L,
     tx: watch::Sender<FlightState>,
@@ -252,11 +269,7 @@ async fn run_flight<C, T, L>(
     T: Serialize + Send + 'static,
     L: Loader<T>,
 {
-    let _guard = FlightGuard {
-        inner: Arc::clone(&inner),
-        key: job.key.full.to_string(),
-        id: job.id,
-    };
+    let inner = Arc::clone(&guard.inner);
     // Double check: a load that finished between this caller's read and
     // the start of this one has stored a fresh value already.
     if job.start != Fingerprint::Unknown
@@ -281,7 +294,7 @@ async fn run_flight<C, T, L>(
     {
         inner
             .copies
-            .throttle(&job.key.full, fallback, Instant::now() + fail_safe.throttle);
+            .throttle(&job.copy_key(), fallback, later(fail_safe.throttle));
     }
     if let Some(held) = held_lock {
         held.release(&inner).await;
@@ -326,7 +339,8 @@ where
         stale_created: job.fallback.as_ref().and_then(|f| f.created),
         now: inner.now(),
     };
-    let running = loader.start(context);
+    // A panic becomes this load's failure, with its message.
+    let running = AssertUnwindSafe(async move { loader.start(context).await }).catch_unwind();
     let result = match job.resolved.hard_timeout {
         Some(limit) => match tokio::time::timeout(limit, running).await {
             Ok(result) => result,
@@ -337,7 +351,13 @@ where
         },
         None => running.await,
     };
-    result.map_err(|error| Failure::of_loader(&job.user_key, error.into()))
+    match result {
+        Ok(result) => result.map_err(|error| Failure::of_loader(&job.user_key, error.into())),
+        Err(payload) => {
+            tracing::warn!(key = %job.user_key, "a loader panicked");
+            Err(Failure::panicked(&job.user_key, payload.as_ref()))
+        }
+    }
 }
 
 /// Stores a loaded value; the outcome every caller decodes it from.
@@ -371,7 +391,7 @@ async fn store_value<C: Codec, T: Serialize>(inner: &Inner<C>, job: &Job, value:
         negative: false,
     };
     if stored && job.resolved.fail_safe.is_some() {
-        inner.copies.remember(&job.key.full, &found);
+        inner.copies.remember(&job.copy_key(), &found);
     }
     Outcome::Value(found)
 }

@@ -48,6 +48,8 @@ pub(super) struct Inner<C> {
     /// Whether every entry is an envelope.
     pub(super) envelopes: bool,
     pub(super) compress_above: Option<usize>,
+    /// The largest decompressed payload a read accepts.
+    pub(super) max_decompressed: usize,
     pub(super) lock: Option<DistributedLock>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) counters: Counters,
@@ -70,7 +72,7 @@ impl<C: Codec> Inner<C> {
         keys: KeySpace,
         defaults: Defaults,
         envelopes: bool,
-        compress_above: Option<usize>,
+        (compress_above, max_decompressed): (Option<usize>, usize),
         lock: Option<DistributedLock>,
         clock: Arc<dyn Clock>,
         fail_safe_capacity: usize,
@@ -82,6 +84,7 @@ impl<C: Codec> Inner<C> {
             defaults,
             envelopes,
             compress_above,
+            max_decompressed,
             lock,
             clock,
             counters: Counters::default(),
@@ -126,7 +129,7 @@ impl<C: Codec> Inner<C> {
         let now = self.now();
         let plan = resolved.plan(now, false);
         let bytes = self.entry_bytes(&stored, key, payload, codec, &resolved, &plan, now, false);
-        let _writing = self.enter_write(&stored.full).await;
+        let _writing = self.enter_write(&stored, key).await;
         self.backend
             .set(&stored.full, bytes, &plan.set_options)
             .await?;
@@ -135,11 +138,15 @@ impl<C: Codec> Inner<C> {
 
     /// Starts a write of `stored` (held until the guard drops): loads that
     /// started before it do not store, and fail-safe forgets its copy.
-    pub(super) async fn enter_write(&self, stored: &str) -> RwLockReadGuard<'_, ()> {
-        let gate = self.gate(stored);
+    pub(super) async fn enter_write(
+        &self,
+        stored: &StoredKey,
+        key: &str,
+    ) -> RwLockReadGuard<'_, ()> {
+        let gate = self.gate(&stored.full);
         let writing = gate.lock.read().await;
         gate.generation.fetch_add(1, Ordering::AcqRel);
-        self.copies.forget(stored);
+        self.copies.forget(&stored.identity(key));
         writing
     }
 

@@ -1,5 +1,6 @@
 //! Stored keys: namespace, key version, and hashing of long keys.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -83,6 +84,17 @@ pub(super) struct StoredKey {
 }
 
 impl StoredKey {
+    /// What tells this key apart in this process (single-flight, fail-safe
+    /// copies): the stored key, followed by the original key when hashed,
+    /// since two keys may hash alike.
+    pub(super) fn identity(&self, key: &str) -> Cow<'_, str> {
+        if self.hashed {
+            Cow::Owned(format!("{}{key}", self.full))
+        } else {
+            Cow::Borrowed(self.full.as_str())
+        }
+    }
+
     #[inline]
     pub(super) fn borrowed(&self) -> StoredRef<'_> {
         StoredRef {
@@ -252,6 +264,11 @@ impl KeySpace {
     /// Where the key version is persisted: `{namespace}:__version`.
     pub(super) fn version_key(&self) -> String {
         format!("{}:__version", self.namespace)
+    }
+
+    /// The marker of a replaced key version: `{namespace}:__retired:v{old}`.
+    pub(super) fn retired_key(&self, old: u64) -> String {
+        format!("{}:__retired:v{old}", self.namespace)
     }
 
     /// The distributed lock of a stored key: `{namespace}:__lock:{hash}`.

@@ -7,11 +7,10 @@ use std::future::Future;
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::time::Instant;
 
 use crate::error::{ErrorKind, Result};
 
-use super::clock::millis;
+use super::clock::{later, millis};
 use super::entry::{Found, Freshness, Read};
 use super::flight::{Job, Outcome, Waited, refuse_reentrant, wait};
 use super::keys::{Fingerprint, StoredKey};
@@ -89,17 +88,19 @@ impl<C: Codec> Cache<C> {
         let resolved = inner.resolve(options)?;
         let stored = inner.keys.stored(key)?;
         refuse_reentrant(inner.id, &stored, key)?;
-        if let Some(found) = self.throttled(&stored, resolved.fail_safe) {
+        if let Some(found) = self.throttled(&stored.identity(key), resolved.fail_safe) {
             bump(&inner.counters.stale_served);
             return inner.decode(&found);
         }
         match self.lookup(key, &stored, resolved.fail_safe).await {
-            Lookup::Fresh(found) => self.serve_fresh(&stored, &resolved, &found),
+            Lookup::Fresh(found) => self.serve_fresh(&stored.identity(key), &resolved, &found),
             Lookup::Stale(found, start) => {
                 let job = self.job(stored, key, resolved, start, Some(found.clone()), true);
                 self.serve_stale_and_refresh(&found, job, loader)
             }
-            Lookup::BackendFailed(found) => self.serve_fail_safe(&stored, &resolved, &found),
+            Lookup::BackendFailed(found) => {
+                self.serve_fail_safe(&stored.identity(key), &resolved, &found)
+            }
             Lookup::Load { start, fallback } => {
                 let job = self.job(stored, key, resolved, start, fallback, false);
                 self.load_and_wait(job, loader).await
@@ -109,10 +110,10 @@ impl<C: Codec> Cache<C> {
 
     /// The value fail-safe serves without the loader or the backend while
     /// the key is throttled after a fail-safe activation.
-    fn throttled(&self, stored: &StoredKey, fail_safe: Option<FailSafe>) -> Option<Found> {
+    fn throttled(&self, copy_key: &str, fail_safe: Option<FailSafe>) -> Option<Found> {
         let inner = &self.inner;
         let max_age = millis(fail_safe?.max_age);
-        inner.copies.get(&stored.full, inner.now(), max_age, true)
+        inner.copies.get(copy_key, inner.now(), max_age, true)
     }
 
     /// Reads the key's entry and decides what to do with it; counts misses.
@@ -122,7 +123,7 @@ impl<C: Codec> Cache<C> {
         let now = inner.now();
         let kept = || {
             let max_age = millis(fail_safe?.max_age);
-            inner.copies.get(&stored.full, now, max_age, false)
+            inner.copies.get(&stored.identity(key), now, max_age, false)
         };
         let lookup = match read {
             Ok(Some(bytes)) => self.classify(key, stored, bytes, now, fail_safe),
@@ -214,7 +215,7 @@ impl<C: Codec> Cache<C> {
     /// Returns a fresh value (or a cached "not found"), kept for fail-safe.
     fn serve_fresh<T: DeserializeOwned>(
         &self,
-        stored: &StoredKey,
+        copy_key: &str,
         resolved: &Resolved,
         found: &Found,
     ) -> Result<Option<T>> {
@@ -222,7 +223,7 @@ impl<C: Codec> Cache<C> {
         let value = inner.decode(found)?;
         bump(&inner.counters.hits);
         if resolved.fail_safe.is_some() && !found.negative {
-            inner.copies.remember(&stored.full, found);
+            inner.copies.remember(copy_key, found);
         }
         Ok(value)
     }
@@ -238,7 +239,7 @@ impl<C: Codec> Cache<C> {
         let value = inner.decode(found)?;
         bump(&inner.counters.stale_served);
         if job.resolved.fail_safe.is_some() {
-            inner.copies.remember(&job.key.full, found);
+            inner.copies.remember(&job.copy_key(), found);
         }
         let key = job.user_key.clone();
         match self.start_flight(job, loader, true) {
@@ -261,7 +262,7 @@ impl<C: Codec> Cache<C> {
     {
         let soft_timeout = job.resolved.soft_timeout;
         let has_fallback = job.fallback.is_some();
-        let stored = job.key.clone();
+        let copy_key = job.copy_key().into_owned();
         let key = job.user_key.clone();
         let fallback = job.fallback.clone();
         let resolved = job.resolved.clone();
@@ -270,11 +271,15 @@ impl<C: Codec> Cache<C> {
             Waited::Done(Outcome::Value(found)) => self.inner.decode(&found),
             Waited::Done(Outcome::NotFound) => Ok(None),
             Waited::Done(Outcome::Failed(failure)) => {
-                self.fail_safe_or(&stored, &resolved, fallback, failure)
+                self.fail_safe_or(&key, &copy_key, &resolved, fallback, failure)
             }
-            Waited::Vanished => {
-                self.fail_safe_or(&stored, &resolved, fallback, Failure::vanished(&key))
-            }
+            Waited::Vanished => self.fail_safe_or(
+                &key,
+                &copy_key,
+                &resolved,
+                fallback,
+                Failure::vanished(&key),
+            ),
             waited @ (Waited::SoftTimeout | Waited::BusyElsewhere) => {
                 self.serve_while_loading(&key, fallback, &waited)
             }
@@ -309,7 +314,8 @@ impl<C: Codec> Cache<C> {
     /// Returns the fallback (a fail-safe activation) or the failure.
     fn fail_safe_or<T: DeserializeOwned>(
         &self,
-        stored: &StoredKey,
+        key: &str,
+        copy_key: &str,
         resolved: &Resolved,
         fallback: Option<Found>,
         failure: Failure,
@@ -317,10 +323,10 @@ impl<C: Codec> Cache<C> {
         match fallback {
             Some(found) => {
                 tracing::warn!(
-                    key = %stored.full, error = %failure.message,
+                    key = %key, error = %failure.message,
                     "fail-safe: the load failed; serving the stale value"
                 );
-                self.serve_fail_safe(stored, resolved, &found)
+                self.serve_fail_safe(copy_key, resolved, &found)
             }
             None => Err(failure.to_error()),
         }
@@ -330,7 +336,7 @@ impl<C: Codec> Cache<C> {
     /// and throttles the key.
     fn serve_fail_safe<T: DeserializeOwned>(
         &self,
-        stored: &StoredKey,
+        copy_key: &str,
         resolved: &Resolved,
         found: &Found,
     ) -> Result<Option<T>> {
@@ -340,7 +346,7 @@ impl<C: Codec> Cache<C> {
         if let Some(fail_safe) = resolved.fail_safe {
             inner
                 .copies
-                .throttle(&stored.full, found, Instant::now() + fail_safe.throttle);
+                .throttle(copy_key, found, later(fail_safe.throttle));
         }
         inner.decode(found)
     }

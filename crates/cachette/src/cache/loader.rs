@@ -162,6 +162,23 @@ impl Failure {
         }
     }
 
+    /// The loader panicked; keeps the panic's message when it is text.
+    pub(super) fn panicked(key: &str, payload: &(dyn std::any::Any + Send)) -> Failure {
+        let text = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        let message = match text {
+            Some(text) => format!("the loader of `{key}` panicked: {text}"),
+            None => format!("the loader of `{key}` panicked"),
+        };
+        Failure {
+            kind: ErrorKind::Backend,
+            message: message.into(),
+            source: None,
+        }
+    }
+
     /// The loader's task ended without an outcome.
     pub(super) fn vanished(key: &str) -> Failure {
         Failure {

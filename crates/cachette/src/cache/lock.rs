@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::backend::SetOptions;
 
 use super::Codec;
+use super::clock::later;
 use super::flight::{FlightState, Job, Outcome, fresh_outcome};
 use super::inner::Inner;
 
@@ -78,7 +79,7 @@ pub(super) async fn take<C: Codec>(
 async fn poll_for_value<C: Codec>(inner: &Inner<C>, job: &Job, wait: Duration) -> Option<Outcome> {
     const FIRST_POLL: Duration = Duration::from_millis(10);
     const MAX_POLL: Duration = Duration::from_millis(250);
-    let deadline = Instant::now() + wait;
+    let deadline = later(wait);
     let mut delay = FIRST_POLL;
     loop {
         let now = Instant::now();

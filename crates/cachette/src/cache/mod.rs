@@ -69,6 +69,7 @@
 //! | `soft_timeout` | none | yes | a caller that holds a fail-safe value gets it after this long; the load finishes in the background and stores its result |
 //! | `hard_timeout` | none | yes | a load running longer is cancelled: [`ErrorKind::Timeout`], or the stale value if fail-safe has one; above `soft_timeout` |
 //! | `compress_above` (feature `lz4`) | off | no | LZ4-compress payloads of at least this many bytes when that makes them smaller |
+//! | `max_decompressed_size` (feature `lz4`) | 64 MiB | no | a compressed value declaring a larger payload is corrupt (a miss, counted), never allocated |
 //! | `distributed_lock(lock_ttl, wait)` | off | no | one loader per key across processes (backends with atomic only-if-absent sets) |
 //! | `tags` | none | yes | names for [`Cache::invalidate_tags`]; stored as `{namespace}:{tag}` |
 //! | `clock` | [`SystemClock`] | no | the wall clock of envelope times; [`TokioClock`] for paused-clock tests |
@@ -90,6 +91,21 @@
 //! version; a cache that is already running sees another process's bump
 //! only after [`Cache::refresh_version`]. Old entries are not deleted: they
 //! expire with their TTL.
+//!
+//! The counter is written with no expiry, so a Redis with a `volatile-*`
+//! eviction policy never evicts it; an `allkeys-*` Redis or a bounded
+//! memory engine may. Each bump therefore also writes a marker
+//! `{namespace}:__retired:v{old}` holding the new version (no expiry
+//! either): a cache that finds no counter follows the markers from the
+//! version it knows (0 when it is built), and a process that has seen a
+//! version puts a missing or lower counter back to it
+//! ([`Cache::refresh_version`], [`Cache::bump_version`]). The risk that
+//! remains: if the counter and the marker of the version a new process
+//! starts from are both evicted while entries of that old version live on,
+//! that process serves those entries until a process that knows the
+//! version refreshes, or until they expire. Give entries a TTL, or keep
+//! these keys out of eviction's reach (a `volatile-*` policy), when that
+//! matters.
 //!
 //! A stored key longer than the backend's `max_key_len` (or a key that
 //! itself starts with `#h:`) is hashed: `{namespace}:v{version}:#h:{h}`,
@@ -209,6 +225,7 @@ mod lock;
 mod options;
 mod raw;
 mod stats;
+mod version;
 
 use std::fmt;
 use std::sync::Arc;
@@ -218,12 +235,14 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Backend, Expiry, KeyTtl, parse_counter};
+use crate::backend::{Backend, Expiry, KeyTtl};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use builder::{
-    CacheBuilder, DEFAULT_FAIL_SAFE_CAPACITY, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_NAMESPACE,
+    CacheBuilder, DEFAULT_FAIL_SAFE_CAPACITY, DEFAULT_FAIL_SAFE_THROTTLE,
+    DEFAULT_MAX_DECOMPRESSED_SIZE, DEFAULT_NAMESPACE,
 };
+pub(crate) use clock::saturating_after;
 pub use clock::{Clock, SystemClock, TokioClock};
 #[cfg(feature = "json")]
 pub use codec::Json;
@@ -358,7 +377,7 @@ impl<C: Codec> Cache<C> {
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let inner = &*self.inner;
         let stored = inner.keys.stored(key)?;
-        let _writing = inner.enter_write(&stored.full).await;
+        let _writing = inner.enter_write(&stored, key).await;
         inner.backend.delete(&stored.full).await
     }
 
@@ -429,8 +448,8 @@ impl<C: Codec> Cache<C> {
             guards.push(gate.lock.read().await);
             gate.generation.fetch_add(1, Ordering::AcqRel);
         }
-        for (stored, _) in &stored_entries {
-            inner.copies.forget(&stored.full);
+        for ((stored, _), (key, _)) in stored_entries.iter().zip(entries) {
+            inner.copies.forget(&stored.identity(key));
         }
         let batch: Vec<(&str, Bytes)> = stored_entries
             .iter()
@@ -497,21 +516,17 @@ impl<C: Codec> Cache<C> {
         let inner = &*self.inner;
         let version_key = inner.keys.version_key();
         let persisted = inner.backend.incr(&version_key, 1, Expiry::Never).await?;
-        let persisted = builder::version_from(persisted)?;
+        let persisted = version::version_from(persisted)?;
         let local = inner.keys.version();
         let mut next = persisted;
         if persisted <= local {
-            // The counter fell behind this process (it was deleted or
-            // cleared): move past the local version, and catch it up.
+            // The counter fell behind this process (it was evicted,
+            // deleted or cleared): move past the local version, and catch
+            // it up.
             next = local.saturating_add(1);
-            let gap = i64::try_from(next - persisted).unwrap_or(i64::MAX);
-            if let Err(error) = inner.backend.incr(&version_key, gap, Expiry::Never).await {
-                tracing::warn!(
-                    key = %version_key, %error,
-                    "the key version was bumped in this process but could not be persisted"
-                );
-            }
+            version::restore(&*inner.backend, &version_key, persisted, next).await;
         }
+        version::retire(&*inner.backend, &inner.keys, local, next).await;
         let version = inner.keys.raise_version(next);
         inner.epoch.fetch_add(1, Ordering::AcqRel);
         inner.copies.clear();
@@ -522,11 +537,7 @@ impl<C: Codec> Cache<C> {
     /// by another process). Returns the version in force.
     pub async fn refresh_version(&self) -> Result<u64> {
         let inner = &*self.inner;
-        let stored = inner.backend.get(&inner.keys.version_key()).await?;
-        let version = match stored {
-            Some(bytes) => builder::version_from(parse_counter(inner.backend.name(), &bytes)?)?,
-            None => 0,
-        };
+        let version = version::read(&*inner.backend, &inner.keys, inner.keys.version()).await?;
         let before = inner.keys.version();
         let now = inner.keys.raise_version(version);
         if now != before {

@@ -298,7 +298,10 @@ impl Resolved {
         let mut set_options = SetOptions::new();
         set_options.tags.clone_from(&self.tags);
         if negative {
-            let ttl = self.negative_ttl.unwrap_or(Duration::from_millis(1)) + extra;
+            let ttl = self
+                .negative_ttl
+                .unwrap_or(Duration::from_millis(1))
+                .saturating_add(extra);
             set_options.expiry = Expiry::After(ttl);
             return Plan {
                 soft_deadline: 0,
@@ -306,12 +309,12 @@ impl Resolved {
                 set_options,
             };
         }
-        let soft_deadline = self
-            .soft_ttl
-            .map_or(0, |soft| now.saturating_add(millis(soft + extra)));
+        let soft_deadline = self.soft_ttl.map_or(0, |soft| {
+            now.saturating_add(millis(soft.saturating_add(extra)))
+        });
         let (expiry, hard_deadline) = match self.expiry {
             Expiry::After(ttl) => {
-                let ttl = ttl + extra;
+                let ttl = ttl.saturating_add(extra);
                 match self.fail_safe {
                     // Keep the entry for fail-safe beyond its TTL; the
                     // envelope's hard deadline says when it expires.

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::{Call, Op, Reply};
 use crate::backend::Backend;
+use crate::cache::saturating_after;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Configures a [`CircuitBreaker`]: after how many consecutive temporary
@@ -210,7 +211,7 @@ impl<B: Backend + ?Sized> CircuitBreaker<B> {
             }
             (Admission::Probe, _, true) => {
                 *state = State::Open {
-                    until: now + self.config.open_duration,
+                    until: saturating_after(now, self.config.open_duration),
                 };
                 tracing::warn!(
                     backend,
@@ -225,7 +226,7 @@ impl<B: Backend + ?Sized> CircuitBreaker<B> {
                 let failures = failures.saturating_add(1);
                 if failures >= self.config.failure_threshold {
                     *state = State::Open {
-                        until: now + self.config.open_duration,
+                        until: saturating_after(now, self.config.open_duration),
                     };
                     tracing::warn!(
                         backend,

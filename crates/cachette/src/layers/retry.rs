@@ -118,7 +118,9 @@ impl RetryLayer {
             .initial_backoff
             .saturating_mul(1 << doublings)
             .min(self.max_backoff);
-        ceiling.mul_f64(fastrand::f64())
+        // `mul_f64` panics when rounding takes the product past
+        // `Duration::MAX`; the ceiling itself is a fine wait then.
+        Duration::try_from_secs_f64(ceiling.as_secs_f64() * fastrand::f64()).unwrap_or(ceiling)
     }
 }
 
