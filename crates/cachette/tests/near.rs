@@ -180,19 +180,20 @@ async fn the_local_copy_never_outlives_the_server_ttl() {
         .build()
         .await
         .unwrap();
-    server.cli(&["SET", "app:short", "v", "PX", "300"]);
+    // The long key first, and a TTL that a slow redis-cli start cannot use up.
     server.cli(&["SET", "app:forever", "v"]);
+    server.cli(&["SET", "app:short", "v", "PX", "2000"]);
     assert_eq!(cache.get("short").await.unwrap(), bytes("v"));
     assert_eq!(cache.get("forever").await.unwrap(), bytes("v"));
     match cache.local().ttl("short").await.unwrap() {
-        KeyTtl::ExpiresIn(left) => assert!(left <= Duration::from_millis(300), "{left:?}"),
-        other => panic!("the local copy of a 300 ms key must expire, found {other:?}"),
+        KeyTtl::ExpiresIn(left) => assert!(left <= Duration::from_millis(2000), "{left:?}"),
+        other => panic!("the local copy of a 2 s key must expire, found {other:?}"),
     }
     match cache.local().ttl("forever").await.unwrap() {
         KeyTtl::ExpiresIn(left) => assert!(left <= Duration::from_secs(60), "{left:?}"),
         other => panic!("local_ttl must bound a persistent key's copy, found {other:?}"),
     }
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(cache.get("short").await.unwrap(), None);
 }
 
@@ -361,7 +362,7 @@ async fn derived_entries_go_with_any_of_their_sources() {
     assert!(local.entries <= 16, "{local:?}");
     assert!(detail(&local, "tags") <= 2 * local.entries, "{local:?}");
     // ... and expiries: derived entries live no longer than their sources.
-    server.cli(&["SET", "app:brief", "1", "PX", "100"]);
+    server.cli(&["SET", "app:brief", "1", "PX", "1000"]);
     cache
         .get_or_derive("from-brief", &["brief"], sum(Arc::clone(&runs)))
         .await
@@ -371,7 +372,7 @@ async fn derived_entries_go_with_any_of_their_sources() {
         .get_or_derive("from-brief", &["brief"], sum(Arc::clone(&runs)))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     cache.local().purge_expired().await.unwrap();
     let local = cache.local().stats().await.unwrap();
     assert_eq!(local.entries, 0, "{local:?}");
@@ -471,7 +472,10 @@ async fn optin_tracks_only_the_near_reads_and_bcast_every_key_of_its_prefixes() 
         bcast.get("p:k").await.unwrap() == bytes("new")
     })
     .await;
-    assert!(stat(&bcast, "invalidations_received").await >= seen + 2);
+    eventually("BCAST counts both announcements", async || {
+        stat(&bcast, "invalidations_received").await >= seen + 2
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -512,7 +516,8 @@ async fn the_url_form_opens_a_near_cache() {
 async fn coherence_under_load_with_redis_cli_writing() {
     const KEYS: usize = 4;
     const WRITES: usize = 120;
-    const STALE_BOUND: Duration = Duration::from_millis(100);
+    // Generous for a loaded machine: the bench measures the real delay.
+    const STALE_BOUND: Duration = Duration::from_secs(1);
     let server = RedisServer::start();
     let cache = near(&server, "co:").build().await.unwrap();
     for k in 0..KEYS {

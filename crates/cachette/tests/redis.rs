@@ -12,6 +12,9 @@ use cachette::testing::servers::redis::{RedisServer, TlsFiles};
 use cachette::{Backend, ErrorKind, KeyTtl, SetOptions};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
+/// What a busy machine may add to an operation's own timeouts before the
+/// caller sees its error.
+const SCHEDULING_SLACK: Duration = Duration::from_millis(1500);
 
 async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
     RedisBackend::builder("127.0.0.1", server.port())
@@ -265,7 +268,9 @@ async fn clear_and_keys_stay_within_the_prefix_and_hide_no_user_key() {
         .await
         .unwrap();
     let pttl: i64 = server.cli(&["PTTL", "app:ms"]).trim().parse().unwrap();
-    assert!((1400..=1500).contains(&pttl), "{pttl}");
+    // Above 1000: not rounded to whole seconds (the slack is for a slow
+    // redis-cli start).
+    assert!((1001..=1500).contains(&pttl), "{pttl}");
     assert!(
         matches!(cache.ttl("ms").await.unwrap(), KeyTtl::ExpiresIn(d) if d <= Duration::from_millis(1500))
     );
@@ -278,7 +283,7 @@ async fn clear_and_keys_stay_within_the_prefix_and_hide_no_user_key() {
 async fn kill_during_a_workload_fails_fast_and_the_same_backend_recovers() {
     let mut server = RedisServer::start();
     let cache = Arc::new(backend(&server, "fault:").await);
-    let deadline = TIMEOUT * 2 + Duration::from_millis(300);
+    let deadline = TIMEOUT * 2 + SCHEDULING_SLACK;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for task in 0..16 {
@@ -359,7 +364,7 @@ async fn a_frozen_server_fails_every_operation_within_the_deadline() {
         .set("k", "v".into(), &SetOptions::new())
         .await
         .unwrap();
-    let deadline = TIMEOUT * 2 + Duration::from_millis(300);
+    let deadline = TIMEOUT * 2 + SCHEDULING_SLACK;
     server.freeze();
     for round in 0..2 {
         let what = |operation: &str| format!("round {round}, {operation}");
@@ -428,8 +433,12 @@ async fn tags_follow_overwrites_and_tolerate_stale_memberships() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(server.cli(&["DBSIZE"]).trim(), "1");
+    // Redis removes expired keys in the background: wait for it.
+    cachette::testing::servers::wait_until(
+        "the expired entry's keys to go",
+        Duration::from_secs(10),
+        || server.cli(&["DBSIZE"]).trim() == "1",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,9 @@ use cachette::testing::servers::redis::RedisCluster;
 use cachette::{Backend, ErrorKind, SetOptions};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
+/// What a busy machine may add to an operation's own timeouts before the
+/// caller sees its error.
+const SCHEDULING_SLACK: Duration = Duration::from_millis(1500);
 
 async fn backend(cluster: &RedisCluster, prefix: &str) -> RedisBackend {
     RedisBackend::cluster_builder(cluster.seeds())
@@ -139,12 +142,10 @@ async fn multi_key_operations_span_slots_with_positional_results() {
     assert_eq!(total_keys(&cluster), 0, "nothing internal is left behind");
 
     // A tagged entry touched to live forever keeps its tag invalidatable.
-    let short = SetOptions::new()
-        .tags(["t"])
-        .ttl(Duration::from_millis(300));
+    let short = SetOptions::new().tags(["t"]).ttl(Duration::from_secs(1));
     cache.set("long", "v".into(), &short).await.unwrap();
-    cache.touch("long", cachette::Expiry::Never).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(cache.touch("long", cachette::Expiry::Never).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(cache.invalidate_tags(&["t"]).await.unwrap(), 1);
     assert_eq!(total_keys(&cluster), 0);
 }
@@ -224,7 +225,7 @@ async fn a_killed_master_fails_its_slots_only() {
     assert!(!lost.is_empty() && !kept.is_empty());
 
     cluster.kill(1);
-    let deadline = TIMEOUT * 2 + Duration::from_millis(300);
+    let deadline = TIMEOUT * 2 + SCHEDULING_SLACK;
     let started = Instant::now();
     for name in lost.iter().take(3) {
         let begun = Instant::now();

@@ -12,7 +12,7 @@ use cachette::testing::run_conformance;
 use cachette::testing::servers::redis::RedisSentinel;
 use cachette::{Backend, ErrorKind, SetOptions};
 
-const TIMEOUT: Duration = Duration::from_millis(250);
+const TIMEOUT: Duration = Duration::from_secs(1);
 
 async fn backend(group: &RedisSentinel, prefix: &str) -> RedisBackend {
     RedisBackend::sentinel_builder(group.sentinels(), group.master_name())
