@@ -12,18 +12,30 @@ use cachette::testing::servers::redis::{RedisServer, TlsFiles};
 use cachette::{Backend, ErrorKind, KeyTtl, SetOptions};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
+/// The timeouts of backends that run the conformance suite.
+const CONFORMANCE_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a busy machine may add to an operation's own timeouts before the
 /// caller sees its error.
 const SCHEDULING_SLACK: Duration = Duration::from_millis(1500);
 
-async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
+async fn backend_with(server: &RedisServer, prefix: &str, timeout: Duration) -> RedisBackend {
     RedisBackend::builder("127.0.0.1", server.port())
         .prefix(prefix)
-        .connect_timeout(TIMEOUT)
-        .response_timeout(TIMEOUT)
+        .connect_timeout(timeout)
+        .response_timeout(timeout)
         .build()
         .await
         .expect("connect to the test server")
+}
+
+async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
+    backend_with(server, prefix, TIMEOUT).await
+}
+
+/// A backend for the conformance suite: its checks are about semantics,
+/// so its timeouts leave a loaded machine all the time it needs.
+async fn conforming(server: &RedisServer, prefix: &str) -> Arc<dyn Backend> {
+    Arc::new(backend_with(server, prefix, CONFORMANCE_TIMEOUT).await)
 }
 
 use cachette::testing::list_keys as keys;
@@ -31,8 +43,8 @@ use cachette::testing::list_keys as keys;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_conforms_with_a_sibling_prefix_on_the_same_server() {
     let server = RedisServer::start();
-    let subject: Arc<dyn Backend> = Arc::new(backend(&server, "subject:").await);
-    let sibling: Arc<dyn Backend> = Arc::new(backend(&server, "sibling:").await);
+    let subject = conforming(&server, "subject:").await;
+    let sibling = conforming(&server, "sibling:").await;
     let report = run_conformance(subject, Some(sibling)).await;
     let skipped: Vec<&str> = report.skipped().map(|(check, _)| check).collect();
     assert_eq!(skipped, ["value_size_limit"], "{report}");

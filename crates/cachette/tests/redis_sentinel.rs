@@ -13,22 +13,34 @@ use cachette::testing::servers::redis::RedisSentinel;
 use cachette::{Backend, ErrorKind, SetOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
+/// The timeouts of backends that run the conformance suite.
+const CONFORMANCE_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn backend(group: &RedisSentinel, prefix: &str) -> RedisBackend {
+async fn backend_with(group: &RedisSentinel, prefix: &str, timeout: Duration) -> RedisBackend {
     RedisBackend::sentinel_builder(group.sentinels(), group.master_name())
         .prefix(prefix)
-        .connect_timeout(TIMEOUT)
-        .response_timeout(TIMEOUT)
+        .connect_timeout(timeout)
+        .response_timeout(timeout)
         .build()
         .await
         .expect("connect through the sentinels")
 }
 
+async fn backend(group: &RedisSentinel, prefix: &str) -> RedisBackend {
+    backend_with(group, prefix, TIMEOUT).await
+}
+
+/// A backend for the conformance suite: its checks are about semantics,
+/// so its timeouts leave a loaded machine all the time it needs.
+async fn conforming(group: &RedisSentinel, prefix: &str) -> Arc<dyn Backend> {
+    Arc::new(backend_with(group, prefix, CONFORMANCE_TIMEOUT).await)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_discovered_master_conforms_with_a_sibling_prefix() {
     let group = RedisSentinel::start();
-    let subject: Arc<dyn Backend> = Arc::new(backend(&group, "subject:").await);
-    let sibling: Arc<dyn Backend> = Arc::new(backend(&group, "sibling:").await);
+    let subject = conforming(&group, "subject:").await;
+    let sibling = conforming(&group, "sibling:").await;
     let report = run_conformance(subject, Some(sibling)).await;
     let skipped: Vec<&str> = report.skipped().map(|(check, _)| check).collect();
     assert_eq!(skipped, ["value_size_limit"], "{report}");
