@@ -253,3 +253,24 @@ async fn a_panicking_loader_error_keeps_the_panic_message() {
     );
     assert_eq!(cache.stats().load_errors, 2);
 }
+
+#[tokio::test]
+async fn a_failing_loader_of_a_long_key_names_the_key_cut_short() {
+    let cache = Cache::builder(Arc::new(MemoryBackend::default()))
+        .build()
+        .await
+        .unwrap();
+    let key = "k".repeat(5_000);
+    let error = cache
+        .get_or_load(
+            &key,
+            |_| async { Err::<Option<u64>, _>(std::io::Error::other("the database is down")) },
+            &EntryOptions::new(),
+        )
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("the database is down"), "{message}");
+    assert!(message.contains("kkkk"), "{message}");
+    assert!(message.len() < 500, "{} bytes: {message}", message.len());
+}

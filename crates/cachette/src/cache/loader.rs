@@ -2,6 +2,7 @@
 //! sees: its [`LoadContext`], and how its error reaches every caller of the
 //! load ([`LoaderError`]).
 
+use crate::backend::KeyInMessage;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
@@ -155,7 +156,11 @@ impl Failure {
             .map_or(ErrorKind::Backend, Error::kind);
         Failure {
             kind,
-            message: format!("the loader of `{key}` failed: {error}").into(),
+            message: format!(
+                "the loader of {key} failed: {error}",
+                key = KeyInMessage(key)
+            )
+            .into(),
             source: Some(LoaderError {
                 inner: Arc::from(error),
             }),
@@ -169,8 +174,11 @@ impl Failure {
             .copied()
             .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
         let message = match text {
-            Some(text) => format!("the loader of `{key}` panicked: {text}"),
-            None => format!("the loader of `{key}` panicked"),
+            Some(text) => format!(
+                "the loader of {key} panicked: {text}",
+                key = KeyInMessage(key)
+            ),
+            None => format!("the loader of {key} panicked", key = KeyInMessage(key)),
         };
         Failure {
             kind: ErrorKind::Backend,
@@ -184,7 +192,8 @@ impl Failure {
         Failure {
             kind: ErrorKind::Backend,
             message: format!(
-                "the loader of `{key}` panicked, or its task was cancelled (runtime shut down)"
+                "the loader of {key} panicked, or its task was cancelled (runtime shut down)",
+                key = KeyInMessage(key)
             )
             .into(),
             source: None,
@@ -196,7 +205,8 @@ impl Failure {
         Failure {
             kind: ErrorKind::Timeout,
             message: format!(
-                "the loader of `{key}` did not finish within the hard timeout of {limit:?}"
+                "the loader of {key} did not finish within the hard timeout of {limit:?}",
+                key = KeyInMessage(key)
             )
             .into(),
             source: None,
@@ -207,7 +217,11 @@ impl Failure {
     pub(super) fn of_encoding(key: &str, error: &Error) -> Failure {
         Failure {
             kind: error.kind(),
-            message: format!("the value loaded for `{key}`: {error}").into(),
+            message: format!(
+                "the value loaded for {key}: {error}",
+                key = KeyInMessage(key)
+            )
+            .into(),
             source: None,
         }
     }
