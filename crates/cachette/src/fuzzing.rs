@@ -87,6 +87,18 @@ pub fn envelope(data: &[u8]) {
     let bytes = bytes::Bytes::copy_from_slice(data);
     let decoded = decode(&bytes);
     consume(&decoded);
+    #[cfg(feature = "memory")]
+    {
+        // A live value the cache must serve: no deadline, not a cached
+        // "not found", and written under this key.
+        let live = decoded.as_ref().ok().filter(|envelope| {
+            let meta = &envelope.meta;
+            !meta.negative
+                && meta.hard_deadline == 0
+                && meta.original_key.as_deref().is_none_or(|key| key == "k")
+        });
+        envelope_through_cache(bytes.clone(), live.map(|envelope| &envelope.payload));
+    }
     let Ok(first) = decoded else {
         return;
     };
@@ -106,6 +118,64 @@ pub fn envelope(data: &[u8]) {
             Err(err) => panic!("an envelope the encoder wrote does not decode: {err}"),
         }
     }
+}
+
+/// The typed cache's read path over a stored value: the memory engine
+/// holds the input under a key, and the cache reads it as a typed value and
+/// as bytes (a miss, a value, or an error, never a panic). The memory
+/// engine answers at once, so no runtime is needed. `live` is the payload
+/// of an envelope the cache must serve as it is.
+#[cfg(feature = "memory")]
+fn envelope_through_cache(bytes: bytes::Bytes, live: Option<&bytes::Bytes>) {
+    use std::sync::Arc;
+
+    use futures_util::FutureExt;
+
+    use crate::backend::{Backend, SetOptions};
+    use crate::backends::memory::MemoryBackend;
+    use crate::cache::Cache;
+
+    /// Where the cache keeps its key `k`.
+    const STORED: &str = "fuzz:v0:k";
+
+    fn open() -> Option<(Arc<MemoryBackend>, Cache)> {
+        let backend = Arc::new(MemoryBackend::builder().build().ok()?);
+        let cache = Cache::builder(backend.clone())
+            .namespace("fuzz")
+            .fail_safe(std::time::Duration::from_secs(60))
+            .build()
+            .now_or_never()?
+            .ok()?;
+        Some((backend, cache))
+    }
+
+    thread_local! {
+        static CACHE: Option<(Arc<MemoryBackend>, Cache)> = open();
+    }
+    CACHE.with(|pair| {
+        let (backend, cache) = pair.as_ref().expect("the memory engine answers at once");
+        let stored = backend
+            .set(STORED, bytes, &SetOptions::new())
+            .now_or_never();
+        assert!(
+            matches!(stored, Some(Ok(_))),
+            "the memory engine stores at once"
+        );
+        consume(
+            &cache
+                .get::<(u64, String, Option<Vec<u8>>)>("k")
+                .now_or_never(),
+        );
+        match cache.get_bytes("k").now_or_never() {
+            Some(Ok(read)) => {
+                if let Some(payload) = live {
+                    assert_eq!(read.as_ref(), Some(payload), "the cache serves the payload");
+                }
+            }
+            Some(Err(err)) => consume(&err),
+            None => panic!("the memory engine reads at once"),
+        }
+    });
 }
 
 #[cfg(feature = "file")]

@@ -35,11 +35,11 @@ pub(crate) struct Meta {
     pub(super) soft_deadline: u64,
     /// After this, the value is expired and only fail-safe may serve it;
     /// 0 = when the backend drops it.
-    pub(super) hard_deadline: u64,
+    pub(crate) hard_deadline: u64,
     /// The key as the caller wrote it, for hashed keys.
-    pub(super) original_key: Option<String>,
+    pub(crate) original_key: Option<String>,
     /// A cached "not found" answer of a loader.
-    pub(super) negative: bool,
+    pub(crate) negative: bool,
 }
 
 /// A parsed envelope with its payload, decompressed.
