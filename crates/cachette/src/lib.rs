@@ -33,6 +33,9 @@ pub mod cache;
 #[cfg(feature = "memory")]
 mod clock;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod glob;
 pub mod layers;
 pub mod manager;

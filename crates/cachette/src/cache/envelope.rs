@@ -26,7 +26,7 @@ const MAX_LZ4_RATIO: usize = 255;
 
 /// The header fields of an envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Meta {
+pub(crate) struct Meta {
     /// The codec that encoded the payload.
     pub(super) codec: u8,
     /// When the value was written, Unix ms.
@@ -35,23 +35,23 @@ pub(super) struct Meta {
     pub(super) soft_deadline: u64,
     /// After this, the value is expired and only fail-safe may serve it;
     /// 0 = when the backend drops it.
-    pub(super) hard_deadline: u64,
+    pub(crate) hard_deadline: u64,
     /// The key as the caller wrote it, for hashed keys.
-    pub(super) original_key: Option<String>,
+    pub(crate) original_key: Option<String>,
     /// A cached "not found" answer of a loader.
-    pub(super) negative: bool,
+    pub(crate) negative: bool,
 }
 
 /// A parsed envelope with its payload, decompressed.
 #[derive(Debug, Clone)]
-pub(super) struct Envelope {
-    pub(super) meta: Meta,
-    pub(super) payload: Bytes,
+pub(crate) struct Envelope {
+    pub(crate) meta: Meta,
+    pub(crate) payload: Bytes,
 }
 
 /// Why bytes that start with the magic are not a readable envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum EnvelopeError {
+pub(crate) enum EnvelopeError {
     /// Another format version (written by a newer cachette).
     UnknownVersion(u8),
     /// Truncated, unknown flags, a bad length, or a payload that does not
@@ -83,7 +83,7 @@ pub(super) fn is_envelope(bytes: &[u8]) -> bool {
 /// Writes an envelope around `payload`, compressing it with LZ4 first
 /// when `compress_above` is set, the payload is at least that long, and
 /// compression makes it smaller.
-pub(super) fn encode(meta: &Meta, payload: &[u8], compress_above: Option<usize>) -> Bytes {
+pub(crate) fn encode(meta: &Meta, payload: &[u8], compress_above: Option<usize>) -> Bytes {
     let compressed = compress(payload, compress_above);
     let mut flags = 0;
     let mut size = FIXED_HEADER;
@@ -171,7 +171,7 @@ impl<'a> Reader<'a> {
 
 /// Parses bytes that start with [`MAGIC`]. A compressed payload declaring
 /// more than `max_decompressed` bytes is corrupt, and never allocated.
-pub(super) fn decode(bytes: &Bytes, max_decompressed: usize) -> Result<Envelope, EnvelopeError> {
+pub(crate) fn decode(bytes: &Bytes, max_decompressed: usize) -> Result<Envelope, EnvelopeError> {
     let mut reader = Reader {
         bytes: bytes.as_ref(),
         at: 0,

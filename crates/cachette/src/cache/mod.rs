@@ -214,7 +214,7 @@ mod builder;
 mod clock;
 mod codec;
 mod entry;
-mod envelope;
+pub(crate) mod envelope;
 mod failsafe;
 mod flight;
 mod inner;

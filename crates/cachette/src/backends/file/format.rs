@@ -76,7 +76,7 @@ fn xxh64_merge(acc: u64, lane: u64) -> u64 {
 
 /// XXH64 of `data` with `seed`: a stable, specified 64-bit hash (the
 /// checksum of entries and the halves of the key hash).
-pub(super) fn xxh64(data: &[u8], seed: u64) -> u64 {
+pub(crate) fn xxh64(data: &[u8], seed: u64) -> u64 {
     let len = data.len();
     let mut at = 0;
     let mut hash = if len >= 32 {
@@ -142,7 +142,7 @@ pub(super) fn key_hash(key: &str) -> u128 {
 
 /// Why a file is not a valid entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Corruption {
+pub(crate) enum Corruption {
     /// Shorter than the fixed header.
     TooShort,
     /// Does not start with the magic.
@@ -207,7 +207,7 @@ pub(super) fn decode_fixed(bytes: &[u8], file_len: u64) -> Result<Fixed, Corrupt
 
 /// A decoded header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Header {
+pub(crate) struct Header {
     /// Bytes before the value.
     pub(super) header_len: usize,
     /// Absolute expiry in Unix milliseconds; 0 = never.
@@ -229,7 +229,7 @@ impl Header {
 
 /// Decodes the header of a file `file_len` bytes long; `bytes` holds at
 /// least its first `header_len` bytes. The value is not checked.
-pub(super) fn decode_header(bytes: &[u8], file_len: u64) -> Result<Header, Corruption> {
+pub(crate) fn decode_header(bytes: &[u8], file_len: u64) -> Result<Header, Corruption> {
     let fixed = decode_fixed(bytes, file_len)?;
     let header_len = fixed.header_len;
     if bytes.len() < header_len {
@@ -272,7 +272,7 @@ pub(super) fn decode_header(bytes: &[u8], file_len: u64) -> Result<Header, Corru
 }
 
 /// Decodes a whole entry file and checks the value's checksum.
-pub(super) fn decode_entry(file: &[u8]) -> Result<Header, Corruption> {
+pub(crate) fn decode_entry(file: &[u8]) -> Result<Header, Corruption> {
     let header = decode_header(file, file.len() as u64)?;
     if xxh64(&file[header.header_len..], 0) != header.value_checksum {
         return Err(Corruption::ValueChecksum);
@@ -289,7 +289,7 @@ pub(super) fn header_len(key: &str, tags: &[String]) -> usize {
 /// Encodes a header for a value of `value_len` bytes whose XXH64 is
 /// `value_checksum`. The caller has checked that the header fits in
 /// [`MAX_HEADER_LEN`] and that the key and each tag fit in a `u32`.
-pub(super) fn encode_header(
+pub(crate) fn encode_header(
     key: &str,
     tags: &[String],
     expires_at: u64,

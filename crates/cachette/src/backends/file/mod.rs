@@ -166,7 +166,7 @@
 
 mod builder;
 mod files;
-mod format;
+pub(crate) mod format;
 mod index;
 mod lock;
 mod store;

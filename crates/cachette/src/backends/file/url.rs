@@ -54,7 +54,7 @@ async fn open_dir(url: &str) -> Result<Arc<dyn Backend>> {
     Ok(Arc::new(backend))
 }
 
-fn builder(url: &Url) -> Result<super::FileBuilder> {
+pub(crate) fn builder(url: &Url) -> Result<super::FileBuilder> {
     no_fragment(url, NAME)?;
     no_userinfo(url, NAME, HINT)?;
     no_host(url, NAME, &["localhost"], HINT)?;

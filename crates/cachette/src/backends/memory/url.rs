@@ -43,7 +43,7 @@ fn open_now(url: &str) -> Result<Arc<dyn Backend>> {
     Ok(Arc::new(builder(&url)?.build()?))
 }
 
-fn builder(url: &Url) -> Result<super::MemoryBuilder> {
+pub(crate) fn builder(url: &Url) -> Result<super::MemoryBuilder> {
     no_host(url, NAME, &[], HINT)?;
     no_userinfo(url, NAME, HINT)?;
     if !matches!(url.path(), "" | "/") {

@@ -52,7 +52,7 @@ fn open(url: &str) -> Opening<'_> {
 
 /// The builder a near-cache URL describes (without connecting; see the
 /// module docs for the form).
-fn builder(url: &Url) -> Result<super::NearBuilder> {
+pub(crate) fn builder(url: &Url) -> Result<super::NearBuilder> {
     let shown = redact(url.as_str());
     no_fragment(url, NAME)?;
     let redis_scheme = match url.scheme() {

@@ -97,7 +97,7 @@
 
 mod builder;
 mod registry;
-mod store;
+pub(crate) mod store;
 #[cfg(test)]
 mod tests;
 pub(crate) mod url;

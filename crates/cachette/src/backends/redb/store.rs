@@ -20,7 +20,7 @@ use super::{NAME, RedbResult};
 
 /// The length of the header in front of every stored value: the deadline
 /// and the write sequence number, both `u64` big-endian.
-pub(super) const HEADER_LEN: usize = 16;
+pub(crate) const HEADER_LEN: usize = 16;
 
 /// How many expired entries each write transaction removes on the side.
 pub(super) const PURGE_PER_WRITE: u64 = 16;
@@ -89,7 +89,7 @@ impl TableNames {
 
 /// What precedes each stored value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Header {
+pub(crate) struct Header {
     /// Absolute deadline in Unix milliseconds; 0 = never expires.
     pub(super) deadline: u64,
     /// The write that stored the value, for the write-order index.
@@ -97,7 +97,7 @@ pub(super) struct Header {
 }
 
 impl Header {
-    pub(super) fn encode(self) -> [u8; HEADER_LEN] {
+    pub(crate) fn encode(self) -> [u8; HEADER_LEN] {
         let mut out = [0; HEADER_LEN];
         out[..8].copy_from_slice(&self.deadline.to_be_bytes());
         out[8..].copy_from_slice(&self.seq.to_be_bytes());
@@ -105,7 +105,7 @@ impl Header {
     }
 
     /// `None` for a value too short to hold a header (corrupt).
-    pub(super) fn decode(raw: &[u8]) -> Option<Header> {
+    pub(crate) fn decode(raw: &[u8]) -> Option<Header> {
         let deadline = u64::from_be_bytes(raw.get(..8)?.try_into().ok()?);
         let seq = u64::from_be_bytes(raw.get(8..HEADER_LEN)?.try_into().ok()?);
         Some(Header { deadline, seq })

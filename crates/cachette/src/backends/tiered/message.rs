@@ -16,7 +16,7 @@ const MAGIC: &str = "cachette-tiered/1";
 
 /// A message as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Received {
+pub(crate) struct Received {
     /// The id of the instance that sent it.
     pub(super) instance: String,
     /// What changed.
@@ -36,7 +36,7 @@ pub(super) enum ReceivedChange {
 
 /// Why a message could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Unreadable(&'static str);
+pub(crate) struct Unreadable(&'static str);
 
 impl fmt::Display for Unreadable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -70,7 +70,7 @@ pub(super) fn encode(instance: &str, change: Change<'_>) -> Vec<u8> {
 
 /// Decodes a message; anything that is not exactly a message of this
 /// format is [`Unreadable`].
-pub(super) fn decode(payload: &[u8]) -> Result<Received, Unreadable> {
+pub(crate) fn decode(payload: &[u8]) -> Result<Received, Unreadable> {
     let newline = payload
         .iter()
         .position(|&b| b == b'\n')

@@ -152,7 +152,7 @@ mod builder;
 mod channel;
 mod guard;
 #[cfg(feature = "redis")]
-mod message;
+pub(crate) mod message;
 mod read;
 mod shared;
 pub(crate) mod url;
