@@ -121,6 +121,30 @@ impl Error {
         .with_operation(operation)
     }
 
+    /// [`ErrorKind::Unsupported`] unless this thread is inside a tokio
+    /// runtime: `needs` says what the runtime is needed for (a timer, a
+    /// connection, a background task), `operation` what was asked.
+    /// Entry points that cannot work without tokio call this first rather
+    /// than let tokio panic ("there is no reactor running").
+    pub(crate) fn require_runtime(
+        backend: &'static str,
+        operation: &'static str,
+        needs: &str,
+    ) -> Result<()> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            backend,
+            format!(
+                "{needs} needs a tokio runtime: call it from a task of one (e.g. under \
+                 `#[tokio::main]`), not from a plain thread or another executor"
+            ),
+        )
+        .with_operation(operation))
+    }
+
     /// Records the operation that failed (`get`, `set`, ...).
     pub fn with_operation(mut self, operation: &'static str) -> Self {
         self.operation = Some(operation);

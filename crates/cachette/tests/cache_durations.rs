@@ -59,9 +59,7 @@ fn layered(d: &[Duration]) -> Arc<dyn Backend> {
     if let Ok(breaker) = breaker {
         stack = stack.circuit_breaker(breaker);
     }
-    stack
-        .build()
-        .unwrap_or_else(|_| memory())
+    stack.build().unwrap_or_else(|_| memory())
 }
 
 /// A cache with every builder duration from `d`, or the error naming the

@@ -2,37 +2,19 @@
 //! no tokio runtime, a cluster without slots, and a very large tag.
 #![cfg(all(feature = "redis", feature = "testing"))]
 
-use std::future::Future;
+#[path = "support/block_on.rs"]
+mod support;
+
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::Thread;
 use std::time::Duration;
 
 use cachette::backends::redis::RedisBackend;
 use cachette::testing::servers::redis::{RedisCluster, RedisServer};
 use cachette::{Backend, ErrorKind, Expiry, KeyTtl, SetOptions};
 
-const TIMEOUT: Duration = Duration::from_millis(500);
+use support::block_on;
 
-/// Polls `future` on this thread, outside any runtime (what
-/// `futures::executor::block_on` does).
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        match future.as_mut().poll(&mut context) {
-            Poll::Ready(output) => return output,
-            Poll::Pending => std::thread::park_timeout(Duration::from_millis(10)),
-        }
-    }
-}
+const TIMEOUT: Duration = Duration::from_millis(500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_millisecond_default_ttl_expires_after_one_millisecond_not_never() {

@@ -15,9 +15,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::backend::SetOptions;
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 use super::clock::later;
+use super::codec::NAME;
 use super::entry::{Found, Freshness, Read};
 use super::inner::Inner;
 use super::keys::{Fingerprint, StoredKey};
@@ -195,12 +196,8 @@ impl<C: Codec> Cache<C> {
             }
             return Ok((flight.rx.clone(), false));
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            cache_error(
-                ErrorKind::Unsupported,
-                "get_or_load needs a tokio runtime".into(),
-            )
-        })?;
+        Error::require_runtime(NAME, "get_or_load", "get_or_load (its loads run as tasks)")?;
+        let runtime = tokio::runtime::Handle::current();
         let (tx, rx) = watch::channel(FlightState::default());
         let gate = inner.gate(&job.key.full);
         job.generation = gate.generation.load(Ordering::Acquire);

@@ -25,7 +25,8 @@ use crate::error::{Error, Result};
 /// `min(max, initial × 2^(n-1))`, with the bounds of
 /// [`backoff`](RetryLayer::backoff) ("full jitter"), so that clients that
 /// failed together do not retry together. For `keys`, only the call is
-/// retried, not a failure while reading its stream.
+/// retried, not a failure while reading its stream. The wait is a tokio
+/// timer: outside a tokio runtime the first failure is returned as it is.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -158,8 +159,13 @@ impl<B: Backend + ?Sized> Retry<B> {
         loop {
             let result = f().await;
             match result {
+                // Waiting needs tokio's timer: outside a runtime the first
+                // failure is the answer.
                 Err(error)
-                    if retries && error.is_temporary() && attempt < self.policy.max_attempts =>
+                    if retries
+                        && error.is_temporary()
+                        && attempt < self.policy.max_attempts
+                        && tokio::runtime::Handle::try_current().is_ok() =>
                 {
                     let backoff = self.policy.wait(attempt);
                     tracing::debug!(

@@ -23,7 +23,9 @@ use crate::error::{Error, ErrorKind, Result};
 /// An operation past its deadline is dropped and fails with
 /// [`ErrorKind::Timeout`] naming the operation and the limit. Below a
 /// retry layer, each attempt has its own deadline (see [the module
-/// docs](crate::layers)).
+/// docs](crate::layers)). The deadline is a tokio timer: outside a tokio
+/// runtime an operation with a deadline fails with
+/// [`ErrorKind::Unsupported`] instead of running unbounded.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -138,6 +140,7 @@ impl<B: Backend + ?Sized> Timeout<B> {
         let Some(limit) = self.limit(call.op) else {
             return f().await;
         };
+        Error::require_runtime(NAME, call.op.name(), "the timeout layer's timer")?;
         let backend = self.inner.name();
         match tokio::time::timeout(limit, f()).await {
             Ok(reply) => {
@@ -167,6 +170,11 @@ fn timed_keys(keys: KeyStream, limit: Duration, backend: &'static str, op: Op) -
         Some(keys),
         move |keys| async move {
             let mut keys = keys?;
+            // A stream made inside a runtime may be polled outside one.
+            if let Err(error) = Error::require_runtime(NAME, op.name(), "the timeout layer's timer")
+            {
+                return Some((Err(error), None));
+            }
             match tokio::time::timeout(limit, keys.next()).await {
                 Ok(Some(key)) => Some((key, Some(keys))),
                 Ok(None) => None,

@@ -434,16 +434,21 @@ impl Backend for FileBackend {
         let (sender, receiver) = tokio::sync::mpsc::channel::<Result<String>>(256);
         let pattern = pattern.to_owned();
         let store = Arc::clone(&self.store);
-        // The walk runs on a blocking thread and hands keys over as the
-        // stream is polled; dropping the stream stops it.
-        tokio::task::spawn_blocking(move || {
+        // The walk runs on a blocking thread (tokio's, or a thread of its
+        // own outside a runtime) and hands keys over as the stream is
+        // polled; dropping the stream stops it.
+        let walk = move || {
             let listed = common::catch_panic(NAME, "keys", || {
                 store.list_keys(&pattern, &mut |key| sender.blocking_send(Ok(key)).is_ok())
             });
             if let Err(error) = listed {
                 let _ = sender.blocking_send(Err(error.with_operation("keys")));
             }
-        });
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(walk)),
+            Err(_) => drop(std::thread::spawn(walk)),
+        }
         Ok(Box::pin(futures_util::stream::unfold(
             receiver,
             |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },

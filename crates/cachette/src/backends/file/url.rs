@@ -7,7 +7,7 @@ use ::url::Url;
 
 use super::{FileBackend, NAME};
 use crate::backend::Backend;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::params::{Opening, Scheme, UrlParams, no_fragment, no_host, no_userinfo, parse_url};
 
 /// The `file://` scheme.
@@ -38,19 +38,11 @@ fn open(url: &str) -> Opening<'_> {
 }
 
 /// Builds a file backend from `file:///dir?param=value&...`. The directory
-/// is created and scanned on a blocking thread.
+/// is created and scanned on a blocking thread (inline outside a runtime).
 async fn open_dir(url: &str) -> Result<Arc<dyn Backend>> {
     let builder = builder(&parse_url(url, NAME)?)?;
-    let backend = tokio::task::spawn_blocking(move || builder.build())
-        .await
-        .map_err(|join| {
-            Error::new(
-                ErrorKind::Backend,
-                NAME,
-                "opening the cache directory did not complete",
-            )
-            .with_source(join)
-        })??;
+    let backend =
+        crate::backends::common::on_blocking_pool(NAME, "open", move || builder.build()).await?;
     Ok(Arc::new(backend))
 }
 
@@ -99,6 +91,7 @@ pub(crate) fn builder(url: &Url) -> Result<super::FileBuilder> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn parse(url: &str) -> Result<super::super::FileBuilder> {
         builder(&Url::parse(url).unwrap())

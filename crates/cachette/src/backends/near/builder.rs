@@ -128,6 +128,8 @@ impl NearBuilder {
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) for a bad option or
     /// a cluster, and the errors of [`RedisBuilder::build`].
     pub async fn build(self) -> Result<NearBackend> {
+        // The Redis connection and the task applying invalidations.
+        Error::require_runtime(NAME, "connect", "the near cache")?;
         if let Some(ttl) = self.local_ttl {
             validate_ttl(NAME, ttl)
                 .map_err(|err| Error::config(NAME, format!("`local_ttl`: {}", err.message())))?;

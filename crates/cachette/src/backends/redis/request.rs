@@ -97,16 +97,7 @@ pub(super) fn ttl_arg(ttl: Option<Duration>) -> u64 {
 /// [`ErrorKind::Unsupported`] naming `operation` outside a tokio runtime:
 /// redis-rs, its reconnections and the backend's deadlines need one.
 pub(super) fn require_runtime(operation: &'static str) -> Result<()> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Ok(());
-    }
-    Err(Error::new(
-        ErrorKind::Unsupported,
-        NAME,
-        "the Redis backend needs a tokio runtime: call it from a task of one \
-         (e.g. under `#[tokio::main]`), not from a plain thread or another executor",
-    )
-    .with_operation(operation))
+    Error::require_runtime(NAME, operation, "the Redis backend")
 }
 
 impl RedisBackend {

@@ -316,12 +316,8 @@ impl Channel {
         instance: String,
     ) -> Result<Channel> {
         config.validate()?;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::config(
-                NAME,
-                "the invalidation channel needs a tokio runtime (build the backend inside one)",
-            )
-        })?;
+        Error::require_runtime(NAME, "build", "the invalidation channel")?;
+        let runtime = tokio::runtime::Handle::current();
         let client = config.client()?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
