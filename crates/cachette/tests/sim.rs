@@ -54,9 +54,10 @@ fn compress(path: &Path, bytes: &[u8]) -> Vec<u8> {
             encoder.finish().unwrap()
         }
         Some("xz") => {
-            let mut out = Vec::new();
-            lzma_rs::xz_compress(&mut &bytes[..], &mut out).unwrap();
-            out
+            let options = lzma_rust2::XzOptions::with_preset(6);
+            let mut encoder = lzma_rust2::XzWriter::new(Vec::new(), options).unwrap();
+            encoder.write_all(bytes).unwrap();
+            encoder.finish().unwrap()
         }
         _ => bytes.to_vec(),
     }

@@ -231,8 +231,15 @@ pub fn read_trace(path: &Path, format: TraceFormat) -> Result<Vec<u64>> {
             &mut parser,
         )
         .map(drop),
-        Compression::Xz => lzma_rs::xz_decompress(&mut BufReader::new(file), &mut parser)
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string())),
+        Compression::Xz => io::copy(
+            &mut lzma_rust2::XzReader::new_mem_limit(
+                BufReader::new(file),
+                true,
+                XZ_MEMORY_LIMIT_KIB,
+            ),
+            &mut parser,
+        )
+        .map(drop),
     };
     if let Some(err) = parser.error.take() {
         return Err(err.context(context()));
@@ -251,6 +258,11 @@ pub fn read_trace(path: &Path, format: TraceFormat) -> Result<Vec<u64>> {
     tracing::debug!(path = %path.display(), %format, requests = keys.len(), "read a trace");
     Ok(keys)
 }
+
+/// The most memory an xz trace may ask its decoder for (its dictionary):
+/// 1 GiB, beyond `xz -9e`'s 64 MiB; a larger request is a decompression
+/// error, not an allocation.
+const XZ_MEMORY_LIMIT_KIB: u32 = 1024 * 1024;
 
 /// Longest text line accepted. Longer means a binary file read as text.
 const MAX_LINE: usize = 4096;

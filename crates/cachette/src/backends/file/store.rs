@@ -507,15 +507,14 @@ impl Store {
         pattern: &str,
         emit: &mut dyn FnMut(String) -> bool,
     ) -> Result<()> {
-        let prefix = crate::glob::literal_prefix(pattern);
+        let pattern = crate::glob::Pattern::new(pattern);
         self.walk(&mut |item| {
             let Item::Entry { hash, path } = item else {
                 return Ok(ControlFlow::Continue(()));
             };
             let found = self.peek(None, hash, &path)?;
             if let Some(header) = self.settle(hash, &path, found, false)?
-                && header.key.starts_with(prefix.as_str())
-                && crate::glob::matches(pattern, &header.key)
+                && pattern.matches(&header.key)
                 && !emit(header.key)
             {
                 return Ok(ControlFlow::Break(()));

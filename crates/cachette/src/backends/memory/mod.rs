@@ -376,8 +376,7 @@ const LISTING_CHUNK: usize = 1024;
 /// Where a key listing stands: a shard and a slot cursor in it.
 struct Listing {
     backend: MemoryBackend,
-    pattern: String,
-    prefix: String,
+    pattern: glob::Pattern,
     shard: usize,
     /// The next slot of `shard`; `None` once the shard is done.
     slot: Option<usize>,
@@ -398,9 +397,7 @@ impl Listing {
             let guard = shard.inner.read();
             let (entries, next) = guard.live_entries_from(from, LISTING_CHUNK, now);
             let keys: Vec<String> = entries
-                .filter(|e| {
-                    e.key.starts_with(self.prefix.as_str()) && glob::matches(&self.pattern, &e.key)
-                })
+                .filter(|e| self.pattern.matches(&e.key))
                 .map(|e| e.key.to_string())
                 .collect();
             drop(guard);
@@ -515,8 +512,7 @@ impl Backend for MemoryBackend {
     async fn keys(&self, pattern: &str) -> Result<KeyStream> {
         let listing = Listing {
             backend: self.clone(),
-            pattern: pattern.to_owned(),
-            prefix: glob::literal_prefix(pattern),
+            pattern: glob::Pattern::new(pattern),
             shard: 0,
             slot: Some(0),
         };

@@ -538,8 +538,7 @@ impl Backend for RedbBackend {
     }
 
     async fn keys(&self, pattern: &str) -> Result<KeyStream> {
-        let prefix = glob::literal_prefix(pattern).into_bytes();
-        let pattern = pattern.to_owned();
+        let pattern = glob::Pattern::new(pattern);
         let backend = self.clone();
         // One read transaction per page, each starting after the last key
         // of the previous one: a key present all along is listed once.
@@ -547,7 +546,6 @@ impl Backend for RedbBackend {
             Some(None::<Vec<u8>>),
             move |cursor: Option<Option<Vec<u8>>>| {
                 let backend = backend.clone();
-                let prefix = prefix.clone();
                 let pattern = pattern.clone();
                 async move {
                     let Some(after) = cursor else {
@@ -555,9 +553,7 @@ impl Backend for RedbBackend {
                     };
                     let (keys, next) = backend
                         .run("keys", move |inner| {
-                            inner.read(|r| {
-                                r.keys_page(&prefix, &pattern, after.as_deref(), KEYS_PAGE)
-                            })
+                            inner.read(|r| r.keys_page(&pattern, after.as_deref(), KEYS_PAGE))
                         })
                         .await?;
                     Ok(Some((keys, next.map(Some))))

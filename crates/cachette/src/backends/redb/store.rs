@@ -518,14 +518,13 @@ impl Reader {
     /// prefix is exhausted).
     pub(super) fn keys_page(
         &self,
-        prefix: &[u8],
-        pattern: &str,
+        pattern: &crate::glob::Pattern,
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<String>, Option<Vec<u8>>)> {
         let start = match after {
             Some(after) => Bound::Excluded(after),
-            None => Bound::Included(prefix),
+            None => Bound::Included(pattern.literal_prefix().as_bytes()),
         };
         let mut matches = Vec::new();
         let mut scanned = 0;
@@ -537,13 +536,13 @@ impl Reader {
         {
             let (key, raw) = row.db()?;
             let key = key.value();
-            if !key.starts_with(prefix) {
+            if !key.starts_with(pattern.literal_prefix().as_bytes()) {
                 return Ok((matches, None));
             }
             // A key that is not UTF-8 or a corrupt value is not listed.
             if let (Ok(key), Some(header)) = (std::str::from_utf8(key), Header::decode(raw.value()))
                 && !header.is_expired(self.now)
-                && crate::glob::matches(pattern, key)
+                && pattern.matches(key)
             {
                 matches.push(key.to_owned());
             }
