@@ -24,6 +24,9 @@
 pub(crate) mod common;
 #[cfg(feature = "file")]
 pub mod file;
+// Groundwork, tested on its own; not a backend yet.
+#[cfg(test)]
+mod memcached;
 #[cfg(feature = "memory")]
 pub mod memory;
 #[cfg(feature = "near")]

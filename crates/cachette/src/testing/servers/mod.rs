@@ -30,6 +30,7 @@
 //!
 //! These are test helpers: failures panic.
 
+pub mod memcached;
 #[cfg(feature = "redis")]
 pub mod redis;
 
