@@ -443,3 +443,28 @@ fn a_bad_layer_in_a_config_file_is_a_clean_error_naming_the_file_and_the_cache()
         "{err}"
     );
 }
+
+/// `set` in one process, `get` in another, over two memcached servers: the
+/// value comes back, and it lives on exactly one of the two.
+#[test]
+fn memcached_keeps_a_value_between_processes_on_exactly_one_of_two_servers() {
+    use cachette::testing::servers::memcached::MemcachedCluster;
+    let cluster = MemcachedCluster::start(2);
+    let url = cluster.url();
+    let set = cachette(&["--url", &url, "set", "k", "v", "--ttl", "2s"]);
+    assert_eq!(set.status.code(), Some(0), "stderr: {}", stderr(&set));
+    assert_eq!(stdout(&set).trim(), "OK");
+    let get = cachette(&["--url", &url, "get", "k"]);
+    assert_eq!(get.status.code(), Some(0), "stderr: {}", stderr(&get));
+    assert_eq!(stdout(&get).trim(), "v");
+    // Only the key's server was used: it holds the entry and the prefix's
+    // generation; the other holds nothing.
+    let items: Vec<u64> = cluster
+        .servers()
+        .iter()
+        .map(|server| server.stat("curr_items"))
+        .collect();
+    let mut sorted = items.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [0, 2], "items per server: {items:?}");
+}

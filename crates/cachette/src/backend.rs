@@ -77,7 +77,9 @@
 //!   No key is hidden from a listing because of its name. A listing may
 //!   repeat a key (Redis `SCAN` does).
 //! - [`Backend::invalidate_tags`] removes exactly the entries stored with
-//!   any of the tags; overwriting an entry replaces its tags.
+//!   any of the tags; overwriting an entry replaces its tags. It returns
+//!   how many entries it removed where
+//!   [`Capabilities::counts_invalidations`] says so, 0 otherwise.
 //! - [`Backend::clear`] removes this backend's keys only (its prefix,
 //!   namespace or table), never a whole shared server; flushing a server is
 //!   a separately named operation of that backend.
@@ -320,6 +322,10 @@ pub struct Capabilities {
     pub ttl_inspection: bool,
     /// Tags and `invalidate_tags` are supported.
     pub tags: bool,
+    /// `invalidate_tags` returns how many entries it removed. A backend
+    /// that invalidates a tag without visiting its entries (memcached's
+    /// tag versions) cannot count them and returns 0.
+    pub counts_invalidations: bool,
     /// `keys(pattern)` is supported.
     pub key_listing: bool,
     /// `clear` is supported.
@@ -347,6 +353,7 @@ impl Default for Capabilities {
             ttl_precision: TtlPrecision::Milliseconds,
             ttl_inspection: false,
             tags: false,
+            counts_invalidations: false,
             key_listing: false,
             clear: false,
             persistent: false,
@@ -557,7 +564,8 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// Removes every entry stored with any of these tags. Returns how many
-    /// entries were removed, if the backend knows.
+    /// entries were removed where [`Capabilities::counts_invalidations`]
+    /// says the backend knows, 0 otherwise.
     async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {
         let _ = tags;
         Err(Error::unsupported(self.name(), "invalidate_tags"))

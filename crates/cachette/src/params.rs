@@ -350,6 +350,108 @@ impl UrlParams {
     }
 }
 
+/// A URL with several comma-separated `host:port` nodes, which the `url`
+/// crate cannot parse: its parts, the query on a URL of its own so that it
+/// goes through the common parameter checks.
+pub(crate) struct MultiHostUrl<'a> {
+    /// `user[:password]`, still percent-encoded.
+    pub(crate) userinfo: Option<&'a str>,
+    /// The nodes, in order.
+    pub(crate) nodes: Vec<(String, u16)>,
+    /// From the first `/` after the nodes to the query.
+    pub(crate) path: &'a str,
+    /// The query, on a URL of its own.
+    pub(crate) query: Url,
+}
+
+impl<'a> MultiHostUrl<'a> {
+    /// Splits `url` of `scheme`; a node without a port gets `default_port`.
+    /// `bad` makes the error for a malformed URL.
+    pub(crate) fn parse(
+        url: &'a str,
+        scheme: &str,
+        default_port: u16,
+        bad: impl Fn(&str) -> Error,
+    ) -> Result<Self> {
+        let rest = url
+            .strip_prefix(scheme)
+            .and_then(|rest| rest.strip_prefix("://"))
+            .ok_or_else(|| bad(&format!("not a `{scheme}://` URL")))?;
+        if rest.contains('#') {
+            return Err(bad("the URL takes no `#fragment`"));
+        }
+        let (head, query) = match rest.split_once('?') {
+            Some((head, query)) => (head, Some(query)),
+            None => (rest, None),
+        };
+        // The user info goes first, before the nodes and the path are
+        // split: it ends at the last `@` before the query, so a password
+        // may hold `/`, `,`, `:` or `@` and none of it is read as a node.
+        let (userinfo, head) = match head.rfind('@') {
+            Some(at) => (Some(&head[..at]), &head[at + 1..]),
+            None => (None, head),
+        };
+        if userinfo.is_none() && query.is_some_and(|query| query.contains('@')) {
+            // A password holding `?` or a query holding `@`: which one
+            // cannot be told, and a guess could show a password.
+            return Err(bad(
+                "an `@` after the `?`: percent-encode a `?` in the password (`%3F`) \
+                 and an `@` in the query (`%40`)",
+            ));
+        }
+        let (hosts, path) = match head.find('/') {
+            Some(slash) => (&head[..slash], &head[slash..]),
+            None => (head, ""),
+        };
+        let nodes = hosts
+            .split(',')
+            .map(|node| parse_node(node.trim(), default_port, &bad))
+            .collect::<Result<Vec<_>>>()?;
+        let query = Url::parse(&format!("{scheme}://nodes/?{}", query.unwrap_or("")))
+            .map_err(|err| bad("cannot read the query").with_source(err))?;
+        Ok(MultiHostUrl {
+            userinfo,
+            nodes,
+            path,
+            query,
+        })
+    }
+}
+
+/// One `host[:port]` or `[v6][:port]` node of a multi-host URL.
+fn parse_node(node: &str, default_port: u16, bad: impl Fn(&str) -> Error) -> Result<(String, u16)> {
+    if node.is_empty() {
+        return Err(bad("a node is empty"));
+    }
+    let (host, port) = if let Some(v6) = node.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| bad("an IPv6 address lacks its `]`"))?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => return Err(bad(&format!("cannot read the node `{node}`"))),
+        }
+    } else {
+        match node.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (node, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad(&format!("the node `{node}` names no host")));
+    }
+    let port = match port {
+        None => default_port,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| bad(&format!("the node `{node}` has a bad port")))?,
+    };
+    Ok((host.to_owned(), port))
+}
+
 /// The longest duration a URL or a configuration file may give: 100
 /// years (of 365.25 days). Longer ones, which no deadline needs, are
 /// [`ErrorKind::Config`](crate::ErrorKind::Config) errors naming the

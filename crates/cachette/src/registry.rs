@@ -27,6 +27,7 @@ enum Slot {
             feature = "file",
             feature = "redb",
             feature = "redis",
+            feature = "memcached",
             feature = "tiered"
         )),
         allow(dead_code)
@@ -50,7 +51,7 @@ macro_rules! slot {
 /// The slots, in the order [`schemes`] lists them. The descriptions here
 /// are shown only for backends left out of the build (a module that is not
 /// compiled cannot be read); a compiled backend's own declaration wins.
-fn slots() -> [Slot; 7] {
+fn slots() -> [Slot; 8] {
     [
         slot!(
             "memory",
@@ -87,21 +88,25 @@ fn slots() -> [Slot; 7] {
                 ("redis+sentinel", "Redis behind Sentinel"),
             ]
         ),
+        slot!(
+            "memcached",
+            crate::backends::memcached::url::SCHEMES,
+            [
+                (
+                    "memcached",
+                    "memcached, one or several servers (comma-separated), consistent hashing"
+                ),
+                ("memcached+unix", "memcached over a Unix socket"),
+            ]
+        ),
         // Backends not written yet: their features do not exist.
         Slot::Absent(
             const {
-                &[
-                    SchemeInfo::absent(
-                        "memcached",
-                        "memcached",
-                        "memcached, several servers, consistent hashing",
-                    ),
-                    SchemeInfo::absent(
-                        "postgres",
-                        "postgres",
-                        "a PostgreSQL table as a shared cache",
-                    ),
-                ]
+                &[SchemeInfo::absent(
+                    "postgres",
+                    "postgres",
+                    "a PostgreSQL table as a shared cache",
+                )]
             },
         ),
         slot!(

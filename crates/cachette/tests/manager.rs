@@ -324,6 +324,7 @@ fn schemes_name_their_features_and_are_enabled_only_when_compiled_in() {
             || (feature == "file" && cfg!(feature = "file"))
             || (feature == "redb" && cfg!(feature = "redb"))
             || (feature == "redis" && cfg!(feature = "redis"))
+            || (feature == "memcached" && cfg!(feature = "memcached"))
             || (feature == "near" && cfg!(feature = "near"))
             || (feature == "tiered" && cfg!(feature = "tiered"))
     }
@@ -338,6 +339,7 @@ fn schemes_name_their_features_and_are_enabled_only_when_compiled_in() {
         ("redis+cluster", "redis"),
         ("redis+sentinel", "redis"),
         ("memcached", "memcached"),
+        ("memcached+unix", "memcached"),
         ("postgres", "postgres"),
         ("tiered", "tiered"),
         ("near+redis", "near"),
@@ -352,10 +354,14 @@ fn schemes_name_their_features_and_are_enabled_only_when_compiled_in() {
         assert!(!info.enabled || compiled(feature), "{info:?}");
         assert_eq!(info.capabilities.is_some(), info.enabled, "{info:?}");
     }
-    for planned in ["memcached", "postgres"] {
-        let info = all.iter().find(|info| info.scheme == planned).unwrap();
-        assert!(!info.enabled, "{info:?}");
-    }
+    assert_eq!(
+        all.iter()
+            .find(|info| info.scheme == "memcached")
+            .is_some_and(|info| info.enabled),
+        cfg!(feature = "memcached")
+    );
+    let postgres = all.iter().find(|info| info.scheme == "postgres").unwrap();
+    assert!(!postgres.enabled, "{postgres:?}");
     let memory = all.iter().find(|info| info.scheme == "memory").unwrap();
     assert!(memory.enabled && memory.capabilities.is_some());
 }
@@ -402,7 +408,9 @@ async fn every_scheme_names_itself_in_an_unknown_parameter_error() {
         let url = match info.scheme {
             "tiered" => continue,
             "file" | "redb" => format!("{}:///tmp/cachette-never-opened?bogus=1", info.scheme),
-            "redis+unix" => "redis+unix:///tmp/cachette.sock?bogus=1".to_owned(),
+            "redis+unix" | "memcached+unix" => {
+                format!("{}:///tmp/cachette.sock?bogus=1", info.scheme)
+            }
             "redis+sentinel" => "redis+sentinel://127.0.0.1/master?bogus=1".to_owned(),
             "memory" => "memory://?bogus=1".to_owned(),
             scheme => format!("{scheme}://127.0.0.1?bogus=1"),

@@ -50,6 +50,7 @@ pub(crate) const BASE_CAPABILITIES: Capabilities = Capabilities {
     ttl_precision: TtlPrecision::Milliseconds,
     ttl_inspection: true,
     tags: true,
+    counts_invalidations: true,
     key_listing: true,
     clear: true,
     persistent: false,
@@ -152,6 +153,29 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         })
+}
+
+/// Checks timeouts and intervals of a builder: zero or longer than `max`
+/// is an [`ErrorKind::Config`] error naming the option (deadlines are
+/// added to clocks, which must not overflow).
+#[cfg_attr(not(any(feature = "redis", feature = "memcached")), allow(dead_code))]
+pub(crate) fn check_timeouts(
+    backend: &'static str,
+    timeouts: &[(&str, Duration)],
+    max: Duration,
+) -> Result<()> {
+    for (name, timeout) in timeouts {
+        if timeout.is_zero() {
+            return Err(Error::config(backend, format!("`{name}` must not be zero")));
+        }
+        if *timeout > max {
+            return Err(Error::config(
+                backend,
+                format!("`{name}` is {timeout:?}; it must be at most {max:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The options every backend builder shares. Each name means the same in

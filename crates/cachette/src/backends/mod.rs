@@ -8,6 +8,7 @@
     feature = "file",
     feature = "redb",
     feature = "redis",
+    feature = "memcached",
     feature = "tiered"
 ))]
 #[cfg_attr(
@@ -16,6 +17,7 @@
         feature = "file",
         feature = "redb",
         feature = "redis",
+        feature = "memcached",
         feature = "tiered",
         feature = "near"
     )),
@@ -24,9 +26,8 @@
 pub(crate) mod common;
 #[cfg(feature = "file")]
 pub mod file;
-// Groundwork, tested on its own; not a backend yet.
-#[cfg(test)]
-mod memcached;
+#[cfg(feature = "memcached")]
+pub mod memcached;
 #[cfg(feature = "memory")]
 pub mod memory;
 #[cfg(feature = "near")]

@@ -261,8 +261,10 @@ pub async fn incr_keeps_ttl(subject: &dyn Backend) -> Outcome {
             subject.invalidate_tags(&[tag.as_str()]).await,
             "invalidate_tags",
         );
+        // A backend that cannot count what it invalidates answers 0.
+        let expected = u64::from(caps.counts_invalidations);
         assert_eq!(
-            removed, 1,
+            removed, expected,
             "{s}: incr must keep the tags of an existing counter"
         );
         assert_eq!(

@@ -14,7 +14,7 @@ use redis::{
 use super::cluster::{self, Conn};
 use super::sentinel::{SentinelConn, SentinelSettings};
 use super::{Inner, MAX_KEY_LEN, NAME, RedisBackend, map_error};
-use crate::backends::common::BuilderLimits;
+use crate::backends::common::{BuilderLimits, check_timeouts};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Where the server listens.
@@ -400,23 +400,14 @@ impl RedisBuilder {
     /// anything longer is a [`ErrorKind::Config`] error naming the option
     /// (deadlines are added to clocks, which must not overflow).
     fn check_durations(&self) -> Result<()> {
-        for (name, timeout) in [
-            ("connect_timeout", self.connect_timeout),
-            ("response_timeout", self.response_timeout),
-        ] {
-            if timeout.is_zero() {
-                return Err(Error::config(NAME, format!("`{name}` must not be zero")));
-            }
-            if timeout > Self::MAX_TIMEOUT {
-                return Err(Error::config(
-                    NAME,
-                    format!(
-                        "`{name}` is {timeout:?}; it must be at most {:?}",
-                        Self::MAX_TIMEOUT
-                    ),
-                ));
-            }
-        }
+        check_timeouts(
+            NAME,
+            &[
+                ("connect_timeout", self.connect_timeout),
+                ("response_timeout", self.response_timeout),
+            ],
+            Self::MAX_TIMEOUT,
+        )?;
         match self.default_ttl {
             Some(ttl) if ttl > Self::MAX_DEFAULT_TTL => Err(Error::config(
                 NAME,

@@ -9,7 +9,9 @@ use ::url::Url;
 use super::{NAME, RedisBackend, RedisBuilder};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::params::{Opening, Scheme, UrlParams, decode, no_fragment, parse_url, redact};
+use crate::params::{
+    MultiHostUrl, Opening, Scheme, UrlParams, decode, no_fragment, parse_url, redact,
+};
 
 /// A Redis scheme: enabled by the `redis` feature.
 const fn scheme(
@@ -195,127 +197,28 @@ fn common(mut builder: RedisBuilder, params: &mut UrlParams) -> Result<RedisBuil
 /// The default port of Redis Sentinel.
 const DEFAULT_SENTINEL_PORT: u16 = 26379;
 
-/// A URL with several comma-separated `host:port` nodes, which the `url`
-/// crate cannot parse: its parts, the query on a URL of its own so that it
-/// goes through the common parameter checks.
-struct MultiHostUrl<'a> {
-    userinfo: Option<&'a str>,
-    nodes: Vec<(String, u16)>,
-    /// From the first `/` after the nodes to the query.
-    path: &'a str,
-    query: Url,
-}
-
-impl<'a> MultiHostUrl<'a> {
-    /// Splits `url` of `scheme`; a node without a port gets `default_port`.
-    /// `bad` makes the error for a malformed URL.
-    fn parse(
-        url: &'a str,
-        scheme: &str,
-        default_port: u16,
-        bad: impl Fn(&str) -> Error,
-    ) -> Result<Self> {
-        let rest = url
-            .strip_prefix(scheme)
-            .and_then(|rest| rest.strip_prefix("://"))
-            .ok_or_else(|| bad(&format!("not a `{scheme}://` URL")))?;
-        if rest.contains('#') {
-            return Err(bad("a Redis URL takes no `#fragment`"));
-        }
-        let (head, query) = match rest.split_once('?') {
-            Some((head, query)) => (head, Some(query)),
-            None => (rest, None),
+/// Applies the user info and the parameters every form takes to
+/// `builder`; returns the parameters left for the caller.
+fn configure(
+    parts: &MultiHostUrl<'_>,
+    mut builder: RedisBuilder,
+    known: &[&[&str]],
+) -> Result<(RedisBuilder, UrlParams)> {
+    if let Some(info) = parts.userinfo {
+        let (user, password) = match info.split_once(':') {
+            Some((user, password)) => (user, Some(password)),
+            None => (info, None),
         };
-        // The user info goes first, before the nodes and the path are
-        // split: it ends at the last `@` before the query, so a password
-        // may hold `/`, `,`, `:` or `@` and none of it is read as a node.
-        let (userinfo, head) = match head.rfind('@') {
-            Some(at) => (Some(&head[..at]), &head[at + 1..]),
-            None => (None, head),
-        };
-        if userinfo.is_none() && query.is_some_and(|query| query.contains('@')) {
-            // A password holding `?` or a query holding `@`: which one
-            // cannot be told, and a guess could show a password.
-            return Err(bad(
-                "an `@` after the `?`: percent-encode a `?` in the password (`%3F`) \
-                 and an `@` in the query (`%40`)",
-            ));
+        if !user.is_empty() {
+            builder = builder.username(decode(user, NAME, "the user name")?);
         }
-        let (hosts, path) = match head.find('/') {
-            Some(slash) => (&head[..slash], &head[slash..]),
-            None => (head, ""),
-        };
-        let nodes = hosts
-            .split(',')
-            .map(|node| parse_node(node.trim(), default_port, &bad))
-            .collect::<Result<Vec<_>>>()?;
-        let query = Url::parse(&format!("{scheme}://nodes/?{}", query.unwrap_or("")))
-            .map_err(|err| bad("cannot read the query").with_source(err))?;
-        Ok(MultiHostUrl {
-            userinfo,
-            nodes,
-            path,
-            query,
-        })
-    }
-
-    /// Applies the user info and the parameters every form takes to
-    /// `builder`; returns the parameters left for the caller.
-    fn configure(
-        &self,
-        mut builder: RedisBuilder,
-        known: &[&[&str]],
-    ) -> Result<(RedisBuilder, UrlParams)> {
-        if let Some(info) = self.userinfo {
-            let (user, password) = match info.split_once(':') {
-                Some((user, password)) => (user, Some(password)),
-                None => (info, None),
-            };
-            if !user.is_empty() {
-                builder = builder.username(decode(user, NAME, "the user name")?);
-            }
-            if let Some(password) = password {
-                builder = builder.password(decode(password, NAME, "the password")?);
-            }
+        if let Some(password) = password {
+            builder = builder.password(decode(password, NAME, "the password")?);
         }
-        let mut params = UrlParams::parse(&self.query, NAME, known)?;
-        let builder = common(builder, &mut params)?;
-        Ok((builder, params))
     }
-}
-
-/// One `host[:port]` or `[v6][:port]` node of a multi-host URL.
-fn parse_node(node: &str, default_port: u16, bad: impl Fn(&str) -> Error) -> Result<(String, u16)> {
-    if node.is_empty() {
-        return Err(bad("a node is empty"));
-    }
-    let (host, port) = if let Some(v6) = node.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| bad("an IPv6 address lacks its `]`"))?;
-        match after.strip_prefix(':') {
-            Some(port) => (host, Some(port)),
-            None if after.is_empty() => (host, None),
-            None => return Err(bad(&format!("cannot read the node `{node}`"))),
-        }
-    } else {
-        match node.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (node, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(bad(&format!("the node `{node}` names no host")));
-    }
-    let port = match port {
-        None => default_port,
-        Some(port) => port
-            .parse::<u16>()
-            .ok()
-            .filter(|port| *port != 0)
-            .ok_or_else(|| bad(&format!("the node `{node}` has a bad port")))?,
-    };
-    Ok((host.to_owned(), port))
+    let mut params = UrlParams::parse(&parts.query, NAME, known)?;
+    let builder = common(builder, &mut params)?;
+    Ok((builder, params))
 }
 
 /// Builds a Redis Cluster backend from its URL:
@@ -347,7 +250,7 @@ pub(crate) fn cluster_builder(url: &str) -> Result<RedisBuilder> {
         ));
     }
     let builder = RedisBuilder::new_cluster(parts.nodes.clone());
-    let (builder, _) = parts.configure(builder, &[PARAMS])?;
+    let (builder, _) = configure(&parts, builder, &[PARAMS])?;
     Ok(builder)
 }
 
@@ -391,7 +294,7 @@ pub(crate) fn sentinel_builder(url: &str) -> Result<RedisBuilder> {
             builder = builder.db(db);
         }
     }
-    let (mut builder, mut params) = parts.configure(builder, &[PARAMS, SENTINEL_PARAMS])?;
+    let (mut builder, mut params) = configure(&parts, builder, &[PARAMS, SENTINEL_PARAMS])?;
     if let Some(user) = params.text("sentinel_username") {
         builder = builder.sentinel_username(user);
     }
