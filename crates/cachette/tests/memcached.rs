@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cachette::backends::memcached::MemcachedBackend;
+use cachette::backends::memcached::{Failover, MemcachedBackend};
 use cachette::testing::servers::memcached::{MemcachedCluster, MemcachedServer};
 use cachette::testing::{Conformance, list_keys};
 use cachette::{Backend, ErrorKind, SetOptions};
@@ -205,4 +205,238 @@ async fn keys_are_unsupported_where_the_server_forbids_dumps() {
     let mut expected = vec!["k".to_owned(), "with space".to_owned(), long.clone()];
     expected.sort();
     assert_eq!(list_keys(&*backend, "*").await, expected);
+}
+
+/// How long an operation on a dead or frozen server may take beyond its
+/// own deadlines on a busy machine.
+const SLACK: Duration = Duration::from_millis(1500);
+
+/// A backend with short deadlines, for fault tests.
+async fn impatient(cluster: &MemcachedCluster, failover: Failover) -> MemcachedBackend {
+    let servers = cluster.servers().iter().map(|s| ("127.0.0.1", s.port()));
+    MemcachedBackend::builder(servers)
+        .prefix("fault:")
+        .connect_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_millis(300))
+        .retry_interval(Duration::from_millis(200))
+        .failover(failover)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Runs gets and sets of `keys` from 16 tasks for `length`; returns, per
+/// key's server, how many operations succeeded and failed, and the
+/// slowest operation. Panics if an error is not `Connection`/`Timeout`.
+async fn workload(
+    backend: &MemcachedBackend,
+    keys: &[String],
+    length: Duration,
+) -> ([u64; 3], [u64; 3], Duration) {
+    let backend = Arc::new(backend.clone());
+    let keys = Arc::new(keys.to_vec());
+    let mut tasks = Vec::new();
+    for task in 0..16_usize {
+        let (backend, keys) = (Arc::clone(&backend), Arc::clone(&keys));
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut slowest) = ([0_u64; 3], [0_u64; 3], Duration::ZERO);
+            let started = std::time::Instant::now();
+            let mut i = task;
+            while started.elapsed() < length {
+                let key = &keys[i % keys.len()];
+                i += 7;
+                let server = backend.server_of(key);
+                let began = std::time::Instant::now();
+                let outcome = if i % 2 == 0 {
+                    backend.get(key).await.map(|_| ())
+                } else {
+                    backend
+                        .set(key, Bytes::from("v"), &SetOptions::new())
+                        .await
+                        .map(|_| ())
+                };
+                slowest = slowest.max(began.elapsed());
+                match outcome {
+                    Ok(()) => ok[server] += 1,
+                    Err(err) => {
+                        assert!(
+                            matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+                            "{err}"
+                        );
+                        failed[server] += 1;
+                    }
+                }
+            }
+            (ok, failed, slowest)
+        }));
+    }
+    let (mut ok, mut failed, mut slowest) = ([0_u64; 3], [0_u64; 3], Duration::ZERO);
+    for task in tasks {
+        let (o, f, s) = task.await.unwrap();
+        for server in 0..3 {
+            ok[server] += o[server];
+            failed[server] += f[server];
+        }
+        slowest = slowest.max(s);
+    }
+    (ok, failed, slowest)
+}
+
+/// One of three servers killed under a concurrent workload: only its keys
+/// fail, each within the deadlines, nothing hangs, the others keep
+/// serving; once it is back, the same backend serves its keys again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_fails_only_its_keys_and_comes_back() {
+    let mut cluster = MemcachedCluster::start(3);
+    let backend = impatient(&cluster, Failover::Error).await;
+    let keys: Vec<String> = (0..300).map(|i| format!("key{i}")).collect();
+    let (ok, failed, _) = workload(&backend, &keys, Duration::from_millis(300)).await;
+    assert_eq!(failed, [0, 0, 0], "before the kill");
+    assert!(ok.iter().all(|&n| n > 0), "{ok:?}");
+
+    cluster.server_mut(1).kill();
+    let run = workload(&backend, &keys, Duration::from_secs(2));
+    let (ok, failed, slowest) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the workload must not hang");
+    assert!(ok[0] > 0 && ok[2] > 0, "the others keep serving: {ok:?}");
+    assert_eq!(
+        (failed[0], failed[2]),
+        (0, 0),
+        "only the dead server's keys fail"
+    );
+    assert!(failed[1] > 0, "the dead server's keys fail: {failed:?}");
+    assert!(
+        slowest < Duration::from_millis(600) + SLACK,
+        "an operation took {slowest:?}"
+    );
+
+    cluster.server_mut(1).restart();
+    let key = keys.iter().find(|key| backend.server_of(key) == 1).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while backend
+        .set(key, Bytes::from("back"), &SetOptions::new())
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        backend.get(key).await.unwrap().as_deref(),
+        Some(&b"back"[..])
+    );
+    let (_, failed, _) = workload(&backend, &keys, Duration::from_millis(300)).await;
+    assert_eq!(failed, [0, 0, 0], "after the restart");
+}
+
+/// A frozen server (it accepts and never answers) fails its keys with
+/// `Timeout` within the response timeout; the others keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_times_out_only_its_keys() {
+    let cluster = MemcachedCluster::start(3);
+    let backend = impatient(&cluster, Failover::Error).await;
+    let keys: Vec<String> = (0..300).map(|i| format!("key{i}")).collect();
+    workload(&backend, &keys, Duration::from_millis(200)).await;
+    cluster.servers()[2].freeze();
+    let run = workload(&backend, &keys, Duration::from_secs(2));
+    let outcome = tokio::time::timeout(Duration::from_secs(30), run).await;
+    cluster.servers()[2].thaw();
+    let (ok, failed, slowest) = outcome.expect("the workload must not hang");
+    assert!(ok[0] > 0 && ok[1] > 0, "{ok:?}");
+    assert_eq!((failed[0], failed[1]), (0, 0), "{failed:?}");
+    assert!(failed[2] > 0, "{failed:?}");
+    assert!(
+        slowest < Duration::from_millis(600) + SLACK,
+        "an operation took {slowest:?}"
+    );
+}
+
+/// With `failover=next`, the keys of a dead server go to the next server
+/// of the ring: every operation succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_failover_the_next_server_takes_a_dead_servers_keys() {
+    let mut cluster = MemcachedCluster::start(3);
+    let backend = impatient(&cluster, Failover::Next).await;
+    let keys: Vec<String> = (0..300).map(|i| format!("key{i}")).collect();
+    cluster.server_mut(0).kill();
+    // The first operations find it down; after that its keys move.
+    let moved = keys.iter().find(|key| backend.server_of(key) == 0).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while backend
+        .set(moved, Bytes::from("elsewhere"), &SetOptions::new())
+        .await
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "no failover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        backend.get(moved).await.unwrap().as_deref(),
+        Some(&b"elsewhere"[..])
+    );
+    let (ok, failed, _) = workload(&backend, &keys, Duration::from_millis(500)).await;
+    assert_eq!(failed, [0, 0, 0], "{ok:?}");
+    assert!(ok[0] > 0, "the dead server's keys were served: {ok:?}");
+}
+
+/// A 64 MiB server written far past its memory evicts, and the rules
+/// still hold: nothing written before a `clear` or tagged before an
+/// invalidation comes back, and what is read is what was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicting_server_keeps_the_clear_and_tag_rules() {
+    let server = MemcachedServer::start_with(&["-m", "64"]);
+    let backend = open(&server.url(), "evict:").await;
+    let value = |phase: &str, i: usize| {
+        let mut bytes = format!("{phase}:{i}:").into_bytes();
+        bytes.resize(16 * 1024, b'x');
+        Bytes::from(bytes)
+    };
+    let write = async |phase: &str, range: std::ops::Range<usize>, tags: usize| {
+        for chunk in range.collect::<Vec<_>>().chunks(64) {
+            for &i in chunk {
+                let tag = format!("{phase}{}", i % tags);
+                let options = SetOptions::new().tags([tag]);
+                backend
+                    .set(&format!("{phase}{i}"), value(phase, i), &options)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    // 32 MiB, half of its tags invalidated, then all of it cleared.
+    write("a", 0..2_000, 20).await;
+    let invalidated: Vec<String> = (0..10).map(|t| format!("a{t}")).collect();
+    let invalidated: Vec<&str> = invalidated.iter().map(String::as_str).collect();
+    backend.invalidate_tags(&invalidated).await.unwrap();
+    backend.clear().await.unwrap();
+    // 128 MiB more, with an invalidation half way.
+    write("b", 0..4_000, 50).await;
+    let invalidated: Vec<String> = (0..5).map(|t| format!("b{t}")).collect();
+    let invalidated: Vec<&str> = invalidated.iter().map(String::as_str).collect();
+    backend.invalidate_tags(&invalidated).await.unwrap();
+    write("b", 4_000..8_000, 50).await;
+    assert!(server.stat("evictions") > 0, "the server must have evicted");
+
+    for i in 0..2_000 {
+        assert_eq!(backend.get(&format!("a{i}")).await.unwrap(), None, "a{i}");
+    }
+    let mut kept = 0;
+    for i in 0..8_000 {
+        let read = backend.get(&format!("b{i}")).await.unwrap();
+        if i < 4_000 && i % 50 < 5 {
+            assert_eq!(read, None, "b{i} was invalidated");
+        } else if let Some(read) = read {
+            assert_eq!(read, value("b", i), "b{i}");
+            kept += 1;
+        }
+    }
+    assert!(kept > 0, "some of the last writes must still be there");
+    // The generation lost (as if evicted) reads as a clear.
+    let answer = server.command("md evict:\u{FF}g");
+    assert!(answer.starts_with("HD"), "{answer}");
+    assert_eq!(backend.get("b7999").await.unwrap(), None);
 }
