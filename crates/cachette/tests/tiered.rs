@@ -1030,6 +1030,39 @@ mod redis {
         assert_eq!(detail(&stats, "publish_failures"), 0);
     }
 
+    /// A memcached L2 under memory L1s, kept coherent by the Redis
+    /// channel: the conformance suite, and a change through one instance
+    /// dropping another's copy.
+    #[cfg(feature = "memcached")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_over_memcached_with_a_redis_channel_conforms() {
+        use cachette::testing::servers::memcached::MemcachedServer;
+        let server = RedisServer::start();
+        let memcached = MemcachedServer::start();
+        let l2 = async |prefix: &str| {
+            let url = format!(
+                "{}?prefix={prefix}&connect_timeout=5s&response_timeout=5s",
+                memcached.url()
+            );
+            cachette::open(&url).await.unwrap()
+        };
+        let (subject, _) = instance(l2("subject:").await, channel(&server, "inv")).await;
+        let (sibling, _) = instance(l2("sibling:").await, channel(&server, "inv")).await;
+        let report = run_conformance(Arc::new(subject.clone()), Some(Arc::new(sibling))).await;
+        let skipped: Vec<&str> = report.skipped().map(|(check, _)| check).collect();
+        assert!(skipped.is_empty(), "{report}");
+        assert_eq!(detail(&subject.stats().await.unwrap(), "publish_failures"), 0);
+
+        let (a, _) = instance(l2("app:").await, channel(&server, "mc")).await;
+        let (b, b_l1) = instance(l2("app:").await, channel(&server, "mc")).await;
+        let never = SetOptions::new().expiry(Expiry::Never);
+        a.set("k", "one".into(), &never).await.unwrap();
+        copied(&a, &b, &b_l1, "k", "one").await;
+        a.set("k", "two".into(), &never).await.unwrap();
+        assert!(gone_from(&b_l1, "k").await, "B's copy must be dropped");
+        assert_eq!(b.get("k").await.unwrap(), bytes("two"));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn changes_through_one_instance_drop_the_copies_of_another() {
         let server = RedisServer::start();
