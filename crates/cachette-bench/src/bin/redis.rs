@@ -13,6 +13,9 @@
 //! shows their median and range. `redis-benchmark`'s figure for the same
 //! server is printed for context.
 
+#[path = "../side_by_side.rs"]
+mod side_by_side;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +25,8 @@ use cachette::testing::servers::redis::RedisServer;
 use cachette::{Backend, SetOptions};
 use clap::Parser;
 use redis::AsyncCommands;
+
+use crate::side_by_side::SideBySide;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -211,11 +216,6 @@ async fn raw(
     Ok(ops as f64 / start.elapsed().as_secs_f64())
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let server = RedisServer::start();
@@ -297,28 +297,16 @@ async fn compare(
     workload: Workload,
     note: &str,
 ) -> Result<(), BoxError> {
-    let (mut mine, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..args.rounds {
-        let (a, b) = if round % 2 == 0 {
-            let a = ours(backend, workload, args.ops).await?;
-            (a, raw(connection, prefix, workload, args.ops).await?)
-        } else {
-            let b = raw(connection, prefix, workload, args.ops).await?;
-            (ours(backend, workload, args.ops).await?, b)
-        };
-        mine.push(a);
-        theirs.push(b);
-        ratios.push(a / b);
-    }
-    let (min, max) = ratios
-        .iter()
-        .fold((f64::MAX, 0.0_f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let rounds = SideBySide::run(
+        args.rounds,
+        async || ours(backend, workload, args.ops).await,
+        async || raw(connection, prefix, workload, args.ops).await,
+    )
+    .await?;
     println!(
-        "| {}{note} | {:.0} | {:.0} | {:.2} [{min:.2}–{max:.2}] | ≥ {:.2} |",
+        "| {}{note} | {} | ≥ {:.2} |",
         workload.label(),
-        median(&mut mine),
-        median(&mut theirs),
-        median(&mut ratios),
+        rounds.cells(),
         workload.target()
     );
     eprintln!("[redis] {}{note} done", workload.label());
