@@ -96,6 +96,10 @@ fn slots() -> [Slot; 8] {
                     "memcached",
                     "memcached, one or several servers (comma-separated), consistent hashing"
                 ),
+                (
+                    "memcached+tls",
+                    "memcached over TLS, one or several servers"
+                ),
                 ("memcached+unix", "memcached over a Unix socket"),
             ]
         ),

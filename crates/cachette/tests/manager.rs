@@ -339,6 +339,7 @@ fn schemes_name_their_features_and_are_enabled_only_when_compiled_in() {
         ("redis+cluster", "redis"),
         ("redis+sentinel", "redis"),
         ("memcached", "memcached"),
+        ("memcached+tls", "memcached"),
         ("memcached+unix", "memcached"),
         ("postgres", "postgres"),
         ("tiered", "tiered"),

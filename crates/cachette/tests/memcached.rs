@@ -11,13 +11,17 @@ use cachette::testing::servers::memcached::{MemcachedCluster, MemcachedServer};
 use cachette::testing::{Conformance, list_keys};
 use cachette::{Backend, ErrorKind, SetOptions};
 
+#[path = "support/tls.rs"]
+mod tls;
+
 /// The timeouts of backends that run the conformance suite: its checks
 /// are about semantics, so a loaded machine gets all the time it needs.
 const CONFORMANCE_TIMEOUT: &str = "5s";
 
 async fn open(url: &str, prefix: &str) -> Arc<dyn Backend> {
+    let separator = if url.contains('?') { '&' } else { '?' };
     let url = format!(
-        "{url}?prefix={prefix}&connect_timeout={CONFORMANCE_TIMEOUT}&response_timeout={CONFORMANCE_TIMEOUT}"
+        "{url}{separator}prefix={prefix}&connect_timeout={CONFORMANCE_TIMEOUT}&response_timeout={CONFORMANCE_TIMEOUT}"
     );
     cachette::open(&url)
         .await
@@ -439,4 +443,25 @@ async fn an_evicting_server_keeps_the_clear_and_tag_rules() {
     let answer = server.command("md evict:\u{FF}g");
     assert!(answer.starts_with("HD"), "{answer}");
     assert_eq!(backend.get("b7999").await.unwrap(), None);
+}
+
+/// TLS with a CA of the test's own: the suite passes; without the CA the
+/// handshake fails, as a connection error within the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_conforms_with_a_generated_ca_and_refuses_an_unknown_one() {
+    let files = tls::certificates();
+    let server = MemcachedServer::start_tls(&files);
+    let url = format!("{}?ca_cert={}", server.url(), files.ca.display());
+    let subject = open(&url, "tls:").await;
+    let sibling = open(&url, "tls-sibling:").await;
+    let report = Conformance::new(subject).sibling(sibling).run().await;
+    assert!(report.skipped().next().is_none(), "{report}");
+
+    let started = std::time::Instant::now();
+    let err = cachette::open(&format!("{}?connect_timeout=1s", server.url()))
+        .await
+        .err()
+        .expect("an unknown CA must be refused");
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1) + SLACK);
 }

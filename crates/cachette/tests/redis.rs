@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 use cachette::backends::redis::RedisBackend;
 use cachette::testing::run_conformance;
 use cachette::testing::servers::fresh_dir;
-use cachette::testing::servers::redis::{RedisServer, TlsFiles};
+use cachette::testing::servers::redis::RedisServer;
+
+#[path = "support/tls.rs"]
+mod tls;
 use cachette::{Backend, ErrorKind, KeyTtl, SetOptions};
+use tls::certificates;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 /// The timeouts of backends that run the conformance suite.
@@ -102,33 +106,6 @@ async fn with_tags_off_writes_are_bare_sets_and_tags_are_unsupported() {
     let on = backend(&server, "off:").await;
     on.set("k", "v".into(), &SetOptions::new()).await.unwrap();
     assert_eq!(unlinks(), before + 1);
-}
-
-/// A CA and a server certificate for 127.0.0.1 and localhost, in `dir`.
-fn certificates() -> TlsFiles {
-    let dir = fresh_dir();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "cachette test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server_params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap();
-    let server = server_params.signed_by(&server_key, &issuer).unwrap();
-    let files = TlsFiles::new(
-        dir.join("server.pem"),
-        dir.join("server.key"),
-        dir.join("ca.pem"),
-    );
-    std::fs::write(&files.cert, server.pem()).unwrap();
-    std::fs::write(&files.key, server_key.serialize_pem()).unwrap();
-    std::fs::write(&files.ca, ca.pem()).unwrap();
-    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1051,7 +1051,10 @@ mod redis {
         let report = run_conformance(Arc::new(subject.clone()), Some(Arc::new(sibling))).await;
         let skipped: Vec<&str> = report.skipped().map(|(check, _)| check).collect();
         assert!(skipped.is_empty(), "{report}");
-        assert_eq!(detail(&subject.stats().await.unwrap(), "publish_failures"), 0);
+        assert_eq!(
+            detail(&subject.stats().await.unwrap(), "publish_failures"),
+            0
+        );
 
         let (a, _) = instance(l2("app:").await, channel(&server, "mc")).await;
         let (b, b_l1) = instance(l2("app:").await, channel(&server, "mc")).await;

@@ -74,6 +74,8 @@ pub struct MemcachedBuilder {
     max_value_len: usize,
     hash: HashKind,
     failover: Failover,
+    tls: bool,
+    root_certificates: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for MemcachedBuilder {
@@ -89,7 +91,8 @@ impl fmt::Debug for MemcachedBuilder {
             .field("default_ttl", &self.default_ttl)
             .field("hash", &self.hash)
             .field("failover", &self.failover)
-            .finish()
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,7 +126,74 @@ impl MemcachedBuilder {
             max_value_len: DEFAULT_MAX_VALUE_LEN,
             hash: HashKind::Ketama,
             failover: Failover::Error,
+            tls: false,
+            root_certificates: Vec::new(),
         }
+    }
+
+    /// TLS to every server (memcached started with `-Z`), checked against
+    /// the system's roots and those added with
+    /// [`root_certificate_pem`](Self::root_certificate_pem). Not over a
+    /// Unix socket.
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self
+    }
+
+    /// Trusts the CA certificates of `pem` (one or several PEM blocks)
+    /// besides the system's roots. Turns TLS on.
+    pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(pem.into());
+        self.tls = true;
+        self
+    }
+
+    /// The TLS connector, if TLS is on.
+    fn tls_connector(&self) -> Result<Option<super::conn::Tls>> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        if !self.tls {
+            return Ok(None);
+        }
+        if self.servers.iter().any(|s| matches!(s, Address::Unix(_))) {
+            return Err(Error::config(NAME, "TLS is not offered over a Unix socket"));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in rustls_native_certs::load_native_certs().certs {
+            // A system root rustls cannot read is left out, as browsers do.
+            let _ = roots.add(certificate);
+        }
+        for pem in &self.root_certificates {
+            let mut found = false;
+            for certificate in CertificateDer::pem_slice_iter(pem) {
+                let certificate = certificate.map_err(|err| {
+                    Error::config(NAME, format!("`ca_cert`: not a PEM certificate: {err}"))
+                })?;
+                roots.add(certificate).map_err(|err| {
+                    Error::config(
+                        NAME,
+                        format!("`ca_cert`: not a usable CA certificate: {err}"),
+                    )
+                })?;
+                found = true;
+            }
+            if !found {
+                return Err(Error::config(NAME, "`ca_cert`: no PEM certificate in it"));
+            }
+        }
+        if roots.is_empty() {
+            return Err(Error::config(
+                NAME,
+                "TLS needs trusted roots: the system has none; give `ca_cert`",
+            ));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| Error::config(NAME, format!("TLS: {err}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(config))))
     }
 
     /// One server on a Unix socket instead of the TCP servers.
@@ -249,6 +319,7 @@ impl MemcachedBuilder {
     /// tokio runtime.
     pub async fn build(self) -> Result<MemcachedBackend> {
         self.check()?;
+        let tls = self.tls_connector()?;
         Error::require_runtime(NAME, "build", "connecting to memcached")?;
         let timing = Timing {
             connect_timeout: self.connect_timeout,
@@ -277,7 +348,7 @@ impl MemcachedBuilder {
         let servers: Vec<Server> = self
             .servers
             .iter()
-            .map(|address| Server::start(address.clone(), self.pool_size, timing))
+            .map(|address| Server::start(address.clone(), self.pool_size, timing, tls.clone()))
             .collect();
         let answers = join_all(servers.iter().map(|server| server.call(Vec::new(), 0))).await;
         let reachable = answers.iter().filter(|answer| answer.is_ok()).count();

@@ -59,6 +59,9 @@ impl fmt::Display for Address {
     }
 }
 
+/// TLS over TCP: the connector (roots and rustls settings).
+pub(crate) type Tls = tokio_rustls::TlsConnector;
+
 /// The timing options of every connection.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
@@ -113,6 +116,7 @@ pub(crate) struct Server {
     next: AtomicUsize,
     up: Arc<AtomicBool>,
     timing: Timing,
+    tls: Option<Tls>,
 }
 
 impl fmt::Debug for Server {
@@ -128,12 +132,22 @@ impl fmt::Debug for Server {
 impl Server {
     /// Starts the connection tasks of one server (a tokio runtime must be
     /// running). They end when the `Server` is dropped.
-    pub(crate) fn start(address: Address, pool_size: usize, timing: Timing) -> Server {
+    pub(crate) fn start(
+        address: Address,
+        pool_size: usize,
+        timing: Timing,
+        tls: Option<Tls>,
+    ) -> Server {
         let up = Arc::new(AtomicBool::new(true));
         let connections = (0..pool_size.max(1))
             .map(|_| {
                 let (sender, receiver) = mpsc::unbounded_channel();
-                tokio::spawn(supervise(address.clone(), receiver, timing, up.clone()));
+                let link = Link {
+                    address: address.clone(),
+                    timing,
+                    tls: tls.clone(),
+                };
+                tokio::spawn(supervise(link, receiver, up.clone()));
                 sender
             })
             .collect();
@@ -143,6 +157,7 @@ impl Server {
             next: AtomicUsize::new(0),
             up,
             timing,
+            tls,
         }
     }
 
@@ -198,7 +213,12 @@ impl Server {
     /// Opens a connection of its own (for `lru_crawler metadump`, which
     /// must not share one), within `connect_timeout`.
     pub(crate) async fn dedicated(&self) -> Result<Stream> {
-        connect(&self.address, self.timing.connect_timeout).await
+        let link = Link {
+            address: self.address.clone(),
+            timing: self.timing,
+            tls: self.tls.clone(),
+        };
+        link.connect().await
     }
 
     /// The timing options.
@@ -214,58 +234,74 @@ pub(crate) type Stream = Pin<Box<dyn AsyncStream>>;
 pub(crate) trait AsyncStream: AsyncRead + AsyncWrite + Send {}
 impl<T: AsyncRead + AsyncWrite + Send> AsyncStream for T {}
 
-/// Connects to `address` within `timeout`.
-pub(crate) async fn connect(address: &Address, timeout: Duration) -> Result<Stream> {
-    let attempt = async {
-        let stream: Stream = match address {
-            Address::Tcp { host, port } => {
-                let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
-                stream.set_nodelay(true)?;
-                Box::pin(stream)
-            }
-            #[cfg(unix)]
-            Address::Unix(path) => Box::pin(tokio::net::UnixStream::connect(path).await?),
-            #[cfg(not(unix))]
-            Address::Unix(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::Unsupported,
-                    "Unix sockets need a Unix system",
-                ));
-            }
+/// Where and how one connection connects.
+struct Link {
+    address: Address,
+    timing: Timing,
+    tls: Option<Tls>,
+}
+
+impl Link {
+    /// Connects (and shakes hands, with TLS) within `connect_timeout`.
+    async fn connect(&self) -> Result<Stream> {
+        let address = &self.address;
+        let timeout = self.timing.connect_timeout;
+        let attempt = async {
+            let stream: Stream = match address {
+                Address::Tcp { host, port } => {
+                    let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                    stream.set_nodelay(true)?;
+                    match &self.tls {
+                        None => Box::pin(stream),
+                        Some(tls) => {
+                            let name = rustls::pki_types::ServerName::try_from(host.clone())
+                                .map_err(|err| {
+                                    std::io::Error::new(std::io::ErrorKind::InvalidInput, err)
+                                })?;
+                            Box::pin(tls.connect(name, stream).await?)
+                        }
+                    }
+                }
+                #[cfg(unix)]
+                Address::Unix(path) => Box::pin(tokio::net::UnixStream::connect(path).await?),
+                #[cfg(not(unix))]
+                Address::Unix(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "Unix sockets need a Unix system",
+                    ));
+                }
+            };
+            Ok::<_, std::io::Error>(stream)
         };
-        Ok::<_, std::io::Error>(stream)
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(err)) => Err(Error::new(
-            ErrorKind::Connection,
-            NAME,
-            format!("{address}: cannot connect: {err}"),
-        )
-        .with_source(err)),
-        Err(_) => Err(Error::new(
-            ErrorKind::Timeout,
-            NAME,
-            format!("{address}: no connection within {timeout:?}"),
-        )),
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(err)) => Err(Error::new(
+                ErrorKind::Connection,
+                NAME,
+                format!("{address}: cannot connect: {err}"),
+            )
+            .with_source(err)),
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                NAME,
+                format!("{address}: no connection within {timeout:?}"),
+            )),
+        }
     }
 }
 
 /// The life of one connection: connect, serve until it breaks, and while
 /// the server cannot be reached, fail batches at once and try again every
 /// `retry_interval`. Ends when every sender is dropped.
-async fn supervise(
-    address: Address,
-    mut batches: mpsc::UnboundedReceiver<Batch>,
-    timing: Timing,
-    up: Arc<AtomicBool>,
-) {
+async fn supervise(link: Link, mut batches: mpsc::UnboundedReceiver<Batch>, up: Arc<AtomicBool>) {
+    let (address, timing) = (&link.address, link.timing);
     loop {
-        match connect(&address, timing.connect_timeout).await {
+        match link.connect().await {
             Ok(stream) => {
                 up.store(true, Ordering::Relaxed);
                 let pending = Pending::default();
-                let error = serve(stream, &mut batches, &pending, &address, timing).await;
+                let error = serve(stream, &mut batches, &pending, address, timing).await;
                 let Some(error) = error else {
                     return;
                 };

@@ -2,12 +2,14 @@
 //! the meta protocol, keys spread by consistent hashing.
 //!
 //! - **URLs:** `memcached://host1[:port],host2[:port],…[/]?params` (port
-//!   11211 by default) and `memcached+unix:///path/to/memcached.sock?params`.
+//!   11211 by default), `memcached+tls://…` (TLS to every server, checked
+//!   against the system's roots and `ca_cert=/path/ca.pem`; memcached
+//!   started with `-Z`) and `memcached+unix:///path/to/memcached.sock?params`.
 //!   Parameters: `prefix`, `connect_timeout`, `response_timeout` (1 s each
 //!   by default, at most a day), `retry_interval` (1 s), `pool_size`
 //!   (connections per server, 2), `default_ttl`, `hash` (`ketama`, the
 //!   default, or `rendezvous`) and `failover` (`error`, the default, or
-//!   `next`). TLS is not offered yet.
+//!   `next`).
 //! - **Connections:** a few connections per server, each shared by every
 //!   caller (requests are pipelined, answers matched in order), with the
 //!   deadlines kept inside the connection: every round trip ends within

@@ -21,6 +21,13 @@ pub(crate) const SCHEMES: &[Scheme] = &[
         open: open_tcp,
     },
     Scheme {
+        name: "memcached+tls",
+        feature: "memcached",
+        description: "memcached over TLS, one or several servers",
+        capabilities: MemcachedBackend::default_capabilities,
+        open: open_tcp,
+    },
+    Scheme {
         name: "memcached+unix",
         feature: "memcached",
         description: "memcached over a Unix socket",
@@ -42,6 +49,9 @@ const PARAMS: &[&str] = &[
     "failover",
 ];
 
+/// The parameters `memcached+tls://` adds.
+const TLS_PARAMS: &[&str] = &["ca_cert"];
+
 /// memcached's default port.
 const DEFAULT_PORT: u16 = 11211;
 
@@ -59,11 +69,14 @@ fn open_unix(url: &str) -> Opening<'_> {
     })
 }
 
-/// The builder of `memcached://h1[:p1],h2[:p2],…[/][?params]`.
+/// The builder of `memcached://h1[:p1],h2[:p2],…[/][?params]` (and of
+/// `memcached+tls://…?ca_cert=/path/ca.pem`).
 pub(crate) fn tcp_builder(url: &str) -> Result<MemcachedBuilder> {
     let shown = redact(url);
     let bad = |what: &str| Error::config(NAME, format!("{shown}: {what}"));
-    let parts = MultiHostUrl::parse(url, "memcached", DEFAULT_PORT, bad)?;
+    let tls = url.starts_with("memcached+tls://");
+    let scheme = if tls { "memcached+tls" } else { "memcached" };
+    let parts = MultiHostUrl::parse(url, scheme, DEFAULT_PORT, bad)?;
     if parts.userinfo.is_some() {
         return Err(bad(
             "memcached takes no user or password (its SASL login is not supported)",
@@ -72,8 +85,20 @@ pub(crate) fn tcp_builder(url: &str) -> Result<MemcachedBuilder> {
     if !parts.path.trim_matches('/').is_empty() {
         return Err(bad("a memcached URL has no path; put options in the query"));
     }
-    let builder = MemcachedBackend::builder(parts.nodes.clone());
-    let mut params = UrlParams::parse(&parts.query, NAME, &[PARAMS])?;
+    let mut builder = MemcachedBackend::builder(parts.nodes.clone()).tls(tls);
+    let known: &[&[&str]] = if tls {
+        &[PARAMS, TLS_PARAMS]
+    } else {
+        &[PARAMS]
+    };
+    let mut params = UrlParams::parse(&parts.query, NAME, known)?;
+    if let Some(path) = params.text("ca_cert") {
+        let pem = std::fs::read(&path).map_err(|err| {
+            Error::config(NAME, format!("parameter `ca_cert`: cannot read `{path}`"))
+                .with_source(err)
+        })?;
+        builder = builder.root_certificate_pem(pem);
+    }
     options(builder, &mut params)
 }
 

@@ -24,13 +24,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
 
-use super::{ServerProcess, free_port, fresh_dir};
+use super::{ServerProcess, TlsFiles, free_port, fresh_dir};
 
 /// A `memcached` process owned by a test.
 #[derive(Debug)]
 pub struct MemcachedServer {
     port: u16,
     process: ServerProcess,
+    tls: bool,
 }
 
 impl MemcachedServer {
@@ -43,6 +44,32 @@ impl MemcachedServer {
     /// `["-m", "8"]` for 8 MiB, `["-X"]` to forbid `lru_crawler
     /// metadump`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::launch(extra, false)
+    }
+
+    /// Starts a server that speaks TLS only (`-Z`), with `files`' server
+    /// certificate and key (made readable to the server's user). Its URL is
+    /// `memcached+tls://127.0.0.1:PORT`.
+    pub fn start_tls(files: &TlsFiles) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for path in [&files.cert, &files.key] {
+                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+                }
+            }
+        }
+        let option = format!(
+            "ssl_chain_cert={},ssl_key={}",
+            files.cert.display(),
+            files.key.display()
+        );
+        Self::launch(&["-Z", "-o", &option], true)
+    }
+
+    fn launch(extra: &[&str], tls: bool) -> Self {
         let port = free_port();
         let mut args: Vec<String> = [
             "-l",
@@ -64,9 +91,13 @@ impl MemcachedServer {
         }
         args.extend(extra.iter().map(|&arg| arg.to_owned()));
         let process = ServerProcess::start("memcached", args, fresh_dir(), move |_log: &str| {
-            answers_version(port)
+            if tls {
+                TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+            } else {
+                answers_version(port)
+            }
         });
-        MemcachedServer { port, process }
+        MemcachedServer { port, process, tls }
     }
 
     /// The port it listens on.
@@ -79,9 +110,14 @@ impl MemcachedServer {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `memcached://127.0.0.1:PORT`.
+    /// `memcached://127.0.0.1:PORT` (`memcached+tls://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("memcached://{}", self.address())
+        let scheme = if self.tls {
+            "memcached+tls"
+        } else {
+            "memcached"
+        };
+        format!("{scheme}://{}", self.address())
     }
 
     /// Kills the server (`SIGKILL`).

@@ -32,30 +32,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+pub use super::TlsFiles;
 use super::{ServerProcess, free_port, fresh_dir, wait_until};
-
-/// The certificate files of a TLS server, in PEM.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct TlsFiles {
-    /// The server's certificate (for `127.0.0.1` and `localhost`).
-    pub cert: PathBuf,
-    /// The server's private key.
-    pub key: PathBuf,
-    /// The CA that signed the certificate; clients trust it.
-    pub ca: PathBuf,
-}
-
-impl TlsFiles {
-    /// The three files.
-    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>, ca: impl Into<PathBuf>) -> Self {
-        TlsFiles {
-            cert: cert.into(),
-            key: key.into(),
-            ca: ca.into(),
-        }
-    }
-}
 
 /// A `redis-server` process owned by a test.
 #[derive(Debug)]
