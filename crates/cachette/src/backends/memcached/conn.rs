@@ -108,13 +108,14 @@ impl Pending {
     }
 }
 
-/// One server: `pool_size` connections, used in turn, and whether the
-/// server was reachable at the last attempt.
+/// One server: `pool_size` connections, used in turn (skipping those that
+/// are down while another is up), and whether each could connect at its
+/// last attempt.
 pub(crate) struct Server {
     pub(crate) address: Address,
     connections: Vec<mpsc::UnboundedSender<Batch>>,
     next: AtomicUsize,
-    up: Arc<AtomicBool>,
+    up: Vec<Arc<AtomicBool>>,
     timing: Timing,
     tls: Option<Tls>,
 }
@@ -138,16 +139,19 @@ impl Server {
         timing: Timing,
         tls: Option<Tls>,
     ) -> Server {
-        let up = Arc::new(AtomicBool::new(true));
-        let connections = (0..pool_size.max(1))
-            .map(|_| {
+        let up: Vec<Arc<AtomicBool>> = (0..pool_size.max(1))
+            .map(|_| Arc::new(AtomicBool::new(true)))
+            .collect();
+        let connections = up
+            .iter()
+            .map(|up| {
                 let (sender, receiver) = mpsc::unbounded_channel();
                 let link = Link {
                     address: address.clone(),
                     timing,
                     tls: tls.clone(),
                 };
-                tokio::spawn(supervise(link, receiver, up.clone()));
+                tokio::spawn(supervise(link, receiver, Arc::clone(up)));
                 sender
             })
             .collect();
@@ -161,16 +165,28 @@ impl Server {
         }
     }
 
-    /// Whether the last connection attempt succeeded.
+    /// Whether a connection's last attempt succeeded.
     pub(crate) fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+        self.up.iter().any(|up| up.load(Ordering::Relaxed))
+    }
+
+    /// The connection for the next batch: the next in turn that is up, or
+    /// the next in turn when none is (it fails the batch at once, or
+    /// carries it if it reconnects first).
+    fn pick(&self) -> usize {
+        let count = self.connections.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        (0..count)
+            .map(|offset| (start + offset) % count)
+            .find(|&index| self.up[index].load(Ordering::Relaxed))
+            .unwrap_or(start)
     }
 
     /// Sends `commands` (meta commands, each answered by exactly one
     /// response) and returns their `count` responses in order.
     pub(crate) async fn call(&self, mut commands: Vec<u8>, count: usize) -> Result<Vec<Response>> {
         proto::meta_noop(&mut commands);
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let index = self.pick();
         let (reply, answer) = oneshot::channel();
         let batch = Batch {
             bytes: commands,
