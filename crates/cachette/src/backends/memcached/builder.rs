@@ -20,6 +20,9 @@ use crate::error::{Error, ErrorKind, Result};
 /// (1 MiB) less room for the stored key and cachette's header.
 pub(crate) const DEFAULT_MAX_VALUE_LEN: usize = 1024 * 1024 - 8 * 1024;
 
+/// memcached's largest item size (`-I` takes at most 1 GiB).
+const MAX_ITEM_SIZE: usize = 1 << 30;
+
 /// The longest prefix: a prefix, the generation and a key's digest must
 /// fit in memcached's 250 bytes, base64-encoded if need be.
 pub const MAX_PREFIX_LEN: usize = 100;
@@ -296,8 +299,15 @@ impl MemcachedBuilder {
                 ),
             ));
         }
-        if self.max_value_len == 0 {
-            return Err(Error::config(NAME, "`max_value_len` must be at least 1"));
+        if !(1..=MAX_ITEM_SIZE).contains(&self.max_value_len) {
+            return Err(Error::config(
+                NAME,
+                format!(
+                    "`max_value_len` is {}; it must be between 1 and {MAX_ITEM_SIZE} \
+                     (memcached's largest item, `-I 1g`)",
+                    self.max_value_len
+                ),
+            ));
         }
         if let Some(ttl) = self.default_ttl {
             if ttl.is_zero() {
@@ -325,7 +335,6 @@ impl MemcachedBuilder {
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
             retry_interval: self.retry_interval,
-            max_value: self.max_value_len + 64 * 1024,
         };
         let names: Vec<ServerName> = self
             .servers

@@ -68,19 +68,28 @@ pub(crate) struct Timing {
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
     pub(crate) retry_interval: Duration,
-    /// The largest data block a response may carry.
-    pub(crate) max_value: usize,
 }
+
+/// The largest data block a response may carry: memcached's largest item
+/// (`-I` at most 1 GiB) and room for its key. A larger one is a server out
+/// of step, not data.
+const MAX_BLOCK: usize = (1 << 30) + (1 << 20);
 
 /// A batch of commands and where its responses go.
 struct Batch {
     bytes: Vec<u8>,
+    /// How many commands it holds (each answered once).
+    commands: usize,
+    /// When the caller handed it over: it must end within
+    /// `connect_timeout + response_timeout` of this.
+    submitted: Instant,
     reply: oneshot::Sender<Result<Vec<Response>>>,
 }
 
 /// A batch written and waiting for its `MN`.
 struct InFlight {
     deadline: Instant,
+    commands: usize,
     reply: oneshot::Sender<Result<Vec<Response>>>,
 }
 
@@ -190,6 +199,8 @@ impl Server {
         let (reply, answer) = oneshot::channel();
         let batch = Batch {
             bytes: commands,
+            commands: count,
+            submitted: Instant::now(),
             reply,
         };
         if self.connections[index].send(batch).is_err() {
@@ -313,48 +324,53 @@ impl Link {
 async fn supervise(link: Link, mut batches: mpsc::UnboundedReceiver<Batch>, up: Arc<AtomicBool>) {
     let (address, timing) = (&link.address, link.timing);
     loop {
-        match link.connect().await {
+        let error = match link.connect().await {
             Ok(stream) => {
                 up.store(true, Ordering::Relaxed);
                 let pending = Pending::default();
-                let error = serve(stream, &mut batches, &pending, address, timing).await;
-                let Some(error) = error else {
+                let answered = AtomicBool::new(false);
+                let outcome = serve(stream, &mut batches, &pending, &answered, address, timing);
+                let Some(error) = outcome.await else {
                     return;
                 };
                 tracing::debug!(server = %address, error = %error, "memcached connection lost");
                 pending.fail_all(&error);
-                // Reconnect at once: a broken connection does not mean a
-                // dead server.
-                continue;
+                // A connection that broke after serving is reconnected at
+                // once; one closed before any answer (a server at its
+                // connection limit, a proxy without a backend) or a server
+                // that stopped answering is down, like one that refuses.
+                if answered.load(Ordering::Relaxed) && error.kind() != ErrorKind::Timeout {
+                    continue;
+                }
+                error
             }
-            Err(error) => {
-                if up.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(server = %address, error = %error, "memcached server unreachable; retrying in the background");
-                }
-                let error = Error::new(
-                    error.kind(),
-                    NAME,
-                    format!(
-                        "{} (the server is down; retried every {:?})",
-                        error.message(),
-                        timing.retry_interval
-                    ),
-                );
-                // Batches that waited for this attempt fail now.
-                while let Ok(batch) = batches.try_recv() {
-                    let _ = batch.reply.send(Err(copy(&error)));
-                }
-                let retry = tokio::time::sleep(timing.retry_interval);
-                tokio::pin!(retry);
-                loop {
-                    tokio::select! {
-                        batch = batches.recv() => match batch {
-                            Some(batch) => { let _ = batch.reply.send(Err(copy(&error))); }
-                            None => return,
-                        },
-                        () = &mut retry => break,
-                    }
-                }
+            Err(error) => error,
+        };
+        if up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(server = %address, error = %error, "memcached server down; retrying in the background");
+        }
+        let error = Error::new(
+            error.kind(),
+            NAME,
+            format!(
+                "{} (the server is down; retried every {:?})",
+                error.message(),
+                timing.retry_interval
+            ),
+        );
+        // Batches that waited for this attempt fail now.
+        while let Ok(batch) = batches.try_recv() {
+            let _ = batch.reply.send(Err(copy(&error)));
+        }
+        let retry = tokio::time::sleep(timing.retry_interval);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                batch = batches.recv() => match batch {
+                    Some(batch) => { let _ = batch.reply.send(Err(copy(&error))); }
+                    None => return,
+                },
+                () = &mut retry => break,
             }
         }
     }
@@ -366,6 +382,7 @@ async fn serve(
     stream: Stream,
     batches: &mut mpsc::UnboundedReceiver<Batch>,
     pending: &Pending,
+    answered: &AtomicBool,
     address: &Address,
     timing: Timing,
 ) -> Option<Error> {
@@ -378,15 +395,29 @@ async fn serve(
             // Coalesce what is queued into one write; register each batch
             // before its bytes can be answered.
             {
-                let deadline = Instant::now() + timing.response_timeout;
+                let now = Instant::now();
                 let mut queue = pending.queue.lock();
                 let was_empty = queue.is_empty();
                 while let Some(batch) = queued.take() {
-                    buffer.extend_from_slice(&batch.bytes);
-                    queue.push_back(InFlight {
-                        deadline,
-                        reply: batch.reply,
-                    });
+                    let limit = batch.submitted + timing.connect_timeout + timing.response_timeout;
+                    if limit <= now {
+                        // It waited its whole time for a connection.
+                        let _ = batch.reply.send(Err(Error::new(
+                            ErrorKind::Timeout,
+                            NAME,
+                            format!(
+                                "{address}: not sent within {:?}",
+                                timing.connect_timeout + timing.response_timeout
+                            ),
+                        )));
+                    } else {
+                        buffer.extend_from_slice(&batch.bytes);
+                        queue.push_back(InFlight {
+                            deadline: limit.min(now + timing.response_timeout),
+                            commands: batch.commands,
+                            reply: batch.reply,
+                        });
+                    }
                     if buffer.len() < 64 * 1024 {
                         queued = batches.try_recv().ok();
                     }
@@ -394,6 +425,9 @@ async fn serve(
                 if was_empty {
                     pending.added.notify_one();
                 }
+            }
+            if buffer.is_empty() {
+                continue;
             }
             if let Err(err) = writer.write_all(&buffer).await {
                 return Some(
@@ -419,6 +453,8 @@ async fn serve(
                 .front()
                 .map_or(never, |oldest| oldest.deadline);
             let read = tokio::select! {
+                // An answer already there wins over a deadline just passed.
+                biased;
                 read = reader.read_buf(&mut buffer) => read,
                 () = pending.added.notified() => continue,
                 () = tokio::time::sleep_until(deadline) => {
@@ -448,7 +484,7 @@ async fn serve(
                 }
             }
             loop {
-                match proto::parse(&mut buffer, timing.max_value) {
+                match proto::parse(&mut buffer, MAX_BLOCK) {
                     Ok(None) => break,
                     Ok(Some(Response::Meta(meta))) if meta.status == Some(proto::Status::Noop) => {
                         let Some(done) = pending.queue.lock().pop_front() else {
@@ -458,9 +494,26 @@ async fn serve(
                                 format!("{address}: an answer to nothing was asked"),
                             );
                         };
+                        answered.store(true, Ordering::Relaxed);
                         let _ = done.reply.send(Ok(std::mem::take(&mut answers)));
                     }
-                    Ok(Some(response)) => answers.push(response),
+                    Ok(Some(response)) => {
+                        // Each command is answered once (an unreadable one
+                        // at most twice); more is a server out of step.
+                        let expected = pending.queue.lock().front().map(|oldest| oldest.commands);
+                        match expected {
+                            Some(commands) if answers.len() <= 2 * commands => {
+                                answers.push(response);
+                            }
+                            _ => {
+                                return Error::new(
+                                    ErrorKind::Backend,
+                                    NAME,
+                                    format!("{address}: answers that no command asked for"),
+                                );
+                            }
+                        }
+                    }
                     Err(err) => {
                         return Error::new(
                             ErrorKind::Backend,

@@ -5,9 +5,11 @@
 //! 250 bytes with no spaces or control characters; such a key is sent as
 //! it is. Any other key is sent base64-encoded with the `b` flag when its
 //! encoding fits in 250 bytes (raw keys of up to 186 bytes), and otherwise
-//! replaced by `\u{FF}h:` and the base64 of its SHA-256 digest, with the
-//! original key kept in the stored value and compared on every read (a
-//! different key there reads as a miss). No key is refused or truncated.
+//! replaced by the byte `0xFF`, `h:` and the base64 of its SHA-256 digest,
+//! with the original key kept in the stored value and compared on every
+//! read (a different key there reads as a miss). `0xFF` never occurs in
+//! UTF-8, so no key of a caller can take a digest's place. No key is
+//! refused or truncated.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -17,6 +19,10 @@ use super::proto::WireKey;
 
 /// memcached's key limit, in bytes, after any base64 encoding.
 pub(crate) const MAX_WIRE_KEY: usize = 250;
+
+/// What stands in a stored key for a key replaced by its digest: `0xFF`
+/// (never in UTF-8), then `h:`.
+pub(crate) const DIGEST_MARKER: &[u8] = b"\xFFh:";
 
 /// The longest raw key whose base64 fits in [`MAX_WIRE_KEY`].
 pub(crate) const MAX_BASE64_RAW: usize = MAX_WIRE_KEY / 4 * 3;
@@ -60,7 +66,7 @@ impl ServerKey {
         }
         let mut hashed = Vec::with_capacity(namespace.len() + 48);
         hashed.extend_from_slice(namespace.as_bytes());
-        hashed.extend_from_slice("\u{FF}h:".as_bytes());
+        hashed.extend_from_slice(DIGEST_MARKER);
         hashed.extend_from_slice(STANDARD.encode(Sha256::digest(key.as_bytes())).as_bytes());
         // A long namespace with a digest may still not be plain or short.
         let plain = hashed.len() <= MAX_WIRE_KEY && hashed.iter().all(|&byte| is_plain(byte));
@@ -73,6 +79,24 @@ impl ServerKey {
             base64: !plain,
             hashed: true,
             route: hashed,
+        }
+    }
+
+    /// The key of an item as the server stores it (a listing shows these
+    /// bytes), ready to send back.
+    pub(crate) fn from_stored(stored: &[u8]) -> ServerKey {
+        let plain = stored.len() <= MAX_WIRE_KEY && stored.iter().all(|&byte| is_plain(byte));
+        ServerKey {
+            wire: if plain {
+                stored.to_vec()
+            } else {
+                STANDARD.encode(stored).into_bytes()
+            },
+            base64: !plain,
+            hashed: stored
+                .windows(DIGEST_MARKER.len())
+                .any(|w| w == DIGEST_MARKER),
+            route: stored.to_vec(),
         }
     }
 
@@ -135,6 +159,8 @@ mod tests {
             ServerKey::new("n:", "a b"),
             ServerKey::new("n:", "a\tb"),
             ServerKey::new("n:", "YSBi"),
+            // A caller's key that looks like a digest slot in UTF-8.
+            ServerKey::new("n:", &format!("\u{FF}h:{}", "x".repeat(44))),
         ];
         for (i, a) in keys.iter().enumerate() {
             for b in &keys[i + 1..] {

@@ -17,7 +17,16 @@
 //!   fails the operations on its keys at once with
 //!   [`ErrorKind::Connection`] (or [`ErrorKind::Timeout`] when it stops
 //!   answering) and is reconnected in the background every
-//!   `retry_interval`; the other servers keep serving.
+//!   `retry_interval`; the other servers keep serving. A server that stops
+//!   answering, or closes connections before answering (one at its
+//!   connection limit), counts as down too. Replies no command asked for,
+//!   or that cannot be read, end the connection (never the process, never
+//!   unbounded memory) and fail the operations waiting on it.
+//! - **Stats:** hits, misses, deletes and corrupt reads are counted here;
+//!   memcached cannot tell a write that creates an entry from one that
+//!   replaces it, so writes are counted in `details` as `writes` (with the
+//!   servers' `curr_items`, `bytes`, `evictions`, `expired_unfetched`
+//!   summed over the reachable servers).
 //! - **Several servers:** a key goes to one server, chosen by
 //!   libmemcached's ketama ring (MD5, 160 points per server) or pymemcache's
 //!   rendezvous hash, computed exactly as those clients do on `prefix +
@@ -51,8 +60,10 @@
 //! - **Keys:** memcached takes keys of at most 250 bytes without spaces or
 //!   control characters. Such keys are sent as they are; any other key is
 //!   sent base64-encoded (the `b` flag) when that fits, otherwise replaced
-//!   by the SHA-256 digest of the key, with the key itself kept in the
-//!   stored item and compared on every read. No key is refused below the
+//!   by the byte `0xFF` (never in a caller's UTF-8 key), `h:` and the
+//!   SHA-256 digest of the key, with the key itself kept in the stored item
+//!   and compared on every read. An entry holds at most 65,535 tags of at
+//!   most 65,535 bytes each. No key is refused below the
 //!   4 KiB limit of every backend, none is truncated.
 //! - **Values and TTLs:** values up to the server's item size (1 MiB by
 //!   default, `-I`) less room for the key and header; a larger item is
@@ -529,7 +540,11 @@ impl MemcachedBackend {
 
     async fn read_one(&self, key: &str, flags: &str, op: &'static str) -> Result<Read> {
         self.inner.limits.check_key(key)?;
-        let s = self.server_for(key);
+        self.read_at(self.server_for(key), key, flags, op).await
+    }
+
+    /// Reads `key` on server `s` (the one a caller already chose).
+    async fn read_at(&self, s: usize, key: &str, flags: &str, op: &'static str) -> Result<Read> {
         let mut reads = self.read_on(s, &[key], flags, op).await?;
         Ok(reads.pop().unwrap_or(Read::Missing))
     }
@@ -619,7 +634,7 @@ impl MemcachedBackend {
                         .await?
                     {
                         Status::Done => outcome = Some(true),
-                        _ => match self.read_one(key, "v f c", OP).await? {
+                        _ => match self.read_at(s, key, "v f c", OP).await? {
                             Read::Valid { .. } => outcome = Some(false),
                             Read::Missing => continue,
                             Read::Invalid { cas } => {
@@ -643,7 +658,7 @@ impl MemcachedBackend {
             SetCondition::IfPresent => {
                 let mut outcome = None;
                 for _ in 0..MAX_ATTEMPTS {
-                    match self.read_one(key, "v f c", OP).await? {
+                    match self.read_at(s, key, "v f c", OP).await? {
                         Read::Valid { meta, .. } => {
                             let mode = format!("C{}", meta.cas.unwrap_or(0));
                             if self
@@ -703,7 +718,7 @@ impl MemcachedBackend {
     async fn try_incr(&self, key: &str, delta: i64, ttl: &str) -> Result<Option<i64>> {
         const OP: &str = "incr";
         let s = self.server_for(key);
-        match self.read_one(key, "v f c t", OP).await? {
+        match self.read_at(s, key, "v f c t", OP).await? {
             Read::Missing => {
                 let value = delta.to_string();
                 let status = self
@@ -791,6 +806,32 @@ fn parse_generation(bytes: &[u8]) -> Option<u64> {
 /// A random non-zero 64-bit number.
 fn random_version() -> u64 {
     fastrand::u64(1..)
+}
+
+/// The most tags of one entry, and the longest tag, that its header holds.
+const MAX_TAGS: usize = u16::MAX as usize;
+
+/// Tags the entry header cannot hold are [`ErrorKind::InvalidInput`].
+fn check_tags(tags: &[String]) -> Result<()> {
+    if tags.len() > MAX_TAGS {
+        return Err(Error::invalid_input(
+            NAME,
+            format!(
+                "{} tags; the limit of this backend is {MAX_TAGS}",
+                tags.len()
+            ),
+        ));
+    }
+    if let Some(tag) = tags.iter().find(|tag| tag.len() > MAX_TAGS) {
+        return Err(Error::invalid_input(
+            NAME,
+            format!(
+                "a tag of {} bytes; the limit of this backend is {MAX_TAGS} bytes",
+                tag.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The tags of a write, each once.
@@ -884,6 +925,7 @@ impl Backend for MemcachedBackend {
     async fn set(&self, key: &str, value: Bytes, options: &SetOptions) -> Result<bool> {
         self.inner.limits.check_key(key)?;
         self.inner.limits.check_value(&value)?;
+        check_tags(&options.tags)?;
         self.set_one(key, &value, options).await
     }
 
@@ -913,6 +955,7 @@ impl Backend for MemcachedBackend {
 
     async fn set_many(&self, entries: &[(&str, Bytes)], options: &SetOptions) -> Result<Vec<bool>> {
         self.inner.limits.check_entries(entries)?;
+        check_tags(&options.tags)?;
         if options.condition != SetCondition::Always {
             // In order: a key repeated in the batch sees the earlier write.
             let mut out = Vec::with_capacity(entries.len());
@@ -964,9 +1007,14 @@ impl Backend for MemcachedBackend {
                 .await?;
             let mut reads = Vec::with_capacity(batch.len());
             for (key, pair) in batch.iter().zip(responses.chunks(2)) {
-                meta_of(&pair[1], OP)?;
+                let deleted = meta_of(&pair[1], OP)?.status == Some(Status::Done);
                 let stored = ServerKey::new(&namespace, key);
-                let read = self.interpret(key, &stored, &pair[0], OP)?;
+                // Counted only if this delete removed a valid entry (not
+                // one a concurrent delete removed first).
+                let read = match self.interpret(key, &stored, &pair[0], OP)? {
+                    Read::Valid { .. } if !deleted => Read::Missing,
+                    read => read,
+                };
                 reads.push(((*key).to_owned(), stored, read));
             }
             self.check_tags(s, &mut reads, OP).await?;
@@ -1091,17 +1139,23 @@ impl Backend for MemcachedBackend {
     async fn stats(&self) -> Result<Stats> {
         let mut stats = Stats::default();
         self.inner.counters.fill(&mut stats);
+        // memcached cannot tell a write that creates an entry from one
+        // that replaces it: writes are counted under their own name.
+        let writes = std::mem::take(&mut stats.inserts);
         let mut totals: Vec<(String, u64)> =
             ["curr_items", "bytes", "evictions", "expired_unfetched"]
                 .iter()
                 .map(|name| ((*name).to_owned(), 0))
                 .collect();
+        let answers = join_all(
+            self.inner
+                .servers
+                .iter()
+                .map(|server| listing::text_command(server, "stats", |line| line == "END")),
+        )
+        .await;
         let mut reachable = 0;
-        for server in &self.inner.servers {
-            let Ok(lines) = listing::text_command(server, "stats", |line| line == "END").await
-            else {
-                continue;
-            };
+        for lines in answers.into_iter().flatten() {
             reachable += 1;
             for line in lines {
                 let mut parts = line.split(' ');
@@ -1116,6 +1170,7 @@ impl Backend for MemcachedBackend {
                 }
             }
         }
+        totals.push(("writes".to_owned(), writes));
         totals.push(("servers_reachable".to_owned(), reachable));
         totals.push(("servers".to_owned(), self.inner.servers.len() as u64));
         stats.details = totals;

@@ -164,7 +164,7 @@ pub(crate) fn parse(
         _ => {
             return Err(ProtocolError(format!(
                 "an unknown response `{}`",
-                line.escape_debug()
+                shown(line)
             )));
         }
     };
@@ -207,10 +207,22 @@ pub(crate) fn parse(
     Ok(Some(Response::Meta(meta)))
 }
 
+/// A server's text as an error shows it: escaped, and cut to 64
+/// characters (after a desync it may be a piece of a cached value).
+fn shown(text: &str) -> String {
+    let cut: String = text.chars().take(64).collect();
+    let ellipsis = if cut.len() < text.len() { "…" } else { "" };
+    format!("{}{ellipsis}", cut.escape_debug())
+}
+
 /// Records one returned flag; flags cachette never asks for are skipped.
 fn read_flag(meta: &mut Meta, token: &str) -> Result<(), ProtocolError> {
-    let (flag, value) = token.split_at(1);
-    let number = || ProtocolError(format!("a bad `{token}` flag"));
+    let number = || ProtocolError(format!("a bad `{}` flag", shown(token)));
+    // Flags are one ASCII letter; anything else is not a flag.
+    let Some(flag) = token.get(..1) else {
+        return Err(number());
+    };
+    let value = &token[1..];
     match flag {
         "O" => meta.opaque = Some(value.parse().map_err(|_| number())?),
         "t" => meta.ttl = Some(value.parse().map_err(|_| number())?),
@@ -327,6 +339,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a server sends, the parser answers or refuses; it never
+        /// panics, and never holds more than a line and a block.
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(input in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let mut buffer = BytesMut::from(&input[..]);
+            while let Ok(Some(_)) = parse(&mut buffer, 64) {}
+        }
+
+        #[test]
+        fn any_flags_parse_or_fail_cleanly(flags in "[ -~é\\u{80}-\\u{10FFFF}]{0,40}") {
+            let mut buffer = BytesMut::from(format!("HD {flags}\r\n").as_bytes());
+            let _ = parse(&mut buffer, 64);
+        }
+    }
+
     #[test]
     fn broken_responses_are_protocol_errors() {
         for input in [
@@ -335,6 +363,7 @@ mod tests {
             b"VA 1\r\nab\r\n",
             b"HD tNaN\r\n",
             b"VA 2000000 t1\r\n",
+            "HD é\r\n".as_bytes(),
         ] {
             let mut buffer = BytesMut::from(input);
             assert!(parse(&mut buffer, 1 << 20).is_err(), "{input:?}");
