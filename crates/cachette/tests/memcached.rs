@@ -553,3 +553,48 @@ async fn a_hostile_server_gives_errors_and_nothing_worse() {
     let reconnects = accepted.load(std::sync::atomic::Ordering::Relaxed) - counted;
     assert!(reconnects <= 20, "{reconnects} connections in a second");
 }
+
+/// The typed front end's distributed lock over memcached (an atomic
+/// `ms … ME` of the lock key): 100 concurrent callers on two instances,
+/// each with its own backend, run the loader once and all get its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_callers_on_two_instances_run_one_load() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cluster = MemcachedCluster::start(2);
+    let loads = Arc::new(AtomicUsize::new(0));
+    let mut caches = Vec::new();
+    for _ in 0..2 {
+        let backend = open(&cluster.url(), "lock:").await;
+        let cache = cachette::Cache::builder(backend)
+            .default_ttl(Duration::from_secs(60))
+            .distributed_lock(Duration::from_secs(30), Duration::from_secs(20))
+            .build()
+            .await
+            .unwrap();
+        caches.push(cache);
+    }
+    let mut callers = Vec::new();
+    for caller in 0..100 {
+        let cache = caches[caller % 2].clone();
+        let loads = Arc::clone(&loads);
+        callers.push(tokio::spawn(async move {
+            let loader = move |_| async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<_, std::io::Error>(Some(String::from("computed once")))
+            };
+            cache
+                .get_or_load("report", loader, &cachette::EntryOptions::new())
+                .await
+        }));
+    }
+    for caller in callers {
+        let value = caller.await.unwrap().unwrap();
+        assert_eq!(value.as_deref(), Some("computed once"));
+    }
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        1,
+        "the loader ran more than once"
+    );
+}
