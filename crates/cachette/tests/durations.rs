@@ -79,9 +79,9 @@ fn unused_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// Whether the scheme talks to a Redis server.
+/// Whether the scheme talks to a server (Redis or memcached).
 fn is_remote(scheme: &str) -> bool {
-    scheme.contains("redis")
+    scheme.contains("redis") || scheme.contains("memcached")
 }
 
 /// A URL of `scheme` that opens without a server (or fails to connect
@@ -94,7 +94,7 @@ fn base_url(scheme: &str, dir: &TempDir) -> Option<String> {
         "file" => format!("file://{path}/cache"),
         "redb" => format!("redb://{path}/cache.redb"),
         "tiered" => return None,
-        "redis+unix" => format!("redis+unix://{path}/no.sock"),
+        "redis+unix" | "memcached+unix" => format!("{scheme}://{path}/no.sock"),
         "redis+cluster" => format!("{scheme}://127.0.0.1:{port},127.0.0.1:{port}"),
         _ if scheme.contains("sentinel") => {
             format!("{scheme}://127.0.0.1:{port},127.0.0.1:{port}/main")
@@ -187,6 +187,7 @@ fn extreme_durations_in_local_urls_never_panic() {
     every_parameter_of(|scheme| !is_remote(scheme));
 }
 
+/// Redis and memcached URLs.
 #[test]
 fn extreme_durations_in_redis_urls_never_panic() {
     every_parameter_of(is_remote);
