@@ -27,7 +27,7 @@ pub struct Target {
 
 /// Every target compiled in with the features of this build.
 pub fn targets() -> Vec<Target> {
-    let all: [Option<Target>; 8] = [
+    let all: [Option<Target>; 9] = [
         Some(target(
             "envelope",
             "the typed cache's value envelope",
@@ -48,6 +48,7 @@ pub fn targets() -> Vec<Target> {
         )),
         Some(target("glob", "the key-pattern matcher", glob)),
         sim_trace_target(),
+        memcached_reply_target(),
     ];
     all.into_iter().flatten().collect()
 }
@@ -285,6 +286,47 @@ pub fn tiered_message(data: &[u8]) {
     consume(&crate::backends::tiered::message::decode(data));
 }
 
+#[cfg(feature = "memcached")]
+fn memcached_reply_target() -> Option<Target> {
+    Some(target(
+        "memcached_reply",
+        "memcached's meta-protocol replies, and the entry header in their values",
+        memcached_reply,
+    ))
+}
+
+#[cfg(not(feature = "memcached"))]
+fn memcached_reply_target() -> Option<Target> {
+    None
+}
+
+/// Bytes a memcached server (or anything on its port) sends: the reply
+/// parser never panics, always makes progress when it answers, never
+/// returns a data block over its limit, and a value with client flags
+/// goes through the entry decoder, which never panics either.
+#[cfg(feature = "memcached")]
+pub fn memcached_reply(data: &[u8]) {
+    use crate::backends::memcached::{entry, proto};
+    const LIMIT: usize = 256;
+    let mut buffer = bytes::BytesMut::from(data);
+    loop {
+        let before = buffer.len();
+        match proto::parse(&mut buffer, LIMIT) {
+            Ok(Some(response)) => {
+                assert!(buffer.len() < before, "a reply parsed from no bytes");
+                if let proto::Response::Meta(meta) = &response {
+                    assert!(meta.value.as_ref().is_none_or(|v| v.len() <= LIMIT));
+                    if let (Some(flags), Some(value)) = (meta.client_flags, &meta.value) {
+                        consume(&entry::decode(flags, value.clone()));
+                    }
+                }
+                consume(&response);
+            }
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
 /// A backend URL, parsed as [`open`](crate::open) parses it but without
 /// connecting, creating a directory or opening a file: the builder of its
 /// scheme is made and dropped. Also [`redact`](crate::params::redact).
@@ -318,6 +360,14 @@ pub fn url(data: &[u8]) {
         "redis+cluster" => consume(&crate::backends::redis::url::cluster_builder(text).is_ok()),
         #[cfg(feature = "redis")]
         "redis+sentinel" => consume(&crate::backends::redis::url::sentinel_builder(text).is_ok()),
+        #[cfg(feature = "memcached")]
+        "memcached" | "memcached+tls" => {
+            consume(&crate::backends::memcached::url::tcp_builder(text).is_ok());
+        }
+        #[cfg(feature = "memcached")]
+        "memcached+unix" => {
+            consume(&crate::backends::memcached::url::unix_builder(text).is_ok());
+        }
         #[cfg(feature = "near")]
         "near+redis" | "near+rediss" => {
             consume(&crate::backends::near::url::builder(&url).is_ok());

@@ -54,6 +54,7 @@ fn every_corpus_folder_belongs_to_a_target() {
         feature = "file",
         feature = "redb",
         feature = "redis",
+        feature = "memcached",
         feature = "tiered",
         feature = "sim"
     ));
@@ -65,6 +66,6 @@ fn every_corpus_folder_belongs_to_a_target() {
         );
     }
     if all_features {
-        assert_eq!(targets().len(), 8, "every target is compiled in");
+        assert_eq!(targets().len(), 9, "every target is compiled in");
     }
 }

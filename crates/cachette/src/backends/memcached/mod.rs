@@ -104,7 +104,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 mod builder;
 mod conn;
-mod entry;
+pub(crate) mod entry;
 pub(crate) mod keys;
 mod listing;
 pub(crate) mod proto;
