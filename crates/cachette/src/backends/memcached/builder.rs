@@ -377,6 +377,7 @@ impl MemcachedBuilder {
                 ring: Ring::new(distribution, &names),
                 servers,
                 failover: self.failover,
+                generation_key: MemcachedBackend::generation_key_of(&self.prefix),
                 prefix: self.prefix,
                 limits: Limits {
                     backend: NAME,

@@ -149,6 +149,9 @@ struct Inner {
     ring: Ring,
     failover: Failover,
     prefix: String,
+    /// The key of the prefix's generation (`{prefix}\xFFg`), read by
+    /// every operation: built once.
+    generation_key: ServerKey,
     limits: Limits,
     /// The last generation seen on each server; 0 before the first.
     generations: Vec<AtomicU64>,
@@ -262,8 +265,13 @@ impl MemcachedBackend {
         format!("{}{generation:016x}:", self.inner.prefix)
     }
 
-    fn generation_key(&self) -> ServerKey {
-        ServerKey::new("", &format!("{}\u{FF}g", self.inner.prefix))
+    fn generation_key(&self) -> &ServerKey {
+        &self.inner.generation_key
+    }
+
+    /// The key of a prefix's generation.
+    pub(crate) fn generation_key_of(prefix: &str) -> ServerKey {
+        ServerKey::new("", &format!("{prefix}\u{FF}g"))
     }
 
     fn tag_key(&self, tag: &str) -> ServerKey {
@@ -1081,9 +1089,8 @@ impl Backend for MemcachedBackend {
 
     async fn clear(&self) -> Result<()> {
         let key = self.generation_key();
-        let outcomes = join_all(self.inner.servers.iter().enumerate().map(|(s, server)| {
-            let key = &key;
-            async move {
+        let outcomes = join_all(self.inner.servers.iter().enumerate().map(
+            |(s, server)| async move {
                 let generation = random_version();
                 let mut commands = Vec::new();
                 proto::meta_set(
@@ -1096,8 +1103,8 @@ impl Backend for MemcachedBackend {
                 meta_of(&responses[0], "clear")?;
                 self.inner.generations[s].store(generation, Ordering::Relaxed);
                 Ok::<(), Error>(())
-            }
-        }))
+            },
+        ))
         .await;
         all_servers(outcomes, &self.inner.servers, "clear")
     }
