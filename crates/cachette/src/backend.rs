@@ -428,6 +428,34 @@ impl Stats {
     }
 }
 
+/// The answer of [`Backend::lease`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lease {
+    /// This caller may load the key. If the load writes nothing, give the
+    /// token back with [`Backend::release_lease`].
+    Granted(LeaseToken),
+    /// Another caller holds the lease: its value is on the way.
+    Held,
+}
+
+/// Names a granted [`Lease`]; what it holds is the backend's (Memcached:
+/// the CAS value of the item the lease was granted on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseToken(u64);
+
+impl LeaseToken {
+    /// A token holding `value`.
+    pub fn new(value: u64) -> Self {
+        LeaseToken(value)
+    }
+
+    /// What the token holds.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
 /// The byte-level cache backend.
 ///
 /// Dyn-compatible: the manager, `tiered` and `near` hold `Arc<dyn Backend>`.
@@ -569,6 +597,30 @@ pub trait Backend: Send + Sync + 'static {
     async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {
         let _ = tags;
         Err(Error::unsupported(self.name(), "invalidate_tags"))
+    }
+
+    /// Asks for the right to load `key` for at most `ttl` — a lease, the
+    /// backend's own stampede protection (Memcached's `mg … N`/`R`): of
+    /// the callers that ask while a key is missing, or while it is stored
+    /// with an expiry and nobody refreshed it yet, one gets
+    /// [`Lease::Granted`] and the others [`Lease::Held`] until the key is
+    /// written again (or the lease's `ttl` passes).
+    ///
+    /// `Ok(None)`: the backend has no leases (the default), or none
+    /// applies to this key (a key stored without expiry). The typed front
+    /// end's [distributed lock](crate::CacheBuilder::distributed_lock)
+    /// uses a lease where the backend gives one, and a lock key otherwise.
+    async fn lease(&self, key: &str, ttl: Duration) -> Result<Option<Lease>> {
+        let _ = (key, ttl);
+        Ok(None)
+    }
+
+    /// Gives back a lease whose load wrote nothing, so that the next
+    /// caller may load at once. Nothing happens when the key was written
+    /// since. The default does nothing.
+    async fn release_lease(&self, key: &str, lease: LeaseToken) -> Result<()> {
+        let _ = (key, lease);
+        Ok(())
     }
 
     /// Removes expired entries now. Returns how many were removed.

@@ -47,7 +47,8 @@ pub mod sim;
 pub mod testing;
 
 pub use backend::{
-    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetCondition, SetOptions, Stats, TtlPrecision,
+    Backend, Capabilities, Expiry, KeyStream, KeyTtl, Lease, LeaseToken, SetCondition, SetOptions,
+    Stats, TtlPrecision,
 };
 #[cfg(feature = "memory")]
 pub use backends::memory::{MemoryBackend, MemoryBuilder, Policy};

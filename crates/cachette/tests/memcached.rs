@@ -554,47 +554,183 @@ async fn a_hostile_server_gives_errors_and_nothing_worse() {
     assert!(reconnects <= 20, "{reconnects} connections in a second");
 }
 
-/// The typed front end's distributed lock over memcached (an atomic
-/// `ms … ME` of the lock key): 100 concurrent callers on two instances,
-/// each with its own backend, run the loader once and all get its value.
+/// Leases (`mg … N`/`R`): of the callers that ask for a missing key, or
+/// for an expiring one nobody refreshed yet, exactly one wins until the
+/// key is written; a lease given back goes to the next caller; a key
+/// without expiry has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_go_to_one_caller_until_the_key_is_written() {
+    use cachette::{Lease, LeaseToken};
+    let cluster = MemcachedCluster::start(2);
+    let one = open(&cluster.url(), "lease:").await;
+    let two = open(&cluster.url(), "lease:").await;
+    let ttl = Duration::from_secs(30);
+
+    let Some(Lease::Granted(token)) = one.lease("k", ttl).await.unwrap() else {
+        panic!("the first caller of a missing key gets the lease");
+    };
+    assert_eq!(two.lease("k", ttl).await.unwrap(), Some(Lease::Held));
+    assert_eq!(one.lease("k", ttl).await.unwrap(), Some(Lease::Held));
+    // The placeholder is no entry.
+    assert_eq!(two.get("k").await.unwrap(), None);
+    assert!(!two.exists("k").await.unwrap());
+
+    // Given back, the lease goes to the next caller, once.
+    one.release_lease("k", token).await.unwrap();
+    let Some(Lease::Granted(token)) = two.lease("k", ttl).await.unwrap() else {
+        panic!("a lease given back goes to the next caller");
+    };
+    assert_eq!(one.lease("k", ttl).await.unwrap(), Some(Lease::Held));
+
+    // A write ends the lease; giving back a stale token then changes nothing.
+    let options = SetOptions::new().ttl(Duration::from_secs(60));
+    two.set("k", Bytes::from_static(b"v1"), &options)
+        .await
+        .unwrap();
+    two.release_lease("k", token).await.unwrap();
+    assert_eq!(one.get("k").await.unwrap().as_deref(), Some(&b"v1"[..]));
+
+    // An expiring entry: one caller wins the refresh, the value stays readable.
+    let Some(Lease::Granted(_)) = one.lease("k", ttl).await.unwrap() else {
+        panic!("the first caller of an expiring key gets the refresh");
+    };
+    assert_eq!(two.lease("k", ttl).await.unwrap(), Some(Lease::Held));
+    assert_eq!(two.get("k").await.unwrap().as_deref(), Some(&b"v1"[..]));
+    two.set("k", Bytes::from_static(b"v2"), &options)
+        .await
+        .unwrap();
+    assert!(matches!(
+        two.lease("k", ttl).await.unwrap(),
+        Some(Lease::Granted(_))
+    ));
+
+    // No expiry, no lease.
+    one.set("forever", Bytes::from_static(b"v"), &SetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(one.lease("forever", ttl).await.unwrap(), None);
+    // A token of nothing is given back without error.
+    one.release_lease("never-leased", LeaseToken::new(1))
+        .await
+        .unwrap();
+}
+
+/// Two instances of the typed front end with a distributed lock, each
+/// over its own backend (wrapped to count operations).
+async fn locked_caches(
+    cluster: &MemcachedCluster,
+    soft_ttl: Option<Duration>,
+) -> Vec<(cachette::Cache, Arc<cachette::testing::FaultyBackend>)> {
+    let mut caches = Vec::new();
+    for _ in 0..2 {
+        let faulty = cachette::testing::FaultyBackend::new(open(&cluster.url(), "lock:").await);
+        let mut builder = cachette::Cache::builder(faulty.clone())
+            .default_ttl(Duration::from_secs(60))
+            .distributed_lock(Duration::from_secs(30), Duration::from_secs(20));
+        if let Some(soft_ttl) = soft_ttl {
+            builder = builder.soft_ttl(soft_ttl);
+        }
+        caches.push((builder.build().await.unwrap(), faulty));
+    }
+    caches
+}
+
+/// Runs `get_or_load` of `key` from 100 concurrent callers spread over
+/// `caches`; the loader counts its runs in `loads` and answers `value`.
+async fn hundred_callers(
+    caches: &[(cachette::Cache, Arc<cachette::testing::FaultyBackend>)],
+    key: &'static str,
+    loads: &Arc<std::sync::atomic::AtomicUsize>,
+    value: &'static str,
+) -> Vec<Option<String>> {
+    let mut callers = Vec::new();
+    for caller in 0..100 {
+        let cache = caches[caller % caches.len()].0.clone();
+        let loads = Arc::clone(loads);
+        callers.push(tokio::spawn(async move {
+            let loader = move |_| async move {
+                loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<_, std::io::Error>(Some(String::from(value)))
+            };
+            cache
+                .get_or_load(key, loader, &cachette::EntryOptions::new())
+                .await
+        }));
+    }
+    let mut values = Vec::new();
+    for caller in callers {
+        values.push(caller.await.unwrap().unwrap());
+    }
+    values
+}
+
+/// The typed front end's distributed lock over memcached takes leases
+/// (`mg … N`): 100 concurrent callers on two instances, each with its own
+/// backend, run the loader once and all get its value; no lock key is
+/// written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_callers_on_two_instances_run_one_load() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let cluster = MemcachedCluster::start(2);
     let loads = Arc::new(AtomicUsize::new(0));
-    let mut caches = Vec::new();
-    for _ in 0..2 {
-        let backend = open(&cluster.url(), "lock:").await;
-        let cache = cachette::Cache::builder(backend)
-            .default_ttl(Duration::from_secs(60))
-            .distributed_lock(Duration::from_secs(30), Duration::from_secs(20))
-            .build()
-            .await
-            .unwrap();
-        caches.push(cache);
-    }
-    let mut callers = Vec::new();
-    for caller in 0..100 {
-        let cache = caches[caller % 2].clone();
-        let loads = Arc::clone(&loads);
-        callers.push(tokio::spawn(async move {
-            let loader = move |_| async move {
-                loads.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                Ok::<_, std::io::Error>(Some(String::from("computed once")))
-            };
-            cache
-                .get_or_load("report", loader, &cachette::EntryOptions::new())
-                .await
-        }));
-    }
-    for caller in callers {
-        let value = caller.await.unwrap().unwrap();
-        assert_eq!(value.as_deref(), Some("computed once"));
-    }
+    let caches = locked_caches(&cluster, None).await;
+    let values = hundred_callers(&caches, "report", &loads, "computed once").await;
+    assert!(values.iter().all(|v| v.as_deref() == Some("computed once")));
     assert_eq!(
         loads.load(Ordering::SeqCst),
         1,
         "the loader ran more than once"
+    );
+    let calls = |op| caches.iter().map(|(_, f)| f.calls_of(op)).sum::<usize>();
+    assert!(calls("lease") >= 1, "no lease was asked for");
+    assert_eq!(calls("set"), 1, "only the value is written, no lock key");
+    assert_eq!(calls("delete"), 0, "no lock key is released");
+}
+
+/// Early refresh over memcached (`mg … R`): past the soft TTL, 100
+/// concurrent callers on two instances are served the old value at once,
+/// and one of them, in one process, refreshes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_callers_past_the_soft_ttl_run_one_refresh() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cluster = MemcachedCluster::start(2);
+    let loads = Arc::new(AtomicUsize::new(0));
+    let caches = locked_caches(&cluster, Some(Duration::from_millis(200))).await;
+    let first = hundred_callers(&caches, "page", &loads, "old").await;
+    assert!(first.iter().all(|v| v.as_deref() == Some("old")));
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let served = hundred_callers(&caches, "page", &loads, "new").await;
+    assert!(
+        served.iter().all(|v| v.as_deref() == Some("old")),
+        "past the soft TTL every caller is served the stale value at once"
+    );
+    // The refresh is under way in one process; both come to see its value.
+    for (cache, _) in &caches {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let value: Option<String> = cache.get("page").await.unwrap();
+            if value.as_deref() == Some("new") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the refresh never landed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        2,
+        "the refresh ran more than once"
+    );
+    let calls = |op| caches.iter().map(|(_, f)| f.calls_of(op)).sum::<usize>();
+    assert_eq!(
+        calls("set"),
+        2,
+        "the first value and the refresh, no lock keys"
     );
 }

@@ -210,12 +210,17 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
-    /// Lets one process at a time load a key (default off): a loader first
-    /// takes `{namespace}:__lock:{hash}` with an only-if-absent `set` that
+    /// Lets one process at a time load a key (default off). A loader first
+    /// asks the backend for a lease of the entry's key
+    /// ([`Backend::lease`](crate::Backend::lease): Memcached's `mg … N`/`R`,
+    /// held for at most `lock_ttl`); where the backend has none, it takes
+    /// `{namespace}:__lock:{hash}` with an only-if-absent `set` that
     /// expires after `lock_ttl`. The others serve their stale value if
     /// they have one; otherwise they poll for the value (10 ms, doubling,
     /// at most 250 ms apart) and load it themselves once `wait` has passed.
-    /// Needs a backend with atomic conditional sets
+    /// Both misses and the refreshes of stale values (see
+    /// [`soft_ttl`](Self::soft_ttl)) take the lock. Needs a backend with
+    /// atomic conditional sets
     /// ([`Capabilities::conditional_set`](crate::Capabilities::conditional_set)).
     pub fn distributed_lock(mut self, lock_ttl: Duration, wait: Duration) -> Self {
         self.lock = Some(DistributedLock { lock_ttl, wait });

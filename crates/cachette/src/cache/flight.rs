@@ -294,7 +294,7 @@ async fn run_flight<C, T, L>(
             .throttle(&job.copy_key(), fallback, later(fail_safe.throttle));
     }
     if let Some(held) = held_lock {
-        held.release(&inner).await;
+        held.release(&inner, &outcome).await;
     }
     tx.send_replace(FlightState::done(false, outcome));
 }

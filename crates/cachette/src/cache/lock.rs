@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::backend::SetOptions;
+use crate::backend::{Lease, LeaseToken, SetOptions};
 
 use super::Codec;
 use super::clock::later;
@@ -32,15 +32,18 @@ pub(super) enum Taken {
     Not,
 }
 
-/// A lock this load holds: its key and the token it wrote.
-pub(super) struct HeldLock {
-    key: String,
-    token: String,
+/// A lock this load holds.
+pub(super) enum HeldLock {
+    /// A lock key and the token this load wrote in it.
+    Key { key: String, token: String },
+    /// The backend's lease of the entry's key (see [`Backend::lease`](crate::Backend::lease)).
+    Lease { key: String, token: LeaseToken },
 }
 
-/// Takes the lock of `job`'s key if the cache has one. A loser tells the
-/// callers (they may serve a stale value at once), then waits for the
-/// holder's value.
+/// Takes the lock of `job`'s key if the cache has one: the backend's lease
+/// where it gives one, a lock key written only-if-absent otherwise. A
+/// loser tells the callers (they may serve a stale value at once), then
+/// waits for the holder's value.
 pub(super) async fn take<C: Codec>(
     inner: &Inner<C>,
     job: &Job,
@@ -49,6 +52,20 @@ pub(super) async fn take<C: Codec>(
     let Some(lock) = inner.lock else {
         return Taken::Not;
     };
+    match inner.backend.lease(&job.key.full, lock.lock_ttl).await {
+        Ok(Some(Lease::Granted(token))) => {
+            return Taken::Held(HeldLock::Lease {
+                key: job.key.full.to_string(),
+                token,
+            });
+        }
+        Ok(Some(Lease::Held)) => return lost(inner, job, tx, lock.wait).await,
+        Ok(None) => {}
+        Err(error) => {
+            tracing::warn!(key = %job.user_key, %error, "could not take the distributed lock; loading");
+            return Taken::Not;
+        }
+    }
     let key = inner.keys.lock_key(&job.key);
     let token = format!("{:032x}", fastrand::u128(..));
     let options = SetOptions::new().ttl(lock.lock_ttl).if_absent();
@@ -57,20 +74,29 @@ pub(super) async fn take<C: Codec>(
         .set(&key, Bytes::from(token.clone()), &options)
         .await
     {
-        Ok(true) => Taken::Held(HeldLock { key, token }),
-        Ok(false) => {
-            tx.send_modify(|state| state.busy_elsewhere = true);
-            if let Some(outcome) = poll_for_value(inner, job, lock.wait).await {
-                return Taken::Answered(outcome);
-            }
-            tracing::debug!(key = %job.user_key, "the lock holder stored nothing in time; loading");
-            Taken::Not
-        }
+        Ok(true) => Taken::Held(HeldLock::Key { key, token }),
+        Ok(false) => lost(inner, job, tx, lock.wait).await,
         Err(error) => {
             tracing::warn!(key = %job.user_key, %error, "could not take the distributed lock; loading");
             Taken::Not
         }
     }
+}
+
+/// Another process holds the lock: tells the callers, then waits for its
+/// value.
+async fn lost<C: Codec>(
+    inner: &Inner<C>,
+    job: &Job,
+    tx: &watch::Sender<FlightState>,
+    wait: Duration,
+) -> Taken {
+    tx.send_modify(|state| state.busy_elsewhere = true);
+    if let Some(outcome) = poll_for_value(inner, job, wait).await {
+        return Taken::Answered(outcome);
+    }
+    tracing::debug!(key = %job.user_key, "the lock holder stored nothing in time; loading");
+    Taken::Not
 }
 
 /// A lock loser waits for the holder's value: polls with backoff until a
@@ -97,20 +123,32 @@ async fn poll_for_value<C: Codec>(inner: &Inner<C>, job: &Job, wait: Duration) -
 }
 
 impl HeldLock {
-    /// Deletes the lock if this load still holds it (a read, then a
-    /// delete: not atomic; at worst another holder's lock goes early, which
-    /// costs one extra load).
-    pub(super) async fn release<C: Codec>(self, inner: &Inner<C>) {
-        let HeldLock { key, token } = self;
-        match inner.backend.get(&key).await {
-            Ok(Some(current)) if current == token.as_bytes() => {
-                if let Err(error) = inner.backend.delete(&key).await {
+    /// Releases the lock after a load that ended with `outcome`.
+    ///
+    /// A lock key is deleted if this load still holds it (a read, then a
+    /// delete: not atomic; at worst another holder's lock goes early,
+    /// which costs one extra load). A lease is given back only when the
+    /// load stored no value: a stored value has ended it already.
+    pub(super) async fn release<C: Codec>(self, inner: &Inner<C>, outcome: &Outcome) {
+        match self {
+            HeldLock::Key { key, token } => match inner.backend.get(&key).await {
+                Ok(Some(current)) if current == token.as_bytes() => {
+                    if let Err(error) = inner.backend.delete(&key).await {
+                        tracing::warn!(key = %key, %error, "could not release the distributed lock");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
                     tracing::warn!(key = %key, %error, "could not release the distributed lock");
                 }
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(key = %key, %error, "could not release the distributed lock");
+            },
+            HeldLock::Lease { key, token } => {
+                if matches!(outcome, Outcome::Value(_)) {
+                    return;
+                }
+                if let Err(error) = inner.backend.release_lease(&key, token).await {
+                    tracing::warn!(key = %key, %error, "could not give back the lease");
+                }
             }
         }
     }

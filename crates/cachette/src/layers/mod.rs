@@ -252,6 +252,25 @@ macro_rules! backend_around {
                     .await
             }
 
+            async fn lease(
+                &self,
+                key: &str,
+                ttl: std::time::Duration,
+            ) -> $crate::Result<Option<$crate::Lease>> {
+                let call = Call::key($crate::layers::Op::Lease, key);
+                self.around(call, move || self.inner.lease(key, ttl)).await
+            }
+
+            async fn release_lease(
+                &self,
+                key: &str,
+                lease: $crate::LeaseToken,
+            ) -> $crate::Result<()> {
+                let call = Call::key($crate::layers::Op::ReleaseLease, key);
+                self.around(call, move || self.inner.release_lease(key, lease))
+                    .await
+            }
+
             async fn purge_expired(&self) -> $crate::Result<u64> {
                 let call = Call::new($crate::layers::Op::PurgeExpired);
                 self.around(call, move || self.inner.purge_expired()).await
@@ -342,6 +361,8 @@ pub(crate) enum Op {
     Keys,
     InvalidateTags,
     PurgeExpired,
+    Lease,
+    ReleaseLease,
     Stats,
     Health,
     Close,
@@ -374,6 +395,8 @@ impl Op {
             Op::Keys => "keys",
             Op::InvalidateTags => "invalidate_tags",
             Op::PurgeExpired => "purge_expired",
+            Op::Lease => "lease",
+            Op::ReleaseLease => "release_lease",
             Op::Stats => "stats",
             Op::Health => "health",
             Op::Close => "close",
@@ -392,6 +415,8 @@ impl Op {
             | Op::Decr
             | Op::Touch
             | Op::InvalidateTags
+            | Op::Lease
+            | Op::ReleaseLease
             | Op::Close => OpClass::Write,
             Op::Keys | Op::Clear | Op::PurgeExpired => OpClass::Scan,
         }
@@ -400,7 +425,7 @@ impl Op {
     /// Whether running the operation twice leaves the store as running it
     /// once would (for `set` and `set_many`: without a condition).
     fn idempotent(self) -> bool {
-        !matches!(self, Op::Incr | Op::Decr | Op::Close)
+        !matches!(self, Op::Incr | Op::Decr | Op::Lease | Op::Close)
     }
 }
 
@@ -492,3 +517,4 @@ impl Reply for i64 {}
 impl Reply for KeyTtl {}
 impl Reply for Stats {}
 impl Reply for Vec<bool> {}
+impl Reply for Option<crate::backend::Lease> {}

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::backend::{
-    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats, validate_key,
+    Backend, Capabilities, Expiry, KeyStream, KeyTtl, Lease, LeaseToken, SetOptions, Stats,
+    validate_key,
 };
 use crate::error::{Error, Result};
 use crate::glob;
@@ -320,6 +321,15 @@ impl<B: Backend + ?Sized> Backend for Prefix<B> {
 
     async fn purge_expired(&self) -> Result<u64> {
         self.inner.purge_expired().await
+    }
+
+    async fn lease(&self, key: &str, ttl: std::time::Duration) -> Result<Option<Lease>> {
+        self.inner.lease(&self.key(key, "lease")?, ttl).await
+    }
+
+    async fn release_lease(&self, key: &str, lease: LeaseToken) -> Result<()> {
+        let key = self.key(key, "release_lease")?;
+        self.inner.release_lease(&key, lease).await
     }
 
     async fn stats(&self) -> Result<Stats> {

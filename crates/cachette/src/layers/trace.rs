@@ -117,6 +117,8 @@ fn span(op: Op, backend: &'static str) -> tracing::Span {
         Keys => "cachette.keys",
         InvalidateTags => "cachette.invalidate_tags",
         PurgeExpired => "cachette.purge_expired",
+        Lease => "cachette.lease",
+        ReleaseLease => "cachette.release_lease",
         Stats => "cachette.stats",
         Health => "cachette.health",
         Close => "cachette.close",

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::backend::{Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetOptions, Stats};
+use crate::backend::{
+    Backend, Capabilities, Expiry, KeyStream, KeyTtl, Lease, LeaseToken, SetOptions, Stats,
+};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The name in errors that [`FaultyBackend`] injects.
@@ -248,6 +250,16 @@ impl Backend for FaultyBackend {
     async fn purge_expired(&self) -> Result<u64> {
         self.enter("purge_expired").await?;
         self.inner.purge_expired().await
+    }
+
+    async fn lease(&self, key: &str, ttl: Duration) -> Result<Option<Lease>> {
+        self.enter("lease").await?;
+        self.inner.lease(key, ttl).await
+    }
+
+    async fn release_lease(&self, key: &str, lease: LeaseToken) -> Result<()> {
+        self.enter("release_lease").await?;
+        self.inner.release_lease(key, lease).await
     }
 
     async fn stats(&self) -> Result<Stats> {

@@ -158,7 +158,7 @@
 //!   a 4 KiB read costs about what `std::fs::read` does), on a
 //!   current-thread runtime on the blocking thread pool (`spawn_blocking`).
 //!   `keys` walks the directory on the blocking pool in either case. A
-//!   panic in file I/O is an [`ErrorKind::Backend`] error of the
+//!   panic in file I/O is an [`ErrorKind::Backend`](crate::ErrorKind::Backend) error of the
 //!   operation, logged at error level (the policy of every backend, see
 //!   `backends/common.rs`). An
 //!   operation under way is not interrupted by a timeout around it (an

@@ -79,6 +79,13 @@
 //!   [`ErrorKind::Overflow`], the deadline kept): a read with the item's
 //!   CAS, then `ma` with that CAS where the stored number keeps its length,
 //!   otherwise `ms` with that CAS (the deadline then kept to the second).
+//! - **Leases:** [`Backend::lease`] is `mg … N<ttl> R<30 days>`: a
+//!   missing key becomes an empty placeholder (read as a miss) whose first
+//!   reader wins; an item stored with an expiry gives the refresh to its
+//!   first reader; the others are told [`Lease::Held`] until the key is
+//!   written. [`Backend::release_lease`] (`md … C<cas> I`) hands an unused
+//!   lease to the next reader. A key stored without expiry has no lease.
+//!   The typed front end's distributed lock uses them.
 //! - **`keys`:** `lru_crawler metadump hash` on every server, the listed
 //!   keys of this prefix's generation read back to drop invalid entries.
 //!   Best-effort, as on any cache that evicts: a key written or evicted
@@ -97,8 +104,8 @@ use futures_util::future::join_all;
 
 use super::common::{BASE_CAPABILITIES, Counters, Event, Limits, now_ms};
 use crate::backend::{
-    Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetCondition, SetOptions, Stats,
-    TtlPrecision, parse_counter,
+    Backend, Capabilities, Expiry, KeyStream, KeyTtl, Lease, LeaseToken, SetCondition, SetOptions,
+    Stats, TtlPrecision, parse_counter,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -1111,6 +1118,52 @@ impl Backend for MemcachedBackend {
 
     async fn keys(&self, pattern: &str) -> Result<KeyStream> {
         listing::keys(self.clone(), pattern).await
+    }
+
+    async fn lease(&self, key: &str, ttl: Duration) -> Result<Option<Lease>> {
+        const OP: &str = "lease";
+        self.inner.limits.check_key(key)?;
+        // Whole seconds, rounded up; a lease is never longer than the
+        // longest relative TTL.
+        let seconds = ttl
+            .as_secs()
+            .saturating_add(u64::from(ttl.subsec_nanos() > 0))
+            .clamp(1, MAX_RELATIVE_TTL);
+        // `N`: a missing key becomes an empty placeholder, and its first
+        // reader wins. `R`: of the readers of an item that expires within
+        // 30 days (past its soft TTL, as the front end asks), the first
+        // wins. Either way the others see `Z` until the key is written.
+        let flags = format!("c N{seconds} R{MAX_RELATIVE_TTL}");
+        let (_, responses) = self
+            .on_server(self.server_for(key), OP, |namespace, commands| {
+                proto::meta_get(commands, ServerKey::new(namespace, key).wire(), &flags);
+                1
+            })
+            .await?;
+        let meta = meta_of(&responses[0], OP)?;
+        Ok(if meta.won {
+            Some(Lease::Granted(LeaseToken::new(meta.cas.unwrap_or(0))))
+        } else if meta.already_won {
+            Some(Lease::Held)
+        } else {
+            None
+        })
+    }
+
+    async fn release_lease(&self, key: &str, lease: LeaseToken) -> Result<()> {
+        const OP: &str = "release_lease";
+        self.inner.limits.check_key(key)?;
+        // Marks the item stale, which hands the lease to the next reader,
+        // unless it was written since (then its CAS moved: `EX`).
+        let flags = format!("C{} I", lease.get());
+        let (_, responses) = self
+            .on_server(self.server_for(key), OP, |namespace, commands| {
+                proto::meta_delete(commands, ServerKey::new(namespace, key).wire(), &flags);
+                1
+            })
+            .await?;
+        meta_of(&responses[0], OP)?;
+        Ok(())
     }
 
     async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {

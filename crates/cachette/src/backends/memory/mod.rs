@@ -505,7 +505,7 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    /// Lists lazily, [`LISTING_CHUNK`] slots of one shard per lock hold.
+    /// Lists lazily, 1,024 slots of one shard per lock hold.
     /// A key stored for the whole listing is listed exactly once; a key
     /// written, removed or expiring meanwhile may be listed or not, and a
     /// key removed and written again meanwhile may be listed twice.

@@ -645,6 +645,19 @@ impl Backend for NearBackend {
             .await
     }
 
+    async fn lease(
+        &self,
+        key: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<crate::backend::Lease>> {
+        // The shared tier decides who loads.
+        self.inner.remote.lease(key, ttl).await
+    }
+
+    async fn release_lease(&self, key: &str, lease: crate::backend::LeaseToken) -> Result<()> {
+        self.inner.remote.release_lease(key, lease).await
+    }
+
     async fn purge_expired(&self) -> Result<u64> {
         self.inner.local.purge_expired().await?;
         self.inner.remote.purge_expired().await

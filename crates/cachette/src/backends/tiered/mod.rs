@@ -670,6 +670,19 @@ impl Backend for TieredBackend {
         Ok(removed)
     }
 
+    async fn lease(
+        &self,
+        key: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<crate::backend::Lease>> {
+        // The shared tier decides who loads.
+        self.inner.l2.lease(key, ttl).await
+    }
+
+    async fn release_lease(&self, key: &str, lease: crate::backend::LeaseToken) -> Result<()> {
+        self.inner.l2.release_lease(key, lease).await
+    }
+
     async fn purge_expired(&self) -> Result<u64> {
         let (from_l1, from_l2) = tokio::join!(
             self.shared().l1.purge_expired(),
