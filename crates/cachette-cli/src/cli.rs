@@ -109,6 +109,8 @@ pub(crate) enum BackendCommand {
     Stats(ops::StatsArgs),
     /// Check that the backend answers; prints `PONG` and the latency.
     Ping,
+    /// Remove expired entries now (one pass of the backend's sweeper); prints how many.
+    PurgeExpired,
     /// Run a Zipf-distributed get/set workload and report throughput and latency.
     Bench(bench::BenchArgs),
 }

@@ -468,3 +468,32 @@ fn memcached_keeps_a_value_between_processes_on_exactly_one_of_two_servers() {
     sorted.sort_unstable();
     assert_eq!(sorted, [0, 2], "items per server: {items:?}");
 }
+
+/// `set` in one process, `get` in another, on a PostgreSQL server the test
+/// started: the value comes back; the table is UNLOGGED; once the TTL has
+/// passed, the key is a miss and one sweeper pass (`purge-expired`)
+/// deletes the row.
+#[test]
+fn postgres_keeps_a_value_between_processes_and_sweeps_it_after_its_ttl() {
+    use cachette::testing::servers::postgres::PostgresServer;
+    let server = PostgresServer::start();
+    let url = server.url();
+    let set = cachette(&["--url", &url, "set", "k", "v", "--ttl", "2s"]);
+    assert_eq!(set.status.code(), Some(0), "stderr: {}", stderr(&set));
+    assert_eq!(stdout(&set).trim(), "OK");
+    let get = cachette(&["--url", &url, "get", "k"]);
+    assert_eq!(get.status.code(), Some(0), "stderr: {}", stderr(&get));
+    assert_eq!(stdout(&get).trim(), "v");
+    assert_eq!(
+        server.psql("SELECT relpersistence FROM pg_class WHERE relname = 'cachette_cache'"),
+        "u"
+    );
+    assert_eq!(server.psql("SELECT count(*) FROM cachette_cache"), "1");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let get = cachette(&["--url", &url, "get", "k"]);
+    assert_eq!(get.status.code(), Some(1), "stdout: {}", stdout(&get));
+    let purge = cachette(&["--url", &url, "purge-expired"]);
+    assert_eq!(purge.status.code(), Some(0), "stderr: {}", stderr(&purge));
+    assert_eq!(stdout(&purge).trim(), "1");
+    assert_eq!(server.psql("SELECT count(*) FROM cachette_cache"), "0");
+}

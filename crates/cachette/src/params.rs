@@ -99,6 +99,19 @@ impl Scheme {
 impl SchemeInfo {
     /// A scheme that is not compiled in: its feature is off, or its
     /// backend is not written yet.
+    #[cfg_attr(
+        all(
+            feature = "memory",
+            feature = "file",
+            feature = "redb",
+            feature = "redis",
+            feature = "memcached",
+            feature = "postgres",
+            feature = "tiered",
+            feature = "near"
+        ),
+        allow(dead_code)
+    )]
     pub(crate) const fn absent(
         scheme: &'static str,
         feature: &'static str,

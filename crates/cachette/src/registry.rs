@@ -28,11 +28,26 @@ enum Slot {
             feature = "redb",
             feature = "redis",
             feature = "memcached",
+            feature = "postgres",
             feature = "tiered"
         )),
         allow(dead_code)
     )]
     Compiled(&'static [Scheme]),
+    // A build with every backend has no absent one.
+    #[cfg_attr(
+        all(
+            feature = "memory",
+            feature = "file",
+            feature = "redb",
+            feature = "redis",
+            feature = "memcached",
+            feature = "postgres",
+            feature = "tiered",
+            feature = "near"
+        ),
+        allow(dead_code)
+    )]
     Absent(&'static [SchemeInfo]),
 }
 
@@ -103,15 +118,16 @@ fn slots() -> [Slot; 8] {
                 ("memcached+unix", "memcached over a Unix socket"),
             ]
         ),
-        // Backends not written yet: their features do not exist.
-        Slot::Absent(
-            const {
-                &[SchemeInfo::absent(
+        slot!(
+            "postgres",
+            crate::backends::postgres::url::SCHEMES,
+            [
+                (
                     "postgres",
-                    "postgres",
-                    "a PostgreSQL table as a shared cache",
-                )]
-            },
+                    "a PostgreSQL table (UNLOGGED by default) as a shared cache"
+                ),
+                ("postgresql", "the same as postgres://"),
+            ]
         ),
         slot!(
             "tiered",

@@ -79,9 +79,9 @@ fn unused_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// Whether the scheme talks to a server (Redis or memcached).
+/// Whether the scheme talks to a server (Redis, memcached, PostgreSQL).
 fn is_remote(scheme: &str) -> bool {
-    scheme.contains("redis") || scheme.contains("memcached")
+    scheme.contains("redis") || scheme.contains("memcached") || scheme.starts_with("postgres")
 }
 
 /// A URL of `scheme` that opens without a server (or fails to connect
@@ -187,7 +187,7 @@ fn extreme_durations_in_local_urls_never_panic() {
     every_parameter_of(|scheme| !is_remote(scheme));
 }
 
-/// Redis and memcached URLs.
+/// Redis, memcached and PostgreSQL URLs.
 #[test]
 fn extreme_durations_in_redis_urls_never_panic() {
     every_parameter_of(is_remote);

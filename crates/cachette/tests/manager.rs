@@ -83,6 +83,7 @@ async fn unknown_scheme_close_to_a_known_one_gets_a_suggestion() {
     .await;
 }
 
+#[cfg(not(feature = "postgres"))]
 #[tokio::test]
 async fn scheme_without_its_feature_says_which_feature_to_enable() {
     open_config_error(
@@ -103,6 +104,7 @@ async fn every_disabled_scheme_names_its_feature() {
     }
 }
 
+#[cfg(not(feature = "postgres"))]
 #[tokio::test]
 async fn not_compiled_in_error_redacts_the_password() {
     let err = open_config_error(
@@ -325,6 +327,7 @@ fn schemes_name_their_features_and_are_enabled_only_when_compiled_in() {
             || (feature == "redb" && cfg!(feature = "redb"))
             || (feature == "redis" && cfg!(feature = "redis"))
             || (feature == "memcached" && cfg!(feature = "memcached"))
+            || (feature == "postgres" && cfg!(feature = "postgres"))
             || (feature == "near" && cfg!(feature = "near"))
             || (feature == "tiered" && cfg!(feature = "tiered"))
     }
@@ -342,6 +345,7 @@ fn schemes_name_their_features_and_are_enabled_only_when_compiled_in() {
         ("memcached+tls", "memcached"),
         ("memcached+unix", "memcached"),
         ("postgres", "postgres"),
+        ("postgresql", "postgres"),
         ("tiered", "tiered"),
         ("near+redis", "near"),
         ("near+rediss", "near"),
@@ -362,7 +366,7 @@ fn schemes_name_their_features_and_are_enabled_only_when_compiled_in() {
         cfg!(feature = "memcached")
     );
     let postgres = all.iter().find(|info| info.scheme == "postgres").unwrap();
-    assert!(!postgres.enabled, "{postgres:?}");
+    assert_eq!(postgres.enabled, cfg!(feature = "postgres"), "{postgres:?}");
     let memory = all.iter().find(|info| info.scheme == "memory").unwrap();
     assert!(memory.enabled && memory.capabilities.is_some());
 }

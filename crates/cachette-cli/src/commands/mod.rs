@@ -56,6 +56,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         BackendCommand::Clear(args) => ops::clear(&*backend, &args).await,
         BackendCommand::Stats(args) => ops::stats(&*backend, &args).await,
         BackendCommand::Ping => ops::ping(&*backend).await,
+        BackendCommand::PurgeExpired => ops::purge_expired(&*backend).await,
     };
     let closed = match &manager {
         Some(manager) => manager.close().await,

@@ -293,6 +293,12 @@ pub(crate) async fn ping(backend: &dyn Backend) -> anyhow::Result<Outcome> {
     Ok(Outcome::Done)
 }
 
+/// `cachette purge-expired`.
+pub(crate) async fn purge_expired(backend: &dyn Backend) -> anyhow::Result<Outcome> {
+    print_line(backend.purge_expired().await?)?;
+    Ok(Outcome::Done)
+}
+
 /// [`Stats`] in `--json` output.
 #[derive(Debug, Serialize)]
 struct StatsRow {

@@ -235,7 +235,7 @@ impl BuilderLimits {
 /// The setters of the options whose meaning does not depend on the
 /// store, `default_ttl` and `max_entries`, written once for every builder
 /// that keeps its options in a `limits: BuilderLimits` field.
-#[cfg(any(feature = "memory", feature = "file"))]
+#[cfg(any(feature = "memory", feature = "file", feature = "postgres"))]
 macro_rules! shared_limit_setters {
     () => {
         /// The TTL of entries written with [`Expiry::Default`](crate::Expiry::Default).
@@ -252,7 +252,7 @@ macro_rules! shared_limit_setters {
         }
     };
 }
-#[cfg(any(feature = "memory", feature = "file"))]
+#[cfg(any(feature = "memory", feature = "file", feature = "postgres"))]
 pub(crate) use shared_limit_setters;
 
 /// What a backend counts. The first nine are the counters of [`Stats`];

@@ -9,6 +9,7 @@
     feature = "redb",
     feature = "redis",
     feature = "memcached",
+    feature = "postgres",
     feature = "tiered"
 ))]
 #[cfg_attr(
@@ -18,6 +19,7 @@
         feature = "redb",
         feature = "redis",
         feature = "memcached",
+        feature = "postgres",
         feature = "tiered",
         feature = "near"
     )),
@@ -32,6 +34,8 @@ pub mod memcached;
 pub mod memory;
 #[cfg(feature = "near")]
 pub mod near;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(any(feature = "memory", feature = "redis"))]
 pub(crate) mod read_counters;
 #[cfg(feature = "redb")]

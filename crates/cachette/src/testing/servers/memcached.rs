@@ -24,7 +24,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
 
-use super::{ServerProcess, TlsFiles, free_port, fresh_dir};
+use super::{ServerProcess, TlsFiles, free_port, fresh_dir, running_as_root};
 
 /// A `memcached` process owned by a test.
 #[derive(Debug)]
@@ -236,12 +236,4 @@ fn answers_version(port: u16) -> bool {
     }
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("VERSION")
-}
-
-/// Whether this process runs as root (memcached then needs `-u`).
-fn running_as_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| output.stdout.trim_ascii() == b"0")
 }

@@ -31,6 +31,7 @@
 //! These are test helpers: failures panic.
 
 pub mod memcached;
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -169,6 +170,11 @@ impl ServerProcess {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is running (as far as this handle knows).
     pub fn is_running(&self) -> bool {
         self.child.is_some()
@@ -194,6 +200,28 @@ impl ServerProcess {
     /// Lets a frozen process run again (`SIGCONT`).
     pub fn thaw(&self) {
         self.signal("-CONT");
+    }
+
+    /// Sends `signal` (as `kill` spells it, e.g. `-QUIT`) and waits for
+    /// the process to exit, at most 30 s, then kills it. Does nothing if it
+    /// is not running. For servers whose own shutdown matters (PostgreSQL's
+    /// immediate shutdown also stops its child processes).
+    pub fn signal_and_wait(&mut self, signal: &str) {
+        if self.child.is_none() {
+            return;
+        }
+        // A frozen process would never see the signal.
+        self.signal("-CONT");
+        self.signal(signal);
+        let started = Instant::now();
+        while let Some(child) = self.child.as_mut() {
+            if !matches!(child.try_wait(), Ok(None)) || started.elapsed() > Duration::from_secs(30)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
     }
 
     /// Starts the process again with the same arguments in the same
@@ -374,4 +402,13 @@ impl TlsFiles {
             ca: ca.into(),
         }
     }
+}
+
+/// Whether this process runs as root (servers that refuse root then run
+/// as `nobody`).
+pub(crate) fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.trim_ascii() == b"0")
 }
