@@ -330,6 +330,13 @@ async fn migrations_are_explicit_and_versions_checked() {
         .unwrap();
     backend.migrate().await.unwrap();
     cachette::open(&url).await.unwrap();
+    // A table dropped under a running backend is created again on use.
+    server.psql("DROP TABLE planned");
+    backend
+        .set("k", Bytes::from("v"), &SetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(backend.get("k").await.unwrap(), Some(Bytes::from("v")));
     server.psql("UPDATE planned_meta SET value = '99' WHERE name = 'schema_version'");
     let err = cachette::open(&url).await.unwrap_err();
     assert!(err.message().contains("version 99"), "{err}");

@@ -850,8 +850,60 @@ async fn the_builder_rejects_bad_options() {
 // ---------------------------------------------------------------------------
 // Redis: as L2, and the invalidation channel
 
+/// The helpers of the tests with an invalidation channel (Redis or
+/// PostgreSQL).
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod channel_helpers {
+    use super::*;
+    use cachette::backends::tiered::InvalidationChannel;
+
+    /// An instance with its own memory L1 over `l2`, on `channel`.
+    pub(crate) async fn instance(
+        l2: Arc<dyn Backend>,
+        channel: InvalidationChannel,
+    ) -> (TieredBackend, Arc<MemoryBackend>) {
+        let l1 = memory();
+        let cache = TieredBackend::builder(l1.clone(), l2)
+            .l1_ttl(Duration::from_secs(60))
+            .invalidation_channel(channel)
+            .build()
+            .await
+            .expect("the tiered backend subscribes");
+        assert_eq!(cache.channel_state(), ChannelState::Subscribed);
+        (cache, l1)
+    }
+
+    /// Waits until `b` has applied every message `a` published, then reads
+    /// `key` through `b` and checks that its L1 holds the copy.
+    pub(crate) async fn copied(
+        a: &TieredBackend,
+        b: &TieredBackend,
+        l1: &MemoryBackend,
+        key: &str,
+        value: &'static str,
+    ) {
+        let settled = eventually(PROPAGATION, async || {
+            let published = detail(&a.stats().await.unwrap(), "published");
+            detail(&b.stats().await.unwrap(), "invalidations_received") >= published
+        })
+        .await;
+        assert!(settled, "B must receive every message A published");
+        assert_eq!(b.get(key).await.unwrap(), bytes(value));
+        assert_eq!(
+            l1.get(key).await.unwrap(),
+            bytes(value),
+            "reading {key:?} must copy it into B's L1"
+        );
+    }
+
+    pub(crate) async fn gone_from(l1: &MemoryBackend, key: &str) -> bool {
+        eventually(PROPAGATION, async || l1.get(key).await.unwrap().is_none()).await
+    }
+}
+
 #[cfg(feature = "redis")]
 mod redis {
+    use super::channel_helpers::{copied, gone_from, instance};
     use super::*;
     use cachette::backends::redis::RedisBackend;
     use cachette::backends::tiered::InvalidationChannel;
@@ -879,49 +931,6 @@ mod redis {
             .connect_timeout(Duration::from_secs(2))
             .response_timeout(Duration::from_secs(2))
             .ping_interval(Duration::from_secs(1))
-    }
-
-    /// An instance with its own memory L1 over `l2`, on `channel`.
-    async fn instance(
-        l2: Arc<dyn Backend>,
-        channel: InvalidationChannel,
-    ) -> (TieredBackend, Arc<MemoryBackend>) {
-        let l1 = memory();
-        let cache = TieredBackend::builder(l1.clone(), l2)
-            .l1_ttl(Duration::from_secs(60))
-            .invalidation_channel(channel)
-            .build()
-            .await
-            .expect("the tiered backend subscribes");
-        assert_eq!(cache.channel_state(), ChannelState::Subscribed);
-        (cache, l1)
-    }
-
-    /// Waits until `b` has applied every message `a` published, then reads
-    /// `key` through `b` and checks that its L1 holds the copy.
-    async fn copied(
-        a: &TieredBackend,
-        b: &TieredBackend,
-        l1: &MemoryBackend,
-        key: &str,
-        value: &'static str,
-    ) {
-        let settled = eventually(PROPAGATION, async || {
-            let published = detail(&a.stats().await.unwrap(), "published");
-            detail(&b.stats().await.unwrap(), "invalidations_received") >= published
-        })
-        .await;
-        assert!(settled, "B must receive every message A published");
-        assert_eq!(b.get(key).await.unwrap(), bytes(value));
-        assert_eq!(
-            l1.get(key).await.unwrap(),
-            bytes(value),
-            "reading {key:?} must copy it into B's L1"
-        );
-    }
-
-    async fn gone_from(l1: &MemoryBackend, key: &str) -> bool {
-        eventually(PROPAGATION, async || l1.get(key).await.unwrap().is_none()).await
     }
 
     /// A write whose future is dropped after L2 changed (a client gone, a
@@ -1234,5 +1243,141 @@ mod redis {
             !format!("{error} {error:?}").contains("s3cret"),
             "{error:?}"
         );
+    }
+}
+
+/// The invalidation channel over PostgreSQL's LISTEN/NOTIFY, with
+/// PostgreSQL as L2: no Redis anywhere.
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::channel_helpers::{copied, gone_from, instance};
+    use super::*;
+    use cachette::backends::tiered::InvalidationChannel;
+    use cachette::testing::servers::postgres::PostgresServer;
+
+    async fn postgres_l2(server: &PostgresServer, prefix: &str) -> Arc<dyn Backend> {
+        let url = format!(
+            "{}?prefix={prefix}&connect_timeout=5s&statement_timeout=5s&max_value_len=8MiB",
+            server.url()
+        );
+        cachette::open(&url)
+            .await
+            .expect("connect to the test server")
+    }
+
+    /// A channel whose pings a busy machine cannot make time out.
+    fn channel(server: &PostgresServer, name: &str) -> InvalidationChannel {
+        InvalidationChannel::from_url(server.url(), name)
+            .connect_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(2))
+            .ping_interval(Duration::from_secs(1))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_over_postgres_with_a_postgres_channel_conforms() {
+        let server = PostgresServer::start();
+        let (subject, _) = instance(
+            postgres_l2(&server, "subject:").await,
+            channel(&server, "inv"),
+        )
+        .await;
+        let (sibling, _) = instance(
+            postgres_l2(&server, "sibling:").await,
+            channel(&server, "inv"),
+        )
+        .await;
+        let report = run_conformance(Arc::new(subject.clone()), Some(Arc::new(sibling))).await;
+        let skipped: Vec<&str> = report.skipped().map(|(check, _)| check).collect();
+        assert!(skipped.is_empty(), "{report}");
+        let stats = subject.stats().await.unwrap();
+        assert!(detail(&stats, "published") > 0);
+        assert_eq!(detail(&stats, "publish_failures"), 0);
+    }
+
+    /// Two instances over one PostgreSQL table: a write, a tag
+    /// invalidation and a clear through one drop the other's copies; a
+    /// write of 2,000 keys at once (several NOTIFY messages) too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changes_through_one_instance_drop_the_copies_of_another() {
+        let server = PostgresServer::start();
+        let (a, _) = instance(postgres_l2(&server, "app:").await, channel(&server, "pg")).await;
+        let (b, b_l1) = instance(postgres_l2(&server, "app:").await, channel(&server, "pg")).await;
+        let never = SetOptions::new().expiry(Expiry::Never);
+        a.set("k", "one".into(), &never).await.unwrap();
+        copied(&a, &b, &b_l1, "k", "one").await;
+        a.set("k", "two".into(), &never).await.unwrap();
+        assert!(gone_from(&b_l1, "k").await, "B's copy must be dropped");
+        assert_eq!(b.get("k").await.unwrap(), bytes("two"));
+
+        let tagged = SetOptions::new().expiry(Expiry::Never).tags(["t"]);
+        a.set("t1", "x".into(), &tagged).await.unwrap();
+        copied(&a, &b, &b_l1, "t1", "x").await;
+        a.invalidate_tags(&["t"]).await.unwrap();
+        assert!(gone_from(&b_l1, "t1").await, "a tag invalidation reaches B");
+        assert_eq!(b.get("t1").await.unwrap(), None);
+
+        let keys: Vec<String> = (0..2_000).map(|i| format!("batch-{i:04}")).collect();
+        let entries: Vec<(&str, Bytes)> = keys.iter().map(|k| (k.as_str(), "old".into())).collect();
+        a.set_many(&entries, &never).await.unwrap();
+        copied(&a, &b, &b_l1, "batch-1999", "old").await;
+        assert_eq!(b.get("batch-0000").await.unwrap(), bytes("old"));
+        let entries: Vec<(&str, Bytes)> = keys.iter().map(|k| (k.as_str(), "new".into())).collect();
+        a.set_many(&entries, &never).await.unwrap();
+        assert!(gone_from(&b_l1, "batch-0000").await);
+        assert!(gone_from(&b_l1, "batch-1999").await);
+        assert_eq!(b.get("batch-1999").await.unwrap(), bytes("new"));
+
+        a.set("k", "three".into(), &never).await.unwrap();
+        copied(&a, &b, &b_l1, "k", "three").await;
+        a.clear().await.unwrap();
+        assert!(gone_from(&b_l1, "k").await, "a clear reaches B");
+        assert_eq!(detail(&a.stats().await.unwrap(), "publish_failures"), 0);
+    }
+
+    /// The server crashes: the instances notice, bypass and clear L1, and
+    /// listen again once it is back (the same backends, not rebuilt).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_listener_bypasses_l1_until_it_listens_again() {
+        let mut server = PostgresServer::start();
+        let (a, _) = instance(postgres_l2(&server, "app:").await, channel(&server, "inv")).await;
+        let (b, b_l1) = instance(postgres_l2(&server, "app:").await, channel(&server, "inv")).await;
+        let never = SetOptions::new().expiry(Expiry::Never);
+        a.set("k", "v1".into(), &never).await.unwrap();
+        copied(&a, &b, &b_l1, "k", "v1").await;
+
+        server.crash();
+        assert!(
+            eventually(Duration::from_secs(10), async || b.channel_state()
+                == ChannelState::Disconnected)
+            .await,
+            "B must notice that its listener is gone"
+        );
+        assert!(
+            gone_from(&b_l1, "k").await,
+            "B clears L1 when it stops listening"
+        );
+
+        server.restart();
+        for (name, instance) in [("A", &a), ("B", &b)] {
+            assert!(
+                eventually(Duration::from_secs(20), async || instance.channel_state()
+                    == ChannelState::Subscribed)
+                .await,
+                "{name} must listen again once the server is back"
+            );
+        }
+        // The unlogged table came back empty; the pair is coherent again.
+        let written = eventually(Duration::from_secs(20), async || {
+            a.set("k", "v2".into(), &never).await.is_ok()
+        })
+        .await;
+        assert!(written, "A writes again once the server is back");
+        copied(&a, &b, &b_l1, "k", "v2").await;
+        a.set("k", "v3".into(), &never).await.unwrap();
+        assert!(
+            gone_from(&b_l1, "k").await,
+            "after the restart A's set drops B's copy"
+        );
+        assert_eq!(b.get("k").await.unwrap(), bytes("v3"));
     }
 }

@@ -70,7 +70,7 @@ pub struct CacheManagerConfig {
 /// | `l1`      | tiered: the URL of the local layer, e.g. `memory://?max_entries=10000` |
 /// | `l2`      | tiered: the URL of the shared layer, e.g. `redis://127.0.0.1:6379/0` |
 /// | `l1_ttl`  | tiered: the longest an L1 copy lives, e.g. `10s` (default 30 s) |
-/// | `channel` | tiered, feature `redis`: the invalidation channel's server, `redis://[user[:password]@]host[:port][/db]` (or `rediss://`, `redis+unix://`), with optional parameters `name` (default `cachette:tiered:<cache name>`), `connect_timeout`, `response_timeout` and `ping_interval` (durations) |
+/// | `channel` | tiered, feature `redis` or `postgres`: the invalidation channel's server, `redis://[user[:password]@]host[:port][/db]` (or `rediss://`, `redis+unix://`) for Redis pub/sub, `postgres://user[:password]@host[:port]/db` for `LISTEN`/`NOTIFY`, with optional parameters `name` (default `cachette:tiered:<cache name>`), `connect_timeout`, `response_timeout` and `ping_interval` (durations) |
 ///
 /// ```
 /// use cachette::{Backend, CacheManager, SetOptions};

@@ -33,7 +33,7 @@ pub(super) async fn open(
     Ok(Arc::new(builder.build().await?))
 }
 
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 fn with_channel(
     builder: crate::backends::tiered::TieredBuilder,
     name: &str,
@@ -42,7 +42,7 @@ fn with_channel(
     Ok(builder.invalidation_channel(channel::from_url(name, url)?))
 }
 
-#[cfg(not(feature = "redis"))]
+#[cfg(not(any(feature = "redis", feature = "postgres")))]
 fn with_channel(
     _builder: crate::backends::tiered::TieredBuilder,
     _name: &str,
@@ -50,11 +50,11 @@ fn with_channel(
 ) -> Result<crate::backends::tiered::TieredBuilder> {
     Err(crate::error::Error::config(
         super::MANAGER,
-        "`channel` (the invalidation channel over Redis pub/sub) needs the cargo feature `redis`",
+        "`channel` (the invalidation channel over Redis pub/sub or PostgreSQL LISTEN/NOTIFY) needs the cargo feature `redis` or `postgres`",
     ))
 }
 
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 mod channel {
     use crate::backends::tiered::InvalidationChannel;
     use crate::error::{Error, Result};
@@ -73,14 +73,18 @@ mod channel {
     ];
 
     /// The invalidation channel a `channel` URL describes:
-    /// `redis://[user[:password]@]host[:port][/db]?name=..&ping_interval=..`.
+    /// `redis://[user[:password]@]host[:port][/db]?name=..&ping_interval=..`
+    /// or `postgres://user[:password]@host[:port]/db?name=..`.
     pub(super) fn from_url(cache: &str, url: &str) -> Result<InvalidationChannel> {
         let mut parsed = parse_url(url, TIERED)?;
-        if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix") {
+        if !matches!(
+            parsed.scheme(),
+            "redis" | "rediss" | "redis+unix" | "postgres" | "postgresql"
+        ) {
             return Err(Error::config(
                 TIERED,
                 format!(
-                    "`channel` must be a `redis://`, `rediss://` or `redis+unix://` URL, not `{}`",
+                    "`channel` must be a `redis://`, `rediss://`, `redis+unix://` or `postgres://` URL, not `{}`",
                     redact(url)
                 ),
             ));

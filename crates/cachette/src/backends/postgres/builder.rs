@@ -300,6 +300,7 @@ impl PostgresBuilder {
                 max_entries: self.limits.max_entries,
                 max_bytes: self.limits.max_bytes,
                 lock_id,
+                migrate: self.migrate,
                 counters: Counters::default(),
                 shown,
                 sweeper: PurgeTask::default(),

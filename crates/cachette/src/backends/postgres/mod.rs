@@ -4,7 +4,7 @@
 //! - **URL:** `postgres://user[:password]@host[:port]/db?table=…&schema=…`
 //!   (`postgresql://` too); see [`url`] for every parameter. The password
 //!   never appears in errors, `Debug` output or logs.
-//! - **Connections:** a [deadpool] pool of `pool_size` tokio-postgres
+//! - **Connections:** a deadpool pool of `pool_size` tokio-postgres
 //!   connections; every statement is prepared once per connection. Each
 //!   operation has a deadline (`connect_timeout` to get a connection, then
 //!   `statement_timeout`, which the server enforces too): a server that
@@ -49,7 +49,7 @@
 //!   Quotes, `%`, `_` and backslashes are data, never SQL.
 
 pub mod builder;
-mod sql;
+pub(crate) mod sql;
 pub mod url;
 
 use std::fmt;
@@ -106,6 +106,8 @@ struct Inner {
     max_bytes: Option<u64>,
     /// The advisory lock of this table's sweepers.
     lock_id: i64,
+    /// Whether the table is created when missing.
+    migrate: bool,
     counters: Counters,
     /// Where the server is, for `Debug` and errors (never the password).
     shown: String,
@@ -123,6 +125,27 @@ impl fmt::Debug for PostgresBackend {
 
 /// An operation's statement parameters.
 type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
+
+/// What a statement answered.
+enum Answer {
+    Rows(Vec<tokio_postgres::Row>),
+    Changed(u64),
+}
+
+/// Prepares `statement` (once per connection) and runs it on `client`.
+async fn run_on(
+    client: &Object,
+    statement: &str,
+    params: &[&(dyn ToSql + Sync)],
+    rows: bool,
+) -> std::result::Result<Answer, tokio_postgres::Error> {
+    let prepared = client.prepare_cached(statement).await?;
+    if rows {
+        client.query(&prepared, params).await.map(Answer::Rows)
+    } else {
+        client.execute(&prepared, params).await.map(Answer::Changed)
+    }
+}
 
 impl PostgresBackend {
     /// A builder for the server at `host:port`, database `dbname`, as
@@ -154,11 +177,16 @@ impl PostgresBackend {
     /// transaction under an advisory lock, so that processes starting
     /// together do not race), then checks the layout's version.
     pub async fn migrate(&self) -> Result<()> {
+        self.create_table().await
+    }
+
+    async fn create_table(&self) -> Result<()> {
+        let inner = &self.inner;
         builder::migrate(
-            &self.inner.pool,
-            &self.inner.statements,
-            self.inner.lock_id,
-            self.inner.deadline,
+            &inner.pool,
+            &inner.statements,
+            inner.lock_id,
+            inner.deadline,
         )
         .await
     }
@@ -194,15 +222,37 @@ impl PostgresBackend {
         Ok(())
     }
 
-    /// Runs `work` with a pooled connection, within the operation's
-    /// deadline.
-    async fn with_client<T, F>(&self, operation: &'static str, work: F) -> Result<T>
-    where
-        F: AsyncFnOnce(&Object) -> std::result::Result<T, tokio_postgres::Error>,
-    {
+    /// Runs one prepared statement on a pooled connection, within the
+    /// operation's deadline: its rows, or how many rows it changed. When
+    /// the table is gone (dropped, or lost in a crash before its creation
+    /// reached the disk) and `migrate` is on, it is created again and the
+    /// statement runs once more.
+    async fn run(
+        &self,
+        operation: &'static str,
+        statement: &str,
+        params: &[&(dyn ToSql + Sync)],
+        rows: bool,
+    ) -> Result<Answer> {
         let attempt = async {
             let client = self.inner.pool.get().await.map_err(pool_error)?;
-            work(&client).await.map_err(|err| pg_error(&err))
+            match run_on(&client, statement, params, rows).await {
+                Err(err)
+                    if self.inner.migrate && err.code() == Some(&SqlState::UNDEFINED_TABLE) =>
+                {
+                    drop(client);
+                    tracing::warn!(
+                        server = %self.inner.shown,
+                        "the cache table is gone; creating it again"
+                    );
+                    self.create_table().await?;
+                    let client = self.inner.pool.get().await.map_err(pool_error)?;
+                    run_on(&client, statement, params, rows)
+                        .await
+                        .map_err(|err| pg_error(&err))
+                }
+                outcome => outcome.map_err(|err| pg_error(&err)),
+            }
         };
         match tokio::time::timeout(self.inner.deadline, attempt).await {
             Ok(outcome) => outcome.map_err(|err| err.with_operation(operation)),
@@ -225,11 +275,10 @@ impl PostgresBackend {
         statement: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>> {
-        self.with_client(operation, async |client| {
-            let prepared = client.prepare_cached(statement).await?;
-            client.query(&prepared, params).await
-        })
-        .await
+        match self.run(operation, statement, params, true).await? {
+            Answer::Rows(rows) => Ok(rows),
+            Answer::Changed(_) => Ok(Vec::new()),
+        }
     }
 
     /// Runs one prepared statement and returns how many rows it changed.
@@ -239,11 +288,10 @@ impl PostgresBackend {
         statement: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64> {
-        self.with_client(operation, async |client| {
-            let prepared = client.prepare_cached(statement).await?;
-            client.execute(&prepared, params).await
-        })
-        .await
+        match self.run(operation, statement, params, false).await? {
+            Answer::Changed(changed) => Ok(changed),
+            Answer::Rows(rows) => Ok(rows.len() as u64),
+        }
     }
 
     /// The `expires_at` offset of a write, in milliseconds (`None`: no

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::backend::{Backend, TtlPrecision, validate_ttl};
 use crate::error::{Error, Result};
 
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 use super::channel::InvalidationChannel;
 use super::{NAME, TieredBackend};
 
@@ -36,7 +36,7 @@ pub struct TieredBuilder {
     pub(super) l1: Arc<dyn Backend>,
     pub(super) l2: Arc<dyn Backend>,
     pub(super) l1_ttl: Duration,
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     pub(super) channel: Option<InvalidationChannel>,
 }
 
@@ -47,7 +47,7 @@ impl fmt::Debug for TieredBuilder {
             .field("l1", &self.l1.name())
             .field("l2", &self.l2.name())
             .field("l1_ttl", &self.l1_ttl);
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "postgres"))]
         debug.field("channel", &self.channel);
         debug.finish()
     }
@@ -62,7 +62,7 @@ impl TieredBuilder {
             l1,
             l2,
             l1_ttl: Self::DEFAULT_L1_TTL,
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "postgres"))]
             channel: None,
         }
     }
@@ -77,8 +77,9 @@ impl TieredBuilder {
     }
 
     /// Keeps L1 coherent with the other instances that share L2 through a
-    /// Redis pub/sub channel (feature `redis`). None by default.
-    #[cfg(feature = "redis")]
+    /// channel: Redis pub/sub (feature `redis`) or PostgreSQL
+    /// `LISTEN`/`NOTIFY` (feature `postgres`). None by default.
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     pub fn invalidation_channel(mut self, channel: InvalidationChannel) -> Self {
         self.channel = Some(channel);
         self

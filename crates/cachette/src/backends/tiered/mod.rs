@@ -1,6 +1,7 @@
 //! The tiered backend: a local L1 in front of a (usually shared) L2, over
-//! any two [`Backend`]s, with an optional Redis pub/sub channel that keeps
-//! the L1s of several processes coherent.
+//! any two [`Backend`]s, with an optional invalidation channel (Redis
+//! pub/sub, or PostgreSQL's `LISTEN`/`NOTIFY`) that keeps the L1s of
+//! several processes coherent.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -30,7 +31,7 @@
 //! | option | default | meaning |
 //! |--------|---------|---------|
 //! | [`l1_ttl`](TieredBuilder::l1_ttl) | 30 s | the longest an L1 copy lives |
-//! | `invalidation_channel` | none | a Redis pub/sub channel shared by the instances (feature `redis`) |
+//! | `invalidation_channel` | none | a channel shared by the instances: Redis pub/sub (feature `redis`) or PostgreSQL `LISTEN`/`NOTIFY` (feature `postgres`) |
 //!
 //! The L1 must enforce TTLs itself with millisecond precision and support
 //! `clear` (the memory backend does); it should be dedicated to this tiered
@@ -100,7 +101,7 @@
 //! this instance keeps serving its L1 copy until the copy's TTL runs out.
 //! **L1 is then only as fresh as `l1_ttl`.**
 //!
-//! With an `InvalidationChannel` (feature `redis`), every write, delete,
+//! With an `InvalidationChannel` (feature `redis` or `postgres`), every write, delete,
 //! `incr`/`decr`/`touch`, `invalidate_tags` and `clear` through any
 //! instance publishes a small message (the instance's id, the operation,
 //! the keys or tags) after L2 has changed; every other instance drops
@@ -148,10 +149,10 @@
 //! from then on, and closes both layers.
 
 mod builder;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 mod channel;
 mod guard;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) mod message;
 mod read;
 mod shared;
@@ -174,7 +175,7 @@ use crate::backends::common::{Counters, Event, Limits};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use builder::TieredBuilder;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 pub use channel::InvalidationChannel;
 use guard::{Guard, Ticket};
 use read::missing_once;
@@ -195,7 +196,7 @@ const TTL_LOOKUPS: usize = 64;
 
 /// What changed in L2, as told to the other instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
 enum Change<'a> {
     /// These keys were written, deleted, counted or touched.
     Keys(&'a [&'a str]),
@@ -228,7 +229,7 @@ struct Inner {
     l2_ttl_inspection: bool,
     l1_ttl: Duration,
     instance: String,
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     channel: Option<channel::Channel>,
 }
 
@@ -247,7 +248,7 @@ impl fmt::Debug for TieredBackend {
             .field("l2", &self.inner.l2.name())
             .field("l1_ttl", &self.inner.l1_ttl)
             .field("instance", &self.inner.instance);
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "postgres"))]
         debug.field("channel", &self.inner.channel);
         debug.finish()
     }
@@ -297,9 +298,9 @@ impl TieredBackend {
         let l2_caps = builder.l2.capabilities();
         let mut caps = l2_caps;
         caps.max_key_len = l1_caps.max_key_len.min(l2_caps.max_key_len);
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "postgres"))]
         let has_channel = builder.channel.is_some();
-        #[cfg(not(feature = "redis"))]
+        #[cfg(not(any(feature = "redis", feature = "postgres")))]
         let has_channel = false;
         let shared = Arc::new(Shared {
             l1: builder.l1,
@@ -309,7 +310,7 @@ impl TieredBackend {
             counters: Counters::default(),
         });
         let instance = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "postgres"))]
         let channel = match builder.channel {
             Some(config) => {
                 Some(channel::Channel::start(config, Arc::clone(&shared), instance.clone()).await?)
@@ -330,7 +331,7 @@ impl TieredBackend {
                 l2_ttl_inspection: l2_caps.ttl_inspection,
                 l1_ttl: builder.l1_ttl,
                 instance,
-                #[cfg(feature = "redis")]
+                #[cfg(any(feature = "redis", feature = "postgres"))]
                 channel,
             }),
         })
@@ -353,7 +354,7 @@ impl TieredBackend {
 
     /// Whether the invalidation channel keeps L1 coherent right now.
     pub fn channel_state(&self) -> ChannelState {
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "postgres"))]
         if self.inner.channel.is_some() {
             return if self.inner.shared.guard.serving() {
                 ChannelState::Subscribed
@@ -378,11 +379,11 @@ impl TieredBackend {
 
     /// Tells the other instances what changed, if there is a channel.
     async fn announce(&self, change: Change<'_>) {
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "postgres"))]
         if let Some(channel) = &self.inner.channel {
             channel.publish(change).await;
         }
-        #[cfg(not(feature = "redis"))]
+        #[cfg(not(any(feature = "redis", feature = "postgres")))]
         let _ = change;
     }
 
@@ -735,7 +736,7 @@ impl Backend for TieredBackend {
     }
 
     async fn close(&self) -> Result<()> {
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "postgres"))]
         if let Some(channel) = &self.inner.channel {
             channel.stop();
         }

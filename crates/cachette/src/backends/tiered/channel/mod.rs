@@ -1,31 +1,36 @@
-//! The optional invalidation channel over Redis pub/sub (feature `redis`).
+//! The optional invalidation channel: Redis pub/sub (feature `redis`) or
+//! PostgreSQL's `LISTEN`/`NOTIFY` (feature `postgres`).
 //!
 //! Every tiered instance configured with the same channel publishes what it
-//! changes in L2 ([`Change`]) on a normal Redis connection, and listens on a
-//! dedicated pub/sub connection for what the others change; it drops the
-//! named keys (or the tags, or everything) from its own L1. Its own
-//! messages carry its instance id and are ignored.
+//! changes in L2 ([`Change`]) on a normal connection, and listens on a
+//! dedicated one for what the others change; it drops the named keys (or
+//! the tags, or everything) from its own L1. Its own messages carry its
+//! instance id and are ignored.
 //!
-//! The subscription is watched: when its connection closes, or a `PING` on
-//! it fails or takes longer than the response timeout, the instance stops
-//! serving L1 hits, clears L1 (messages may have been missed), and
-//! resubscribes with a backoff (50 ms doubling to 1 s). Once subscribed
-//! again it clears L1 once more and serves L1 again.
+//! The subscription is watched: when its connection closes, or a ping on
+//! it (`PING`, `SELECT 1`) fails or takes longer than the response
+//! timeout, the instance stops serving L1 hits, clears L1 (messages may
+//! have been missed), and subscribes again with a backoff (50 ms doubling
+//! to 1 s). Once subscribed again it clears L1 once more and serves L1
+//! again. What differs between the two servers lives in [`redis`] and
+//! [`postgres`].
+
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
-use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisError};
 use tokio::task::JoinHandle;
 
 use super::message::{self, ReceivedChange};
 use super::{Change, NAME, Shared};
 use crate::backends::common::Event;
 use crate::error::{Error, ErrorKind, Result};
-use crate::params::{redact, redact_text};
+use crate::params::redact;
 
 /// The first delay before a new subscription attempt.
 const RETRY_MIN: Duration = Duration::from_millis(50);
@@ -43,8 +48,10 @@ enum Target {
     Tcp { host: String, port: u16 },
 }
 
-/// The Redis pub/sub channel over which tiered instances that share an L2
-/// tell each other what they changed (see the [module docs](super)).
+/// The channel over which tiered instances that share an L2 tell each
+/// other what they changed (see the [module docs](super)): Redis pub/sub
+/// (feature `redis`) or PostgreSQL's `LISTEN`/`NOTIFY` (feature
+/// `postgres`), chosen by the URL's scheme.
 ///
 /// Every instance that shares the L2 should use the same server and channel
 /// name; the server need not be the L2 itself.
@@ -94,8 +101,8 @@ impl fmt::Debug for InvalidationChannel {
 impl InvalidationChannel {
     /// The default connect timeout: one second.
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-    /// The default response timeout (of `PUBLISH` and of the subscription's
-    /// `PING`): one second.
+    /// The default response timeout (of a publish and of the
+    /// subscription's ping): one second.
     pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
     /// The default interval of the `PING` that checks the subscription:
     /// one second.
@@ -122,11 +129,13 @@ impl InvalidationChannel {
         )
     }
 
-    /// The channel `channel` on the server of a redis-rs URL:
-    /// `redis://[user[:password]@]host[:port][/db]`, `rediss://...` (TLS
-    /// with the system's roots) or `redis+unix:///path`. The URL is checked
-    /// when the tiered backend is built; its password never reaches
-    /// `Debug`, logs or errors.
+    /// The channel `channel` on the server of a URL: Redis
+    /// (`redis://[user[:password]@]host[:port][/db]`, `rediss://...` with
+    /// the system's roots, or `redis+unix:///path`) or PostgreSQL
+    /// (`postgres://user[:password]@host[:port]/db`; the channel name is
+    /// then an identifier of at most 63 bytes). The URL is checked when
+    /// the tiered backend is built; its password never reaches `Debug`,
+    /// logs or errors.
     pub fn from_url(url: impl Into<String>, channel: impl Into<String>) -> Self {
         Self::with_target(Target::Url(url.into()), channel)
     }
@@ -146,7 +155,7 @@ impl InvalidationChannel {
         self
     }
 
-    /// How often the subscription is checked with a `PING`. A connection
+    /// How often the subscription is checked (`PING`, or `SELECT 1`). A connection
     /// that died without closing (a network partition) is noticed after at
     /// most this interval plus the response timeout.
     pub fn ping_interval(mut self, interval: Duration) -> Self {
@@ -195,94 +204,128 @@ impl InvalidationChannel {
         }
         Ok(())
     }
+}
 
-    fn client(&self) -> Result<Client> {
-        let info = match &self.target {
-            Target::Url(url) => {
-                if url.starts_with("rediss:") {
-                    // rustls needs one process-wide crypto provider; ring is
-                    // the one compiled in. An error means one is installed.
-                    let _ = rustls::crypto::ring::default_provider().install_default();
-                }
-                url.as_str().into_connection_info()
-            }
-            Target::Tcp { host, port } => {
-                ConnectionAddr::Tcp(host.clone(), *port).into_connection_info()
-            }
+/// What a channel's server takes: Redis pub/sub or PostgreSQL
+/// `LISTEN`/`NOTIFY`, by the scheme of its URL.
+enum Transport {
+    #[cfg(feature = "redis")]
+    Redis(redis::Connector),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Connector),
+}
+
+impl Transport {
+    fn of(config: &InvalidationChannel) -> Result<Transport> {
+        let scheme = match &config.target {
+            Target::Url(url) => url.split(':').next().unwrap_or(""),
+            Target::Tcp { .. } => "redis",
         };
-        info.and_then(Client::open).map_err(|err| {
-            Error::config(
+        match scheme {
+            #[cfg(feature = "redis")]
+            "redis" | "rediss" | "redis+unix" => {
+                Ok(Transport::Redis(redis::Connector::new(config)?))
+            }
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => Ok(Transport::Postgres(postgres::Connector::new(config)?)),
+            other => Err(Error::config(
                 NAME,
                 format!(
-                    "the invalidation channel's server `{}` is not valid: {}",
-                    self.describe(),
-                    redact_text(&err.to_string())
+                    "the invalidation channel's server `{}` has scheme `{other}`; this build takes {SCHEMES}",
+                    config.describe(),
                 ),
-            )
-        })
+            )),
+        }
+    }
+
+    /// A connection that publishes.
+    async fn publisher(&self, config: &InvalidationChannel) -> Result<Publisher> {
+        match self {
+            #[cfg(feature = "redis")]
+            Transport::Redis(connector) => Ok(Publisher::Redis(connector.publisher(config).await?)),
+            #[cfg(feature = "postgres")]
+            Transport::Postgres(connector) => {
+                Ok(Publisher::Postgres(Box::new(connector.publisher(config))))
+            }
+        }
+    }
+
+    /// A connection subscribed to the channel, once the server confirmed
+    /// the subscription.
+    async fn subscribe(&self, config: &InvalidationChannel) -> Result<Session> {
+        match self {
+            #[cfg(feature = "redis")]
+            Transport::Redis(connector) => Ok(Session::Redis(connector.subscribe(config).await?)),
+            #[cfg(feature = "postgres")]
+            Transport::Postgres(connector) => {
+                Ok(Session::Postgres(connector.subscribe(config).await?))
+            }
+        }
     }
 }
 
-/// Maps a redis-rs error of the channel to a cachette error.
-fn map_error(err: RedisError, context: String) -> Error {
-    let kind = if err.is_timeout() {
-        ErrorKind::Timeout
-    } else if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
-        ErrorKind::Connection
-    } else if matches!(err.kind(), redis::ErrorKind::AuthenticationFailed)
-        || matches!(err.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
-    {
-        ErrorKind::PermissionDenied
-    } else {
-        ErrorKind::Backend
-    };
-    Error::new(
-        kind,
-        NAME,
-        format!("{context}: {}", redact_text(&err.to_string())),
-    )
-    .with_source(err)
+/// The schemes a channel URL may have in this build.
+const SCHEMES: &str = if cfg!(all(feature = "redis", feature = "postgres")) {
+    "`redis://`, `rediss://`, `redis+unix://` or `postgres://`"
+} else if cfg!(feature = "redis") {
+    "`redis://`, `rediss://` or `redis+unix://` (PostgreSQL needs the feature `postgres`)"
+} else {
+    "`postgres://` (Redis needs the feature `redis`)"
+};
+
+/// The connection that publishes.
+enum Publisher {
+    #[cfg(feature = "redis")]
+    Redis(redis::Publisher),
+    #[cfg(feature = "postgres")]
+    Postgres(Box<postgres::Publisher>),
 }
 
-/// Awaits `attempt` within `deadline`; errors name the server, never a
-/// password.
-async fn within<T>(
-    deadline: Duration,
-    what: String,
-    attempt: impl Future<Output = redis::RedisResult<T>>,
-) -> Result<T> {
-    match tokio::time::timeout(deadline, attempt).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(map_error(err, what)),
-        Err(_) => Err(Error::new(
-            ErrorKind::Timeout,
-            NAME,
-            format!("{what}: no answer within {deadline:?}"),
-        )),
+impl Publisher {
+    async fn publish(&self, channel: &str, instance: &str, change: Change<'_>) -> Result<()> {
+        match self {
+            #[cfg(feature = "redis")]
+            Publisher::Redis(publisher) => publisher.publish(channel, instance, change).await,
+            #[cfg(feature = "postgres")]
+            Publisher::Postgres(publisher) => publisher.publish(channel, instance, change).await,
+        }
     }
 }
 
-/// A connection subscribed to the channel: the sink (for `PING`) and the
-/// stream of messages.
-type Session = (PubSubSink, PubSubStream);
+/// A subscribed connection.
+enum Session {
+    #[cfg(feature = "redis")]
+    Redis(redis::Session),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Session),
+}
 
-/// Connects a pub/sub connection and subscribes it to the channel; returns
-/// once the server confirmed the subscription.
-async fn subscribe(client: &Client, config: &InvalidationChannel) -> Result<Session> {
-    let attempt = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(config.channel.as_str()).await?;
-        Ok(pubsub.split())
-    };
-    within(
-        config.connect_timeout + config.response_timeout,
-        format!(
-            "cannot subscribe to the invalidation channel on {}",
-            config.describe()
-        ),
-        attempt,
-    )
-    .await
+impl Session {
+    /// The next message's bytes; `None` once the connection closed.
+    /// Cancel-safe.
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        match self {
+            #[cfg(feature = "redis")]
+            Session::Redis(session) => session.next().await,
+            #[cfg(feature = "postgres")]
+            Session::Postgres(session) => session.next().await,
+        }
+    }
+
+    /// Checks the connection within `timeout`; why not, if it failed.
+    async fn ping(&mut self, timeout: Duration) -> std::result::Result<(), &'static str> {
+        let answer = match self {
+            #[cfg(feature = "redis")]
+            Session::Redis(session) => tokio::time::timeout(timeout, session.ping()).await,
+            #[cfg(feature = "postgres")]
+            Session::Postgres(session) => tokio::time::timeout(timeout, session.ping()).await,
+        };
+        match answer {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("a ping failed"),
+            Err(_) => Err("a ping was not answered in time"),
+        }
+    }
 }
 
 /// A running invalidation channel: the connection that publishes and the
@@ -291,8 +334,7 @@ pub(super) struct Channel {
     channel: String,
     instance: String,
     address: String,
-    publisher: ConnectionManager,
-    publish_timeout: Duration,
+    publisher: Publisher,
     shared: Arc<Shared>,
     task: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
@@ -318,24 +360,9 @@ impl Channel {
         config.validate()?;
         Error::require_runtime(NAME, "build", "the invalidation channel")?;
         let runtime = tokio::runtime::Handle::current();
-        let client = config.client()?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.response_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(200));
-        let publish_timeout = config.connect_timeout + config.response_timeout;
-        let publisher = within(
-            publish_timeout,
-            format!(
-                "cannot connect to the invalidation channel's server {}",
-                config.describe()
-            ),
-            ConnectionManager::new_with_config(client.clone(), manager_config),
-        )
-        .await?;
-        let session = subscribe(&client, &config).await?;
+        let transport = Transport::of(&config)?;
+        let publisher = transport.publisher(&config).await?;
+        let session = transport.subscribe(&config).await?;
         // L1 was bypassed until the subscription stood.
         shared.guard.bump_all(Some(true)).await;
         tracing::debug!(
@@ -346,7 +373,7 @@ impl Channel {
         );
         let task = runtime.spawn(listen_forever(
             Arc::clone(&shared),
-            client,
+            transport,
             config.clone(),
             instance.clone(),
             session,
@@ -356,7 +383,6 @@ impl Channel {
             channel: config.channel,
             instance,
             publisher,
-            publish_timeout,
             shared,
             task: parking_lot::Mutex::new(Some(task)),
         })
@@ -364,40 +390,27 @@ impl Channel {
 
     /// Tells the other instances what changed. A failure is logged and
     /// counted, never returned: L2 was changed already, and the other
-    /// instances then keep their copies until their L1 TTL. A `PUBLISH`
+    /// instances then keep their copies until their L1 TTL. A message
     /// that fails on a broken connection is sent once more, on the
     /// connection that replaces it.
     pub(super) async fn publish(&self, change: Change<'_>) {
-        let payload = message::encode(&self.instance, change);
         let counters = &self.shared.counters;
-        let mut attempts = 0;
-        let error = loop {
-            attempts += 1;
-            let mut connection = self.publisher.clone();
-            let sent = within(
-                self.publish_timeout,
-                format!("cannot publish on {}", self.address),
-                redis::cmd("PUBLISH")
-                    .arg(self.channel.as_str())
-                    .arg(payload.as_slice())
-                    .query_async::<i64>(&mut connection),
-            )
-            .await;
-            match sent {
-                Ok(_) => {
-                    counters.bump(Event::Published);
-                    return;
-                }
-                Err(error) if attempts < 2 && error.kind() == ErrorKind::Connection => {}
-                Err(error) => break error,
+        match self
+            .publisher
+            .publish(&self.channel, &self.instance, change)
+            .await
+        {
+            Ok(()) => counters.bump(Event::Published),
+            Err(error) => {
+                counters.bump(Event::PublishFailure);
+                tracing::warn!(
+                    channel = %self.channel,
+                    server = %self.address,
+                    %error,
+                    "tiered backend could not publish an invalidation; other instances keep their L1 copies until their L1 TTL"
+                );
             }
-        };
-        counters.bump(Event::PublishFailure);
-        tracing::warn!(
-            channel = %self.channel,
-            %error,
-            "tiered backend could not publish an invalidation; other instances keep their L1 copies until their L1 TTL"
-        );
+        }
     }
 
     /// Stops listening (the caller stops L1 from serving).
@@ -416,11 +429,28 @@ impl Drop for Channel {
     }
 }
 
+/// Awaits `attempt` within `deadline`; a timeout is an error that names
+/// `what` (never a password).
+async fn within<T>(
+    deadline: Duration,
+    what: impl FnOnce() -> String,
+    attempt: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(deadline, attempt).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            NAME,
+            format!("{}: no answer within {deadline:?}", what()),
+        )),
+    }
+}
+
 /// Listens until the task is aborted: handles messages, and on a lost
 /// subscription clears L1, bypasses it, and resubscribes.
 async fn listen_forever(
     shared: Arc<Shared>,
-    client: Client,
+    transport: Transport,
     config: InvalidationChannel,
     instance: String,
     mut session: Session,
@@ -442,7 +472,7 @@ async fn listen_forever(
         session = loop {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(RETRY_MAX);
-            let fresh = match subscribe(&client, &config).await {
+            let fresh = match transport.subscribe(&config).await {
                 Ok(fresh) => fresh,
                 Err(error) => {
                     tracing::debug!(%error, "tiered backend could not resubscribe yet");
@@ -474,27 +504,20 @@ async fn listen(
     shared: &Shared,
     config: &InvalidationChannel,
     instance: &str,
-    (sink, stream): &mut Session,
+    session: &mut Session,
 ) -> &'static str {
     let mut ping = tokio::time::interval(config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     loop {
         tokio::select! {
-            received = stream.next() => match received {
-                Some(received) => handle(shared, instance, received.get_payload_bytes()).await,
+            received = session.next() => match received {
+                Some(payload) => handle(shared, instance, &payload).await,
                 None => return "the connection closed",
             },
             _ = ping.tick() => {
-                let answer = tokio::time::timeout(
-                    config.response_timeout,
-                    sink.ping::<redis::Value>(),
-                )
-                .await;
-                match answer {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => return "a PING failed",
-                    Err(_) => return "a PING was not answered in time",
+                if let Err(why) = session.ping(config.response_timeout).await {
+                    return why;
                 }
             }
         }
