@@ -12,6 +12,9 @@ use cachette::testing::servers::postgres::PostgresServer;
 use cachette::testing::{Conformance, list_keys};
 use cachette::{Backend, ErrorKind, Expiry, SetOptions};
 
+#[path = "support/tls.rs"]
+mod tls;
+
 /// The timeouts of backends that run the conformance suite: its checks
 /// are about semantics, so a loaded machine gets all the time it needs.
 const CONFORMANCE_TIMEOUT: &str = "10s";
@@ -365,4 +368,51 @@ async fn counters_are_atomic_across_instances() {
         task.await.unwrap();
     }
     assert_eq!(one.get("hits").await.unwrap(), Some(Bytes::from("400")));
+}
+
+/// TLS through rustls: `require` verifies the chain against `ca_cert`,
+/// `verify-full` the host name too; an unknown CA is refused; the
+/// conformance suite passes over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_conforms_and_verifies_the_server() {
+    let files = tls::certificates();
+    let server = PostgresServer::start_tls(&files);
+    let ca = files.ca.display().to_string();
+    let subject = open(
+        &server,
+        &format!("prefix=s:&sslmode=verify-full&ca_cert={ca}"),
+    )
+    .await;
+    let sibling = open(&server, &format!("prefix=o:&sslmode=require&ca_cert={ca}")).await;
+    let report = Conformance::new(subject.clone())
+        .sibling(sibling)
+        .run()
+        .await;
+    assert!(report.skipped().next().is_none(), "{report}");
+    assert!(subject.health().await.is_ok());
+    let plain = server.psql(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.application_name = 'cachette' AND NOT s.ssl",
+    );
+    let encrypted = server.psql(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.application_name = 'cachette' AND s.ssl",
+    );
+    assert_eq!(plain, "0", "every connection of the backends is encrypted");
+    assert_ne!(encrypted, "0");
+    // A CA nobody configured: the handshake fails, the error says so.
+    let other = tls::certificates();
+    let url = format!(
+        "{}?sslmode=require&ca_cert={}&connect_timeout=5s",
+        server.url(),
+        other.ca.display()
+    );
+    let err = cachette::open(&url).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    // `prefer` takes TLS when offered.
+    let preferred = open(&server, &format!("prefix=p:&sslmode=prefer&ca_cert={ca}")).await;
+    preferred
+        .set("k", Bytes::from("v"), &SetOptions::new())
+        .await
+        .unwrap();
 }

@@ -509,6 +509,78 @@ pub(crate) async fn on_blocking_pool<T: Send + 'static>(
     result.map_err(|error| error.with_operation(operation))
 }
 
+/// The roots a backend's TLS trusts: the system's, and the PEM
+/// certificates of `extra_roots` (a private CA, `ca_cert`). A file that
+/// holds no usable certificate, or no roots at all, is a
+/// [`ErrorKind::Config`] error.
+#[cfg(any(feature = "memcached", feature = "postgres"))]
+pub(crate) fn tls_roots(
+    backend: &'static str,
+    extra_roots: &[Vec<u8>],
+) -> Result<rustls::RootCertStore> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_native_certs::load_native_certs().certs {
+        // A system root rustls cannot read is left out, as browsers do.
+        let _ = roots.add(certificate);
+    }
+    for pem in extra_roots {
+        let mut found = false;
+        for certificate in CertificateDer::pem_slice_iter(pem) {
+            let certificate = certificate.map_err(|err| {
+                Error::config(backend, format!("`ca_cert`: not a PEM certificate: {err}"))
+            })?;
+            roots.add(certificate).map_err(|err| {
+                Error::config(
+                    backend,
+                    format!("`ca_cert`: not a usable CA certificate: {err}"),
+                )
+            })?;
+            found = true;
+        }
+        if !found {
+            return Err(Error::config(
+                backend,
+                "`ca_cert`: no PEM certificate in it",
+            ));
+        }
+    }
+    if roots.is_empty() {
+        return Err(Error::config(
+            backend,
+            "TLS needs trusted roots: the system has none; give `ca_cert`",
+        ));
+    }
+    Ok(roots)
+}
+
+/// The rustls client settings of a backend's TLS: [`tls_roots`], ring's
+/// cryptography, rustls' safe protocol versions, the server's name
+/// checked.
+#[cfg(any(feature = "memcached", feature = "postgres"))]
+pub(crate) fn tls_client_config(
+    backend: &'static str,
+    extra_roots: &[Vec<u8>],
+) -> Result<rustls::ClientConfig> {
+    let roots = tls_roots(backend, extra_roots)?;
+    Ok(tls_config_builder(backend)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A rustls client configuration with ring and the safe protocol
+/// versions, before its verifier is chosen.
+#[cfg(any(feature = "memcached", feature = "postgres"))]
+pub(crate) fn tls_config_builder(
+    backend: &'static str,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| Error::config(backend, format!("TLS: {err}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

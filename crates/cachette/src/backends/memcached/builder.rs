@@ -13,7 +13,7 @@ use super::conn::{Address, Server, Timing};
 use super::ring::{Distribution, Ring, ServerName};
 use super::{Inner, MemcachedBackend, NAME, ttl_token};
 use crate::backend::DEFAULT_MAX_KEY_LEN;
-use crate::backends::common::{Counters, Limits, check_timeouts};
+use crate::backends::common::{Counters, Limits, check_timeouts, tls_client_config};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The largest value accepted by default: memcached's default item size
@@ -153,49 +153,13 @@ impl MemcachedBuilder {
 
     /// The TLS connector, if TLS is on.
     fn tls_connector(&self) -> Result<Option<super::conn::Tls>> {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
         if !self.tls {
             return Ok(None);
         }
         if self.servers.iter().any(|s| matches!(s, Address::Unix(_))) {
             return Err(Error::config(NAME, "TLS is not offered over a Unix socket"));
         }
-        let mut roots = rustls::RootCertStore::empty();
-        for certificate in rustls_native_certs::load_native_certs().certs {
-            // A system root rustls cannot read is left out, as browsers do.
-            let _ = roots.add(certificate);
-        }
-        for pem in &self.root_certificates {
-            let mut found = false;
-            for certificate in CertificateDer::pem_slice_iter(pem) {
-                let certificate = certificate.map_err(|err| {
-                    Error::config(NAME, format!("`ca_cert`: not a PEM certificate: {err}"))
-                })?;
-                roots.add(certificate).map_err(|err| {
-                    Error::config(
-                        NAME,
-                        format!("`ca_cert`: not a usable CA certificate: {err}"),
-                    )
-                })?;
-                found = true;
-            }
-            if !found {
-                return Err(Error::config(NAME, "`ca_cert`: no PEM certificate in it"));
-            }
-        }
-        if roots.is_empty() {
-            return Err(Error::config(
-                NAME,
-                "TLS needs trusted roots: the system has none; give `ca_cert`",
-            ));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|err| Error::config(NAME, format!("TLS: {err}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = tls_client_config(NAME, &self.root_certificates)?;
         Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(config))))
     }
 

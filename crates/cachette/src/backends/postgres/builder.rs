@@ -8,6 +8,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use super::sql::{SCHEMA_VERSION, Statements};
+use super::tls::SslMode;
 use super::{Inner, NAME, PostgresBackend, pg_error, pool_error};
 use crate::backend::DEFAULT_MAX_KEY_LEN;
 use crate::backends::common::{
@@ -66,6 +67,8 @@ pub struct PostgresBuilder {
     sweep_batch: u32,
     limits: BuilderLimits,
     application_name: String,
+    ssl_mode: SslMode,
+    root_certificates: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for PostgresBuilder {
@@ -82,6 +85,7 @@ impl fmt::Debug for PostgresBuilder {
             .field("pool_size", &self.pool_size)
             .field("unlogged", &self.unlogged)
             .field("migrate", &self.migrate)
+            .field("ssl_mode", &self.ssl_mode)
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +113,8 @@ impl PostgresBuilder {
                 ..BuilderLimits::default()
             },
             application_name: "cachette".to_owned(),
+            ssl_mode: SslMode::Disable,
+            root_certificates: Vec::new(),
         }
     }
 
@@ -202,6 +208,19 @@ impl PostgresBuilder {
         self
     }
 
+    /// How the connections are encrypted (default [`SslMode::Disable`];
+    /// see [`tls`](super::tls)).
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = mode;
+        self
+    }
+
+    /// A CA certificate (PEM) to trust besides the system's roots.
+    pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(pem.into());
+        self
+    }
+
     /// Checks the options, builds the pool, and (unless `migrate(false)`)
     /// creates the table if missing; then checks the layout's version.
     pub async fn build(self) -> Result<PostgresBackend> {
@@ -260,13 +279,24 @@ impl PostgresBuilder {
         if let Some(password) = &self.password {
             config.password(password);
         }
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match self.ssl_mode {
+            SslMode::Disable => {
+                Manager::from_config(config, tokio_postgres::NoTls, manager_config())
+            }
+            mode => {
+                config.ssl_mode(if mode == SslMode::Prefer {
+                    tokio_postgres::config::SslMode::Prefer
+                } else {
+                    tokio_postgres::config::SslMode::Require
+                });
+                let tls = super::tls::client_config(mode, &self.root_certificates)?;
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                Manager::from_config(config, tls, manager_config())
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(self.pool_size)
             .runtime(Runtime::Tokio1)

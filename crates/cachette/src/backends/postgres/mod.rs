@@ -4,6 +4,9 @@
 //! - **URL:** `postgres://user[:password]@host[:port]/db?table=…&schema=…`
 //!   (`postgresql://` too); see [`url`] for every parameter. The password
 //!   never appears in errors, `Debug` output or logs.
+//! - **TLS:** `sslmode=prefer|require|verify-ca|verify-full` through
+//!   rustls, with the system's roots and `ca_cert=/path/ca.pem`; the chain
+//!   is always verified (see [`tls`]).
 //! - **Connections:** a deadpool pool of `pool_size` tokio-postgres
 //!   connections; every statement is prepared once per connection. Each
 //!   operation has a deadline (`connect_timeout` to get a connection, then
@@ -17,7 +20,7 @@
 //!   it after a crash, which is what a cache wants (`unlogged=false` for
 //!   a table that survives crashes and replicates). `migrate=false`
 //!   creates nothing (for deployments that forbid DDL at run time: run
-//!   [`PostgresBackend::migrate`] once, or `cachette migrate`, before).
+//!   [`PostgresBackend::migrate`] once before).
 //!   A side table `{table}_meta` holds the layout's version; a table of a
 //!   later layout is refused.
 //! - **Layout:** one row per entry: `hash` (SHA-256 of the stored key, the
@@ -50,6 +53,7 @@
 
 pub mod builder;
 pub(crate) mod sql;
+pub mod tls;
 pub mod url;
 
 use std::fmt;
@@ -72,6 +76,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub use builder::PostgresBuilder;
 use sql::Statements;
+pub use tls::SslMode;
 
 pub(crate) const NAME: &str = "postgres";
 

@@ -10,13 +10,13 @@
 //!
 //! The user defaults to `postgres`, the port to 5432 and the database to
 //! the user's name. The password is percent-decoded and never shown.
-//! `sslmode` takes `disable` or `prefer` (both connect without TLS);
-//! `require` and the `verify-*` modes are refused with a `Config` error,
-//! as this build has no TLS for PostgreSQL.
+//! `sslmode` takes `disable` (the default), `allow`, `prefer`, `require`,
+//! `verify-ca` or `verify-full` (see [`tls`](super::tls)), and
+//! `ca_cert=/path/ca.pem` adds a CA to trust.
 
 use std::sync::Arc;
 
-use super::{NAME, PostgresBackend, PostgresBuilder};
+use super::{NAME, PostgresBackend, PostgresBuilder, SslMode};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::params::{Opening, Scheme, UrlParams, decode, no_fragment, parse_url, redact};
@@ -55,6 +55,7 @@ const PARAMS: &[&str] = &[
     "default_ttl",
     "max_value_len",
     "sslmode",
+    "ca_cert",
 ];
 
 /// PostgreSQL's default port.
@@ -140,20 +141,15 @@ pub(crate) fn builder(url: &str) -> Result<PostgresBuilder> {
     if let Some(len) = params.byte_len("max_value_len")? {
         builder = builder.max_value_len(len);
     }
-    match params.text("sslmode").as_deref() {
-        None | Some("disable" | "prefer" | "allow") => {}
-        Some(mode @ ("require" | "verify-ca" | "verify-full")) => {
-            return Err(bad(&format!(
-                "sslmode={mode}: this build connects to PostgreSQL without TLS; \
-                 use `sslmode=disable` on a trusted network or a Unix socket"
-            )));
-        }
-        Some(other) => {
-            return Err(bad(&format!(
-                "parameter `sslmode`: `{other}` is not disable, allow, prefer, require, \
-                 verify-ca or verify-full"
-            )));
-        }
+    if let Some(mode) = params.parsed::<SslMode>("sslmode")? {
+        builder = builder.ssl_mode(mode);
+    }
+    if let Some(path) = params.text("ca_cert") {
+        let pem = std::fs::read(&path).map_err(|err| {
+            Error::config(NAME, format!("parameter `ca_cert`: cannot read `{path}`"))
+                .with_source(err)
+        })?;
+        builder = builder.root_certificate_pem(pem);
     }
     Ok(builder)
 }
@@ -196,7 +192,10 @@ mod tests {
         for (url, needle) in [
             ("postgres:///db", "names no host"),
             ("postgres://u:secret@h/db/x", "database name alone"),
-            ("postgres://u:secret@h/db?sslmode=require", "without TLS"),
+            (
+                "postgres://u:secret@h/db?ca_cert=/no/such/ca.pem",
+                "cannot read",
+            ),
             ("postgres://u:secret@h/db?sslmode=maybe", "`sslmode`"),
             (
                 "postgres://u:secret@h/db?tabel=x",

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{ServerProcess, free_port, fresh_dir, running_as_root, wait_until};
+use super::{ServerProcess, TlsFiles, free_port, fresh_dir, running_as_root, wait_until};
 
 /// The user of the test servers (trust authentication: any password).
 pub const USER: &str = "cachette";
@@ -43,6 +43,17 @@ pub struct PostgresServer {
 impl PostgresServer {
     /// Initialises a cluster and starts a server on a free loopback port.
     pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// Starts a server that also takes TLS (`ssl=on`) with `files`' server
+    /// certificate and key (copied into its data directory, the key
+    /// readable by the server's user only, as PostgreSQL demands).
+    pub fn start_tls(files: &TlsFiles) -> Self {
+        Self::launch(Some(files))
+    }
+
+    fn launch(tls: Option<&TlsFiles>) -> Self {
         let bin = bin_dir();
         let dir = fresh_dir();
         let data = dir.join("data");
@@ -76,6 +87,27 @@ impl PostgresServer {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+        let mut settings = Vec::new();
+        if let Some(files) = tls {
+            let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+            for (from, to) in [(&files.cert, &cert), (&files.key, &key)] {
+                std::fs::copy(from, to)
+                    .unwrap_or_else(|err| panic!("cannot copy {}: {err}", from.display()));
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600));
+                }
+                if as_nobody {
+                    hand_to_nobody(to);
+                }
+            }
+            settings.extend([
+                "ssl=on".to_owned(),
+                format!("ssl_cert_file={}", cert.display()),
+                format!("ssl_key_file={}", key.display()),
+            ]);
+        }
         let port = free_port();
         let postgres = bin.join("postgres");
         let mut args: Vec<String> = Vec::new();
@@ -96,7 +128,10 @@ impl PostgresServer {
             "full_page_writes=off".to_owned(),
             "max_connections=200".to_owned(),
             "shared_buffers=32MB".to_owned(),
-        ] {
+        ]
+        .into_iter()
+        .chain(settings)
+        {
             args.extend(["-c".to_owned(), setting]);
         }
         let process = ServerProcess::start(&program, args, dir, move |log: &str| {
