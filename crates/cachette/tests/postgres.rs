@@ -416,3 +416,49 @@ async fn tls_conforms_and_verifies_the_server() {
         .await
         .unwrap();
 }
+
+/// Sweepers take turns: while another session holds the table's advisory
+/// lock, a pass removes nothing; once it is let go, the next pass removes
+/// every expired row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweepers_take_turns_by_the_advisory_lock() {
+    let server = PostgresServer::start();
+    let backend = PostgresBackend::builder("127.0.0.1", server.port(), "cachette", "postgres")
+        .sweep_interval(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    let short = SetOptions::new().ttl(Duration::from_millis(50));
+    for i in 0..30 {
+        backend
+            .set(&format!("k{i}"), Bytes::from("v"), &short)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let lock = backend.sweeper_lock();
+    let mut psql = server.psql_command();
+    psql.arg("-c")
+        .arg(format!("SELECT pg_advisory_lock({lock}), pg_sleep(3)"));
+    let holder = std::thread::spawn(move || psql.output().unwrap());
+    cachette::testing::servers::wait_until(
+        "psql to hold the lock",
+        Duration::from_secs(10),
+        || {
+            server.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+                == "1"
+        },
+    );
+    assert_eq!(
+        backend.purge_expired().await.unwrap(),
+        0,
+        "a pass ran under another's lock"
+    );
+    let output = holder.join().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(backend.purge_expired().await.unwrap(), 30);
+}

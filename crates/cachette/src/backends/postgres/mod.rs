@@ -178,6 +178,14 @@ impl PostgresBackend {
         &self.inner.prefix
     }
 
+    /// The advisory lock key of this table's sweepers and migrations
+    /// (every process computes the same one from the schema and table
+    /// names): a batch of the sweeper runs only while no other session
+    /// holds it.
+    pub fn sweeper_lock(&self) -> i64 {
+        self.inner.lock_id
+    }
+
     /// Creates the table, its indexes and its version row if missing (a
     /// transaction under an advisory lock, so that processes starting
     /// together do not race), then checks the layout's version.

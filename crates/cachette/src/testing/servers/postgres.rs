@@ -205,18 +205,9 @@ impl PostgresServer {
     /// Runs SQL through `psql` (unaligned, tuples only) and returns its
     /// output: for checks from outside cachette.
     pub fn psql(&self, sql: &str) -> String {
-        let output = Command::new(self.bin.join("psql"))
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                USER,
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ])
+        let output = self
+            .psql_command()
+            .args(["-c", sql])
             .output()
             .unwrap_or_else(|err| panic!("cannot run psql: {err}"));
         assert!(
@@ -225,6 +216,26 @@ impl PostgresServer {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// A `psql` command connected to the server (unaligned, tuples only,
+    /// stopping at the first error), for a test to add `-c SQL` to, or
+    /// to run in the background.
+    pub fn psql_command(&self) -> Command {
+        let mut command = Command::new(self.bin.join("psql"));
+        command
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args(["-p", &self.port.to_string(), "-U", USER, "-d", "postgres"]);
+        command
     }
 
     /// The server's log so far.
