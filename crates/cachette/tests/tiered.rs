@@ -896,6 +896,41 @@ mod channel_helpers {
         );
     }
 
+    /// Waits until the channel of `b` is lost (and its L1 copy of `key`
+    /// dropped with it) after `lose` took the server away; then, after
+    /// `restore` brought it back, until both `a` and `b` are subscribed
+    /// again.
+    pub(crate) async fn lost_and_regained<S>(
+        (a, b, b_l1): (&TieredBackend, &TieredBackend, &MemoryBackend),
+        key: &str,
+        server: &mut S,
+        lose: impl FnOnce(&mut S),
+        between: impl AsyncFnOnce(),
+        restore: impl FnOnce(&mut S),
+    ) {
+        lose(server);
+        assert!(
+            eventually(Duration::from_secs(10), async || b.channel_state()
+                == ChannelState::Disconnected)
+            .await,
+            "B must notice that its subscription is gone"
+        );
+        assert!(
+            gone_from(b_l1, key).await,
+            "B clears L1 when the subscription is lost"
+        );
+        between().await;
+        restore(server);
+        for (name, instance) in [("A", a), ("B", b)] {
+            assert!(
+                eventually(Duration::from_secs(20), async || instance.channel_state()
+                    == ChannelState::Subscribed)
+                .await,
+                "{name} must subscribe again once the server is back"
+            );
+        }
+    }
+
     pub(crate) async fn gone_from(l1: &MemoryBackend, key: &str) -> bool {
         eventually(PROPAGATION, async || l1.get(key).await.unwrap().is_none()).await
     }
@@ -903,7 +938,7 @@ mod channel_helpers {
 
 #[cfg(feature = "redis")]
 mod redis {
-    use super::channel_helpers::{copied, gone_from, instance};
+    use super::channel_helpers::{copied, gone_from, instance, lost_and_regained};
     use super::*;
     use cachette::backends::redis::RedisBackend;
     use cachette::backends::tiered::InvalidationChannel;
@@ -1149,41 +1184,30 @@ mod redis {
         a.set("k", "v1".into(), &never).await.unwrap();
         copied(&a, &b, &b_l1, "k", "v1").await;
 
-        bus.kill();
-        assert!(
-            eventually(Duration::from_secs(10), async || b.channel_state()
-                == ChannelState::Disconnected)
-            .await,
-            "B must notice that its subscription is gone"
-        );
-        assert!(
-            gone_from(&b_l1, "k").await,
-            "B clears L1 when the subscription is lost"
-        );
-
-        // While unsubscribed, B serves no L1 hit: a value planted in its L1
-        // is not answered.
-        b_l1.set("k", "planted".into(), &never).await.unwrap();
-        assert_eq!(
-            b.get("k").await.unwrap(),
-            bytes("v1"),
-            "B reads L2 while unsubscribed"
-        );
-        assert_eq!(b.get_many(&["k"]).await.unwrap(), [bytes("v1")]);
-        // Writes still work; their publication fails and is counted.
-        a.set("k", "v2".into(), &never).await.unwrap();
-        assert!(detail(&a.stats().await.unwrap(), "publish_failures") >= 1);
-        assert_eq!(b.get("k").await.unwrap(), bytes("v2"));
-
-        bus.restart();
-        for (name, instance) in [("A", &a), ("B", &b)] {
-            assert!(
-                eventually(Duration::from_secs(10), async || instance.channel_state()
-                    == ChannelState::Subscribed)
-                .await,
-                "{name} must subscribe again once the server is back"
+        let between = async || {
+            // While unsubscribed, B serves no L1 hit: a value planted in its L1
+            // is not answered.
+            b_l1.set("k", "planted".into(), &never).await.unwrap();
+            assert_eq!(
+                b.get("k").await.unwrap(),
+                bytes("v1"),
+                "B reads L2 while unsubscribed"
             );
-        }
+            assert_eq!(b.get_many(&["k"]).await.unwrap(), [bytes("v1")]);
+            // Writes still work; their publication fails and is counted.
+            a.set("k", "v2".into(), &never).await.unwrap();
+            assert!(detail(&a.stats().await.unwrap(), "publish_failures") >= 1);
+            assert_eq!(b.get("k").await.unwrap(), bytes("v2"));
+        };
+        lost_and_regained(
+            (&a, &b, &b_l1),
+            "k",
+            &mut bus,
+            RedisServer::kill,
+            between,
+            RedisServer::restart,
+        )
+        .await;
         assert_eq!(
             b_l1.get("k").await.unwrap(),
             None,
@@ -1250,7 +1274,7 @@ mod redis {
 /// PostgreSQL as L2: no Redis anywhere.
 #[cfg(feature = "postgres")]
 mod postgres {
-    use super::channel_helpers::{copied, gone_from, instance};
+    use super::channel_helpers::{copied, gone_from, instance, lost_and_regained};
     use super::*;
     use cachette::backends::tiered::InvalidationChannel;
     use cachette::testing::servers::postgres::PostgresServer;
@@ -1345,27 +1369,15 @@ mod postgres {
         a.set("k", "v1".into(), &never).await.unwrap();
         copied(&a, &b, &b_l1, "k", "v1").await;
 
-        server.crash();
-        assert!(
-            eventually(Duration::from_secs(10), async || b.channel_state()
-                == ChannelState::Disconnected)
-            .await,
-            "B must notice that its listener is gone"
-        );
-        assert!(
-            gone_from(&b_l1, "k").await,
-            "B clears L1 when it stops listening"
-        );
-
-        server.restart();
-        for (name, instance) in [("A", &a), ("B", &b)] {
-            assert!(
-                eventually(Duration::from_secs(20), async || instance.channel_state()
-                    == ChannelState::Subscribed)
-                .await,
-                "{name} must listen again once the server is back"
-            );
-        }
+        lost_and_regained(
+            (&a, &b, &b_l1),
+            "k",
+            &mut server,
+            PostgresServer::crash,
+            async || {},
+            PostgresServer::restart,
+        )
+        .await;
         // The unlogged table came back empty; the pair is coherent again.
         let written = eventually(Duration::from_secs(20), async || {
             a.set("k", "v2".into(), &never).await.is_ok()
