@@ -299,6 +299,10 @@ impl PostgresBuilder {
         };
         let pool = Pool::builder(manager)
             .max_size(self.pool_size)
+            // The most recently used connection first: a caller alone
+            // keeps one warm connection (and server process) instead of
+            // cycling through all of them.
+            .queue_mode(deadpool_postgres::QueueMode::Lifo)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(self.connect_timeout))
             .create_timeout(Some(self.connect_timeout))

@@ -89,6 +89,10 @@ pub const ROW_OVERHEAD: u64 = 120;
 const MAX_TAGS: usize = 1024;
 const MAX_TAG_LEN: usize = 1024;
 
+/// The pause between two batches of the sweeper, which leaves the
+/// server (and its locks) to the readers for a moment.
+const SWEEP_PAUSE: Duration = Duration::from_millis(1);
+
 /// Rows per page of `keys`.
 const KEYS_PAGE: i64 = 1000;
 
@@ -366,13 +370,14 @@ impl PostgresBackend {
                     &[&self.inner.lock_id, &self.inner.sweep_batch],
                 )
                 .await?;
+            // Counted batch by batch: a later failure loses no count.
+            self.inner.counters.add(Event::Expiration, removed);
             purged += removed;
             if removed < self.inner.sweep_batch as u64 {
                 break;
             }
-            tokio::task::yield_now().await;
+            tokio::time::sleep(SWEEP_PAUSE).await;
         }
-        self.inner.counters.add(Event::Expiration, purged);
         self.evict().await?;
         Ok(purged)
     }
@@ -411,7 +416,7 @@ impl PostgresBackend {
                 break;
             }
             excess = excess.saturating_sub(removed);
-            tokio::task::yield_now().await;
+            tokio::time::sleep(SWEEP_PAUSE).await;
         }
         Ok(())
     }

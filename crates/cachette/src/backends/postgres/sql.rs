@@ -6,7 +6,7 @@
 //! byte under the `C` collation) for `keys`, `clear` and the check that a
 //! row is the one asked for.
 //!
-//! Time is the server's (`clock_timestamp()` in milliseconds), so that
+//! Time is the server's (`statement_timestamp()` in milliseconds), so that
 //! processes whose clocks disagree agree on what has expired. A row whose
 //! `expires_at` has passed is never answered; the sweeper deletes it.
 
@@ -14,8 +14,11 @@
 /// refused rather than misread.
 pub(crate) const SCHEMA_VERSION: i32 = 1;
 
-/// The server's clock in milliseconds since the Unix epoch.
-const NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
+/// The server's clock in milliseconds since the Unix epoch, as the
+/// statement started: stable within a statement, so the planner can use
+/// it against the `expires_at` index (`clock_timestamp()` is volatile and
+/// would make the sweeper scan the whole table).
+const NOW: &str = "(extract(epoch from statement_timestamp()) * 1000)::int8";
 
 /// An identifier quoted for SQL (`"` doubled).
 pub(crate) fn quote_ident(name: &str) -> String {
