@@ -29,6 +29,7 @@ enum Slot {
             feature = "redis",
             feature = "memcached",
             feature = "postgres",
+            feature = "object",
             feature = "tiered"
         )),
         allow(dead_code)
@@ -66,7 +67,7 @@ macro_rules! slot {
 /// The slots, in the order [`schemes`] lists them. The descriptions here
 /// are shown only for backends left out of the build (a module that is not
 /// compiled cannot be read); a compiled backend's own declaration wins.
-fn slots() -> [Slot; 8] {
+fn slots() -> [Slot; 12] {
     [
         slot!(
             "memory",
@@ -128,6 +129,38 @@ fn slots() -> [Slot; 8] {
                 ),
                 ("postgresql", "the same as postgres://"),
             ]
+        ),
+        slot!(
+            "object",
+            crate::backends::object::url::LOCAL_SCHEMES,
+            [(
+                "object+file",
+                "one object per entry in a local directory (object_store's local files)"
+            )]
+        ),
+        slot!(
+            "s3",
+            crate::backends::object::url::S3_SCHEMES,
+            [(
+                "s3",
+                "one object per entry in an S3 (or S3-compatible) bucket"
+            )]
+        ),
+        slot!(
+            "gcs",
+            crate::backends::object::url::GCS_SCHEMES,
+            [(
+                "gs",
+                "one object per entry in a Google Cloud Storage bucket"
+            )]
+        ),
+        slot!(
+            "azure",
+            crate::backends::object::url::AZURE_SCHEMES,
+            [(
+                "az",
+                "one object per entry in an Azure Blob Storage container"
+            )]
         ),
         slot!(
             "tiered",

@@ -10,6 +10,7 @@
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "object",
     feature = "tiered"
 ))]
 #[cfg_attr(
@@ -20,6 +21,7 @@
         feature = "redis",
         feature = "memcached",
         feature = "postgres",
+        feature = "object",
         feature = "tiered",
         feature = "near"
     )),
@@ -34,6 +36,8 @@ pub mod memcached;
 pub mod memory;
 #[cfg(feature = "near")]
 pub mod near;
+#[cfg(feature = "object")]
+pub mod object;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(any(feature = "memory", feature = "redis"))]

@@ -34,6 +34,7 @@ pub mod memcached;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod s3;
 
 use std::ffi::OsString;
 use std::fmt;
