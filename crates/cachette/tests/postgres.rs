@@ -65,7 +65,9 @@ async fn the_table_is_unlogged_and_the_sweeper_removes_expired_rows() {
         server.psql("SELECT value FROM cachette_cache_meta WHERE name = 'schema_version'"),
         "1"
     );
-    let short = SetOptions::new().ttl(Duration::from_millis(300));
+    // Long enough that the 51 rows are all there when counted, however
+    // slow the machine.
+    let short = SetOptions::new().ttl(Duration::from_secs(5));
     for i in 0..50 {
         backend
             .set(&format!("short{i}"), Bytes::from("v"), &short)
@@ -149,8 +151,8 @@ async fn impatient(server: &PostgresServer) -> PostgresBackend {
     PostgresBackend::builder("127.0.0.1", server.port(), "cachette", "postgres")
         .password("never-shown-secret")
         .prefix("fault:")
-        .connect_timeout(Duration::from_millis(500))
-        .statement_timeout(Duration::from_millis(500))
+        .connect_timeout(Duration::from_secs(2))
+        .statement_timeout(Duration::from_secs(2))
         .pool_size(8)
         .build()
         .await
@@ -208,7 +210,7 @@ async fn workload(backend: &PostgresBackend, length: Duration) -> (u64, u64, Dur
 }
 
 /// The server crashes under a concurrent workload: operations fail with
-/// `Connection`/`Timeout` within the deadline (1 s here, plus slack for a
+/// `Connection`/`Timeout` within the deadline (4 s here, plus slack for a
 /// loaded machine), nothing hangs; after the restart the same backend
 /// serves again, on an emptied (UNLOGGED) table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +232,7 @@ async fn a_crashed_server_gives_errors_in_time_and_the_backend_recovers() {
     let (_, failed, slowest) = during.await.unwrap();
     assert!(failed > 0, "no operation failed while the server was down");
     assert!(
-        slowest < Duration::from_secs(5),
+        slowest < Duration::from_secs(10),
         "an operation took {slowest:?} with the server down"
     );
 
@@ -269,7 +271,7 @@ async fn a_frozen_server_times_out() {
     let took = began.elapsed();
     server.thaw();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
     assert_eq!(backend.get("k").await.unwrap(), Some(Bytes::from("v")));
 }
 
@@ -368,6 +370,22 @@ async fn counters_are_atomic_across_instances() {
         task.await.unwrap();
     }
     assert_eq!(one.get("hits").await.unwrap(), Some(Bytes::from("400")));
+    // The rules of every backend, also where the statement's quick check
+    // differs from them: 20 digits with leading zeros are a counter, a
+    // plus sign is not.
+    let never = SetOptions::new();
+    one.set("zeros", Bytes::from("00000000000000000042"), &never)
+        .await
+        .unwrap();
+    assert_eq!(one.incr("zeros", 1, Expiry::Never).await.unwrap(), 43);
+    one.set("plus", Bytes::from("+5"), &never).await.unwrap();
+    let err = one.incr("plus", 1, Expiry::Never).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotAnInteger, "{err}");
+    one.set("max", Bytes::from(i64::MAX.to_string()), &never)
+        .await
+        .unwrap();
+    let err = one.incr("max", 1, Expiry::Never).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Overflow, "{err}");
 }
 
 /// TLS through rustls: `require` verifies the chain against `ca_cert`,
@@ -437,28 +455,32 @@ async fn sweepers_take_turns_by_the_advisory_lock() {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let lock = backend.sweeper_lock();
-    let mut psql = server.psql_command();
-    psql.arg("-c")
-        .arg(format!("SELECT pg_advisory_lock({lock}), pg_sleep(3)"));
-    let holder = std::thread::spawn(move || psql.output().unwrap());
+    // The lock is held until this test ends the session.
+    let mut holder = server
+        .psql_command()
+        .arg("-c")
+        .arg(format!("SELECT pg_advisory_lock({lock}), pg_sleep(600)"))
+        .spawn()
+        .unwrap();
+    let held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted";
     cachette::testing::servers::wait_until(
         "psql to hold the lock",
-        Duration::from_secs(10),
-        || {
-            server.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
-                == "1"
-        },
+        Duration::from_secs(30),
+        || server.psql(held) == "1",
     );
     assert_eq!(
         backend.purge_expired().await.unwrap(),
         0,
         "a pass ran under another's lock"
     );
-    let output = holder.join().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    // The session goes, and its lock with it.
+    server.psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()",
     );
+    let _ = holder.wait();
+    cachette::testing::servers::wait_until("the lock to go", Duration::from_secs(30), || {
+        server.psql(held) == "0"
+    });
     assert_eq!(backend.purge_expired().await.unwrap(), 30);
 }

@@ -90,11 +90,25 @@ mod channel {
             ));
         }
         no_fragment(&parsed, TIERED)?;
-        let mut params = UrlParams::parse(&parsed, TIERED, &[PARAMS])?;
+        // A PostgreSQL server takes the backend's own parameters
+        // (`sslmode`, `ca_cert`, …): they stay in its URL, and the
+        // backend's parser checks them when the channel starts.
+        let postgres = parsed.scheme().starts_with("postgres");
+        let (own, server): (Vec<(String, String)>, Vec<(String, String)>) = parsed
+            .query_pairs()
+            .into_owned()
+            .partition(|(key, _)| !postgres || PARAMS.contains(&key.as_str()));
+        let mut own_url = parsed.clone();
+        own_url.query_pairs_mut().clear().extend_pairs(&own);
+        let mut params = UrlParams::parse(&own_url, TIERED, &[PARAMS])?;
         let name = params
             .text("name")
             .unwrap_or_else(|| format!("cachette:tiered:{cache}"));
-        parsed.set_query(None);
+        if server.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(&server);
+        }
         let mut channel = InvalidationChannel::from_url(String::from(parsed), name);
         if let Some(timeout) = params.duration("connect_timeout")? {
             channel = channel.connect_timeout(timeout);

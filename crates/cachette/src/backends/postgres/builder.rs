@@ -221,6 +221,45 @@ impl PostgresBuilder {
         self
     }
 
+    /// The client settings of a connection, and its TLS connector when
+    /// `sslmode` asks for TLS (also used by the tiered backend's
+    /// `LISTEN`/`NOTIFY` channel).
+    pub(crate) fn connection(
+        &self,
+    ) -> Result<(
+        tokio_postgres::Config,
+        Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    )> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .application_name(&self.application_name)
+            .connect_timeout(self.connect_timeout)
+            .options(format!(
+                "-c statement_timeout={}",
+                self.statement_timeout.as_millis()
+            ));
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        let tls = match self.ssl_mode {
+            SslMode::Disable => None,
+            mode => {
+                config.ssl_mode(if mode == SslMode::Prefer {
+                    tokio_postgres::config::SslMode::Prefer
+                } else {
+                    tokio_postgres::config::SslMode::Require
+                });
+                let tls = super::tls::client_config(mode, &self.root_certificates)?;
+                Some(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+            }
+        };
+        Ok((config, tls))
+    }
+
     /// Checks the options, builds the pool, and (unless `migrate(false)`)
     /// creates the table if missing; then checks the layout's version.
     pub async fn build(self) -> Result<PostgresBackend> {
@@ -264,38 +303,13 @@ impl PostgresBuilder {
             day,
         )?;
 
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&self.host)
-            .port(self.port)
-            .user(&self.user)
-            .dbname(&self.dbname)
-            .application_name(&self.application_name)
-            .connect_timeout(self.connect_timeout)
-            .options(format!(
-                "-c statement_timeout={}",
-                self.statement_timeout.as_millis()
-            ));
-        if let Some(password) = &self.password {
-            config.password(password);
-        }
-        let manager_config = || ManagerConfig {
+        let (config, tls) = self.connection()?;
+        let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match self.ssl_mode {
-            SslMode::Disable => {
-                Manager::from_config(config, tokio_postgres::NoTls, manager_config())
-            }
-            mode => {
-                config.ssl_mode(if mode == SslMode::Prefer {
-                    tokio_postgres::config::SslMode::Prefer
-                } else {
-                    tokio_postgres::config::SslMode::Require
-                });
-                let tls = super::tls::client_config(mode, &self.root_certificates)?;
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
-                Manager::from_config(config, tls, manager_config())
-            }
+        let manager = match tls {
+            None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+            Some(tls) => Manager::from_config(config, tls, manager_config),
         };
         let pool = Pool::builder(manager)
             .max_size(self.pool_size)

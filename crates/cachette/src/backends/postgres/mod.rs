@@ -69,7 +69,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::backend::{
     Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetCondition, SetOptions, Stats,
-    add_to_counter,
+    add_to_counter, format_counter,
 };
 use crate::backends::common::{BASE_CAPABILITIES, Counters, Event, Limits, PurgeTask};
 use crate::error::{Error, ErrorKind, Result};
@@ -243,7 +243,8 @@ impl PostgresBackend {
     /// operation's deadline: its rows, or how many rows it changed. When
     /// the table is gone (dropped, or lost in a crash before its creation
     /// reached the disk) and `migrate` is on, it is created again and the
-    /// statement runs once more.
+    /// statement runs once more; a statement the server rolled back for a
+    /// deadlock or a serialization failure runs again, up to 4 times.
     async fn run(
         &self,
         operation: &'static str,
@@ -252,23 +253,34 @@ impl PostgresBackend {
         rows: bool,
     ) -> Result<Answer> {
         let attempt = async {
-            let client = self.inner.pool.get().await.map_err(pool_error)?;
-            match run_on(&client, statement, params, rows).await {
-                Err(err)
-                    if self.inner.migrate && err.code() == Some(&SqlState::UNDEFINED_TABLE) =>
-                {
-                    drop(client);
+            let mut created = false;
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let client = self.inner.pool.get().await.map_err(pool_error)?;
+                let err = match run_on(&client, statement, params, rows).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(err) => err,
+                };
+                drop(client);
+                let code = err.code();
+                if self.inner.migrate && !created && code == Some(&SqlState::UNDEFINED_TABLE) {
                     tracing::warn!(
                         server = %self.inner.shown,
                         "the cache table is gone; creating it again"
                     );
                     self.create_table().await?;
-                    let client = self.inner.pool.get().await.map_err(pool_error)?;
-                    run_on(&client, statement, params, rows)
-                        .await
-                        .map_err(|err| pg_error(&err))
+                    created = true;
+                } else if tries < 4
+                    && (code == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+                        || code == Some(&SqlState::T_R_SERIALIZATION_FAILURE))
+                {
+                    // The server rolled the statement back: run it again.
+                    let wait = fastrand::u64(0..=5_000_u64 << tries);
+                    tokio::time::sleep(Duration::from_micros(wait)).await;
+                } else {
+                    return Err(pg_error(&err));
                 }
-                outcome => outcome.map_err(|err| pg_error(&err)),
             }
         };
         match tokio::time::timeout(self.inner.deadline, attempt).await {
@@ -318,7 +330,13 @@ impl PostgresBackend {
             .inner
             .limits
             .ttl(expiry)?
-            .map(|ttl| i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)))
+            // Far beyond any use, and far from the end of int8 once the
+            // server adds its clock.
+            .map(|ttl| {
+                i64::try_from(ttl.as_millis())
+                    .unwrap_or(i64::MAX)
+                    .min(i64::MAX / 4)
+            }))
     }
 
     /// The tags of a write, checked, without repeats (`None` for none).
@@ -401,13 +419,27 @@ impl PostgresBackend {
             _ => 0,
         };
         let mut excess = over_entries.max(over_bytes);
+        if excess == 0 {
+            return Ok(());
+        }
+        // The rows older than the excess-th go: a bound on the id, so that
+        // two passes at once delete the same rows, not twice as many.
+        let offset = i64::try_from(excess).unwrap_or(i64::MAX);
+        let cutoff: i64 = match self
+            .query("evict", &self.inner.statements.evict_cutoff, &[&offset])
+            .await?
+            .first()
+        {
+            Some(row) => row.get(0),
+            None => i64::MAX,
+        };
         while excess > 0 {
             let batch = excess.min(self.inner.sweep_batch as u64) as i64;
             let removed = self
                 .execute(
                     "evict",
                     &self.inner.statements.evict_batch,
-                    &[&self.inner.lock_id, &batch],
+                    &[&self.inner.lock_id, &batch, &cutoff],
                 )
                 .await?;
             self.inner.counters.add(Event::Eviction, removed);
@@ -568,16 +600,21 @@ impl Backend for PostgresBackend {
             self.inner.limits.check_value(value)?;
             last.insert(*key, index);
         }
-        let mut order: Vec<usize> = last.into_values().collect();
+        // Rows locked in one order (their hash) by every writer, so that
+        // two batches never wait on each other.
+        let mut order: Vec<(Vec<u8>, usize)> = last
+            .into_values()
+            .map(|index| (hash_of(&self.stored(entries[index].0)), index))
+            .collect();
         order.sort_unstable();
         let mut hashes = Vec::with_capacity(order.len());
         let mut keys = Vec::with_capacity(order.len());
         let mut values: Vec<&[u8]> = Vec::with_capacity(order.len());
         let mut sizes = Vec::with_capacity(order.len());
-        for index in order {
+        for (hash, index) in order {
             let (key, value) = &entries[index];
             let stored = self.stored(key);
-            hashes.push(hash_of(&stored));
+            hashes.push(hash);
             sizes.push(row_size(&stored, value, tags.as_deref()));
             keys.push(stored);
             values.push(value);
@@ -625,15 +662,30 @@ impl Backend for PostgresBackend {
                 let bytes: Vec<u8> = row.get(0);
                 return crate::backend::parse_counter(NAME, &bytes);
             }
-            // Not a counter, or the sum does not fit: read it to say which.
+            // Not a counter, or the sum does not fit: read it to say which
+            // (the error of the rules every backend follows); a counter
+            // the statement's quick check refused is added here, by
+            // compare-and-set.
             let rows = self
                 .query("incr", &self.inner.statements.read_counter, &[&hash])
                 .await?;
             if let Some(row) = rows.first() {
                 let bytes: Vec<u8> = row.get(0);
-                add_to_counter(NAME, &bytes, delta)?;
+                let sum = add_to_counter(NAME, &bytes, delta)?;
+                let new: &[u8] = &format_counter(sum);
+                let old: &[u8] = &bytes;
+                let swapped = self
+                    .execute(
+                        "incr",
+                        &self.inner.statements.compare_and_set,
+                        &[&hash, &old, &new],
+                    )
+                    .await?;
+                if swapped > 0 {
+                    return Ok(sum);
+                }
             }
-            // It changed between the two statements: again.
+            // It changed between the statements: again.
         }
         Err(Error::new(
             ErrorKind::Backend,
@@ -786,6 +838,18 @@ fn pool_error(err: PoolError) -> Error {
     }
 }
 
+/// Whether an I/O error is among the causes of `err`.
+fn io_source(err: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// A client's failure as cachette's error: lost connections are
 /// `Connection`, cancelled statements `Timeout`, refused data
 /// `InvalidInput`, the rest `Backend`, with the server's message (which
@@ -809,9 +873,16 @@ fn pg_error(err: &tokio_postgres::Error) -> Error {
         {
             ErrorKind::InvalidInput
         }
-        Some(code) if *code == SqlState::INSUFFICIENT_PRIVILEGE => ErrorKind::PermissionDenied,
+        Some(code)
+            if *code == SqlState::INSUFFICIENT_PRIVILEGE || code.code().starts_with("28") =>
+        {
+            ErrorKind::PermissionDenied
+        }
         Some(_) => ErrorKind::Backend,
-        None => ErrorKind::Connection,
+        // No server answer: a connection that failed or closed is
+        // temporary; anything else (a setting the client refused) is not.
+        None if err.is_closed() || io_source(err) => ErrorKind::Connection,
+        None => ErrorKind::Backend,
     };
     let message = match err.as_db_error() {
         Some(db) => format!(

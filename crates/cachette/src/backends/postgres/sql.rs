@@ -50,6 +50,8 @@ pub(crate) struct Statements {
     pub(crate) purge_batch: String,
     pub(crate) totals: String,
     pub(crate) evict_batch: String,
+    pub(crate) evict_cutoff: String,
+    pub(crate) compare_and_set: String,
 }
 
 impl Statements {
@@ -118,7 +120,8 @@ impl Statements {
             )
         };
         let incr_ok = format!(
-            "CASE WHEN {counter_text} ~ '^-?[0-9]{{1,19}}$' THEN {} AND {} ELSE false END",
+            "CASE WHEN octet_length(c.value) > 64 THEN false \
+             WHEN {counter_text} ~ '^-?0*[0-9]{{1,19}}$' THEN {} AND {} ELSE false END",
             in_range(&format!("{counter_text}::numeric")),
             in_range(&format!("{counter_text}::numeric + $3::int8"))
         );
@@ -198,18 +201,31 @@ impl Statements {
             ),
             // One statement, one transaction: the advisory lock keeps two
             // sweepers off each other's batches, and is let go at its end.
+            // The outer condition is checked again: a row rewritten
+            // between the choice of its ctid and the delete is followed
+            // to its new version, which must not go.
             purge_batch: format!(
                 "WITH lock AS (SELECT pg_try_advisory_xact_lock($1::int8) AS got) \
                  DELETE FROM {t} WHERE ctid = ANY(ARRAY( \
                    SELECT c.ctid FROM {t} AS c, lock \
                    WHERE lock.got AND c.expires_at IS NOT NULL AND c.expires_at <= {NOW} \
-                   LIMIT $2))"
+                   LIMIT $2)) \
+                 AND expires_at IS NOT NULL AND expires_at <= {NOW}"
             ),
             totals: format!("SELECT count(*), coalesce(sum(size), 0)::int8 FROM {t}"),
+            // Rows written before the pass's cutoff, oldest first; a row
+            // rewritten meanwhile has a newer id and stays.
             evict_batch: format!(
                 "WITH lock AS (SELECT pg_try_advisory_xact_lock($1::int8) AS got) \
                  DELETE FROM {t} WHERE ctid = ANY(ARRAY( \
-                   SELECT c.ctid FROM {t} AS c, lock WHERE lock.got ORDER BY c.id LIMIT $2))"
+                   SELECT c.ctid FROM {t} AS c, lock WHERE lock.got AND c.id < $3 \
+                   ORDER BY c.id LIMIT $2)) \
+                 AND id < $3"
+            ),
+            evict_cutoff: format!("SELECT id FROM {t} ORDER BY id OFFSET $1 LIMIT 1"),
+            compare_and_set: format!(
+                "UPDATE {t} AS c SET value = $3 WHERE hash = $1 AND value = $2 AND {}",
+                live("c")
             ),
         }
     }

@@ -282,7 +282,8 @@ enum Publisher {
 }
 
 impl Publisher {
-    async fn publish(&self, channel: &str, instance: &str, change: Change<'_>) -> Result<()> {
+    /// Sends the change; returns how many messages it took.
+    async fn publish(&self, channel: &str, instance: &str, change: Change<'_>) -> Result<u64> {
         match self {
             #[cfg(feature = "redis")]
             Publisher::Redis(publisher) => publisher.publish(channel, instance, change).await,
@@ -400,7 +401,8 @@ impl Channel {
             .publish(&self.channel, &self.instance, change)
             .await
         {
-            Ok(()) => counters.bump(Event::Published),
+            // Counted per message, as the receivers count them.
+            Ok(messages) => counters.add(Event::Published, messages),
             Err(error) => {
                 counters.bump(Event::PublishFailure);
                 tracing::warn!(

@@ -12,11 +12,14 @@
 //! PostgreSQL delivers notifications when the sending transaction commits,
 //! in order per sender.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use futures_util::future::poll_fn;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{InvalidationChannel, NAME, Target, within};
 use crate::backends::postgres::sql::quote_ident;
@@ -33,10 +36,14 @@ const MAX_CHANNEL_LEN: usize = 63;
 /// Opens connections to the channel's server.
 pub(super) struct Connector {
     config: Config,
+    tls: Option<MakeRustlsConnect>,
     address: String,
 }
 
 impl Connector {
+    /// The server of a `postgres://` URL, read as the backend reads it
+    /// (the same user, password, database, `sslmode` and `ca_cert`), so
+    /// that the L2's URL serves for the channel too.
     pub(super) fn new(channel: &InvalidationChannel) -> Result<Connector> {
         if channel.channel.len() > MAX_CHANNEL_LEN || channel.channel.contains('\0') {
             return Err(Error::config(
@@ -51,19 +58,19 @@ impl Connector {
         let Target::Url(url) = &channel.target else {
             return Err(Error::config(NAME, "a PostgreSQL channel needs a URL"));
         };
-        let mut config: Config = url.parse().map_err(|_| {
-            Error::config(
-                NAME,
-                format!(
-                    "the invalidation channel's server `{}` is not a valid PostgreSQL URL",
-                    channel.describe()
-                ),
-            )
-        })?;
-        config.connect_timeout(channel.connect_timeout);
+        let builder = crate::backends::postgres::url::builder(url)
+            .map_err(|err| {
+                Error::config(
+                    NAME,
+                    format!("the invalidation channel's server: {}", err.message()),
+                )
+            })?
+            .connect_timeout(channel.connect_timeout);
+        let (mut config, tls) = builder.connection()?;
         config.application_name("cachette-tiered");
         Ok(Connector {
             config,
+            tls,
             address: channel.describe(),
         })
     }
@@ -74,30 +81,31 @@ impl Connector {
         &self,
         notifications: Option<mpsc::UnboundedSender<String>>,
     ) -> Result<(Client, JoinHandle<()>)> {
-        let (client, mut connection) = self.config.connect(NoTls).await.map_err(|err| {
+        let refused = |err: tokio_postgres::Error| {
             Error::new(
                 ErrorKind::Connection,
                 NAME,
                 format!("cannot connect to {}: {err}", self.address),
             )
-        })?;
-        let task = tokio::spawn(async move {
-            while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
-                if let (AsyncMessage::Notification(notification), Some(sender)) =
-                    (message, &notifications)
-                    && sender.send(notification.payload().to_owned()).is_err()
-                {
-                    return;
-                }
+        };
+        match &self.tls {
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await.map_err(refused)?;
+                Ok((client, tokio::spawn(drive(connection, notifications))))
             }
-        });
-        Ok((client, task))
+            Some(tls) => {
+                let (client, connection) =
+                    self.config.connect(tls.clone()).await.map_err(refused)?;
+                Ok((client, tokio::spawn(drive(connection, notifications))))
+            }
+        }
     }
 
     pub(super) fn publisher(&self, config: &InvalidationChannel) -> Publisher {
         Publisher {
             connector: Connector {
                 config: self.config.clone(),
+                tls: self.tls.clone(),
                 address: self.address.clone(),
             },
             client: Mutex::new(None),
@@ -141,21 +149,38 @@ impl Connector {
     }
 }
 
-/// The publishing connection, opened on first use and again after a
-/// failure.
+/// A connection and the task that drives it (stopped on drop).
+struct Connected {
+    client: Client,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The publishing connection, opened on first use and again once it
+/// closed. The lock is held only to open one; publishes share the client
+/// (tokio-postgres pipelines them).
 pub(super) struct Publisher {
     connector: Connector,
-    client: Mutex<Option<(Client, JoinHandle<()>)>>,
+    client: Mutex<Option<Arc<Connected>>>,
     timeout: std::time::Duration,
 }
 
 impl Publisher {
+    /// Sends the change's messages; returns how many. A message that
+    /// fails is sent once more (on a new connection if the old one
+    /// closed).
     pub(super) async fn publish(
         &self,
         channel: &str,
         instance: &str,
         change: Change<'_>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        let mut sent = 0;
         for payload in payloads(instance, change) {
             let mut attempts = 0;
             loop {
@@ -163,28 +188,33 @@ impl Publisher {
                 let what = || format!("cannot notify on {}", self.connector.address);
                 match within(self.timeout, what, self.notify(channel, &payload)).await {
                     Ok(()) => break,
-                    Err(error) if attempts < 2 && error.kind() != ErrorKind::Config => {
-                        // A broken connection: the next attempt opens another.
-                        if let Some((_, task)) = self.client.lock().await.take() {
-                            task.abort();
-                        }
-                    }
+                    Err(error) if attempts < 2 && error.kind() != ErrorKind::Config => {}
                     Err(error) => return Err(error),
                 }
             }
+            sent += 1;
         }
-        Ok(())
+        Ok(sent)
+    }
+
+    /// The open connection, or a new one if there is none or it closed.
+    async fn connection(&self) -> Result<Arc<Connected>> {
+        let mut slot = self.client.lock().await;
+        if let Some(connected) = slot.as_ref()
+            && !connected.client.is_closed()
+        {
+            return Ok(Arc::clone(connected));
+        }
+        let (client, task) = self.connector.connect(None).await?;
+        let connected = Arc::new(Connected { client, task });
+        *slot = Some(Arc::clone(&connected));
+        Ok(connected)
     }
 
     async fn notify(&self, channel: &str, payload: &str) -> Result<()> {
-        let mut slot = self.client.lock().await;
-        if slot.as_ref().is_none_or(|(client, _)| client.is_closed()) {
-            *slot = Some(self.connector.connect(None).await?);
-        }
-        let Some((client, _)) = slot.as_ref() else {
-            return Err(Error::new(ErrorKind::Connection, NAME, "no connection"));
-        };
-        client
+        let connected = self.connection().await?;
+        connected
+            .client
             .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
             .await
             .map(|_| ())
@@ -198,10 +228,20 @@ impl Publisher {
     }
 }
 
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        if let Some((_, task)) = self.client.get_mut().take() {
-            task.abort();
+/// Drives a connection until it ends, handing its notifications to
+/// `notifications` when given.
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notifications: Option<mpsc::UnboundedSender<String>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
+        if let (AsyncMessage::Notification(notification), Some(sender)) = (message, &notifications)
+            && sender.send(notification.payload().to_owned()).is_err()
+        {
+            return;
         }
     }
 }

@@ -115,7 +115,7 @@ impl Publisher {
         channel: &str,
         instance: &str,
         change: Change<'_>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let payload = message::encode(instance, change);
         let mut attempts = 0;
         loop {
@@ -131,7 +131,7 @@ impl Publisher {
                     .map_err(|err| map_error(err, what()))
             };
             match within(self.timeout, what, sending).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(1),
                 Err(error) if attempts < 2 && error.kind() == ErrorKind::Connection => {}
                 Err(error) => return Err(error),
             }
