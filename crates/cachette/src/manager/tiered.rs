@@ -94,7 +94,8 @@ mod channel {
         // (`sslmode`, `ca_cert`, …): they stay in its URL, and the
         // backend's parser checks them when the channel starts.
         let postgres = parsed.scheme().starts_with("postgres");
-        let (own, server): (Vec<(String, String)>, Vec<(String, String)>) = parsed
+        type Pairs = Vec<(String, String)>;
+        let (own, server): (Pairs, Pairs) = parsed
             .query_pairs()
             .into_owned()
             .partition(|(key, _)| !postgres || PARAMS.contains(&key.as_str()));
