@@ -9,12 +9,18 @@ use std::process::{Command, Output};
 /// Runs `cachette` with these arguments, isolated from the caller's
 /// `CACHETTE_URL`, `CACHETTE_CONFIG`, `CACHETTE_CACHE` and `RUST_LOG`.
 fn cachette(args: &[&str]) -> Output {
+    cachette_with(args, &[])
+}
+
+/// [`cachette`] with these environment variables set.
+fn cachette_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cachette"))
         .args(args)
         .env_remove("CACHETTE_URL")
         .env_remove("CACHETTE_CONFIG")
         .env_remove("CACHETTE_CACHE")
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .output()
         .expect("the cachette binary runs")
 }
@@ -497,3 +503,42 @@ fn postgres_keeps_a_value_between_processes_and_sweeps_it_after_its_ttl() {
     assert_eq!(stdout(&purge).trim(), "1");
     assert_eq!(server.psql("SELECT count(*) FROM cachette_cache"), "0");
 }
+
+/// `set` in one process, `get` in another, on an S3 server the test
+/// started (credentials from the environment, as in production) and on
+/// local files; after the TTL the key is a miss.
+#[test]
+fn object_storage_keeps_a_value_between_processes() {
+    use cachette::testing::servers::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+    let server = S3Server::start();
+    server.create_bucket("bucket");
+    let dir = cachette::testing::servers::fresh_dir();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+    ];
+    for url in [
+        format!(
+            "s3://bucket/cache?endpoint={}&allow_http=true",
+            server.endpoint()
+        ),
+        format!("object+file://{}", dir.display()),
+    ] {
+        let set = cachette_with(&["--url", &url, "set", "k", "v", "--ttl", "2s"], &env);
+        assert_eq!(set.status.code(), Some(0), "{url}: {}", stderr(&set));
+        assert_eq!(stdout(&set).trim(), "OK");
+        let get = cachette_with(&["--url", &url, "get", "k"], &env);
+        assert_eq!(get.status.code(), Some(0), "{url}: {}", stderr(&get));
+        assert_eq!(stdout(&get).trim(), "v");
+        assert!(
+            !stderr(&get).contains(SECRET_KEY) && !stdout(&get).contains(SECRET_KEY),
+            "the secret is shown"
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let url = format!("object+file://{}", dir.display());
+    let get = cachette_with(&["--url", &url, "get", "k"], &env);
+    assert_eq!(get.status.code(), Some(1), "expired: {}", stdout(&get));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
