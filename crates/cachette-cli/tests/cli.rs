@@ -541,4 +541,3 @@ fn object_storage_keeps_a_value_between_processes() {
     assert_eq!(get.status.code(), Some(1), "expired: {}", stdout(&get));
     let _ = std::fs::remove_dir_all(dir);
 }
-

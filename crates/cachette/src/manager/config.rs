@@ -24,7 +24,7 @@ const ENV_CACHES: &str = "CACHETTE_CACHES__";
 const ENV_SEPARATOR: &str = "__";
 /// The settings of a cache an environment variable may set: the keys of
 /// [`CacheConfig`], upper-cased.
-const ENV_SETTINGS: &[&str] = &["URL", "L1", "L2", "L1_TTL", "CHANNEL"];
+const ENV_SETTINGS: &[&str] = &["URL", "L1", "L2", "L3", "L1_TTL", "CHANNEL"];
 
 /// The configuration of a [`CacheManager`]: each cache by name (a URL, or
 /// the layers of a tiered cache) and the name of the default cache.
@@ -69,7 +69,8 @@ pub struct CacheManagerConfig {
 /// | `url`     | the URL the cache opens from with [`open`](crate::open) |
 /// | `l1`      | tiered: the URL of the local layer, e.g. `memory://?max_entries=10000` |
 /// | `l2`      | tiered: the URL of the shared layer, e.g. `redis://127.0.0.1:6379/0` |
-/// | `l1_ttl`  | tiered: the longest an L1 copy lives, e.g. `10s` (default 30 s) |
+/// | `l3`      | tiered, optional: a third layer under `l2`, e.g. `s3://bucket/cache` (the stack is `l1` over a tiered `l2` over `l3`) |
+/// | `l1_ttl`  | tiered: the longest a copy lives in an upper layer (`l1`, and `l2` over `l3`), e.g. `10s` (default 30 s) |
 /// | `channel` | tiered, feature `redis` or `postgres`: the invalidation channel's server, `redis://[user[:password]@]host[:port][/db]` (or `rediss://`, `redis+unix://`) for Redis pub/sub, `postgres://user[:password]@host[:port]/db` for `LISTEN`/`NOTIFY`, with optional parameters `name` (default `cachette:tiered:<cache name>`), `connect_timeout`, `response_timeout` and `ping_interval` (durations) |
 ///
 /// ```
@@ -109,6 +110,9 @@ pub struct CacheConfig {
     /// The URL of a tiered cache's L2.
     #[serde(default)]
     pub l2: Option<String>,
+    /// The URL of a third layer, under L2.
+    #[serde(default)]
+    pub l3: Option<String>,
     /// The longest a tiered cache's L1 copy lives.
     #[serde(default, deserialize_with = "duration")]
     pub l1_ttl: Option<Duration>,
@@ -153,6 +157,7 @@ impl CacheConfig {
             "URL" => self.url = value,
             "L1" => self.l1 = Some(value),
             "L2" => self.l2 = Some(value),
+            "L3" => self.l3 = Some(value),
             "CHANNEL" => self.channel = Some(value),
             _ => {
                 // Never echoed: values are not shown.
@@ -166,7 +171,11 @@ impl CacheConfig {
 
     /// Whether any key of a tiered cache is set.
     fn is_tiered(&self) -> bool {
-        self.l1.is_some() || self.l2.is_some() || self.l1_ttl.is_some() || self.channel.is_some()
+        self.l1.is_some()
+            || self.l2.is_some()
+            || self.l3.is_some()
+            || self.l1_ttl.is_some()
+            || self.channel.is_some()
     }
 
     /// Opens the cache named `name`.
@@ -183,7 +192,7 @@ impl CacheConfig {
         if !self.url.is_empty() {
             return Err(Error::config(
                 MANAGER,
-                "give either `url` or the keys of a tiered cache (`l1`, `l2`, `l1_ttl`, `channel`), not both",
+                "give either `url` or the keys of a tiered cache (`l1`, `l2`, `l3`, `l1_ttl`, `channel`), not both",
             ));
         }
         let (Some(l1), Some(l2)) = (&self.l1, &self.l2) else {
@@ -212,6 +221,7 @@ impl fmt::Debug for CacheConfig {
             .field("url", &redact(&self.url))
             .field("l1", &shown(&self.l1))
             .field("l2", &shown(&self.l2))
+            .field("l3", &shown(&self.l3))
             .field("l1_ttl", &self.l1_ttl)
             .field("channel", &shown(&self.channel))
             .finish()
@@ -498,7 +508,7 @@ impl CacheManagerConfig {
 /// The keys of the top level of the TOML form.
 const TOP_KEYS: &[&str] = &["default", "caches"];
 /// The keys of a cache in the TOML form.
-const CACHE_KEYS: &[&str] = &["url", "l1", "l2", "l1_ttl", "channel"];
+const CACHE_KEYS: &[&str] = &["url", "l1", "l2", "l3", "l1_ttl", "channel"];
 
 /// The unknown key that comes first in the file, with its offset and the
 /// message that names it and the valid ones; `None` if every key is known

@@ -12,8 +12,10 @@ use crate::registry::open as open_url;
 
 use super::CacheConfig;
 
-/// Opens the layers at `l1` and `l2` and builds the tiered cache `name`
-/// over them with the rest of `config`.
+/// Opens the layers at `l1` and `l2` (and `l3`) and builds the tiered
+/// cache `name` over them with the rest of `config`. Three layers nest:
+/// `l1` over a tiered backend of `l2` over `l3`, each upper layer with
+/// `l1_ttl`; the channel, if any, keeps the `l1`s coherent.
 pub(super) async fn open(
     name: &str,
     l1: &str,
@@ -21,7 +23,19 @@ pub(super) async fn open(
     config: &CacheConfig,
 ) -> Result<Arc<dyn Backend>> {
     let l1 = async { open_url(l1).await.map_err(|err| err.context("l1")) };
-    let l2 = async { open_url(l2).await.map_err(|err| err.context("l2")) };
+    let l2 = async {
+        let l2_layer = open_url(l2).await.map_err(|err| err.context("l2"))?;
+        let Some(l3) = &config.l3 else {
+            return Ok(l2_layer);
+        };
+        let l3 = open_url(l3).await.map_err(|err| err.context("l3"))?;
+        let mut lower = TieredBackend::builder(l2_layer, l3);
+        if let Some(ttl) = config.l1_ttl {
+            lower = lower.l1_ttl(ttl);
+        }
+        let lower: Arc<dyn Backend> = Arc::new(lower.build().await?);
+        Ok(lower)
+    };
     let (l1, l2) = futures_util::future::try_join(l1, l2).await?;
     let mut builder = TieredBackend::builder(l1, l2);
     if let Some(ttl) = config.l1_ttl {
