@@ -10,19 +10,48 @@ use crate::backend::{Backend, Expiry, SetOptions};
 
 const TASKS: usize = 32;
 
+/// How many tasks race, and how many operations each makes, in the
+/// checks below (the defaults, or a lighter load for a test server that
+/// serves one request at a time: see
+/// [`Conformance::light_concurrency`](super::Conformance::light_concurrency)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Load {
+    pub(crate) tasks: usize,
+    /// Operations per task, as a fraction of the defaults: 1 is all.
+    pub(crate) divisor: usize,
+}
+
+impl Load {
+    pub(crate) const FULL: Load = Load {
+        tasks: TASKS,
+        divisor: 1,
+    };
+    pub(crate) const LIGHT: Load = Load {
+        tasks: 8,
+        divisor: 4,
+    };
+}
+
 /// 32 tasks × 200 operations (set, get, get_many, delete) on the same 16
 /// keys: no operation fails, and every read finds nothing or one of the
 /// values written to that very key (no torn or misplaced values).
 pub async fn concurrent_reads_and_writes(subject: &Arc<dyn Backend>) -> Outcome {
-    const OPS: usize = 200;
+    concurrent_reads_and_writes_under(subject, Load::FULL).await
+}
+
+pub(crate) async fn concurrent_reads_and_writes_under(
+    subject: &Arc<dyn Backend>,
+    load: Load,
+) -> Outcome {
+    let (tasks_n, ops) = (load.tasks, 200 / load.divisor);
     const KEYS: usize = 16;
     let s = Arc::new(Scope::new(&**subject, "concurrent_reads_and_writes"));
     let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(|i| s.key(&format!("k{i}"))).collect());
-    let mut tasks = Vec::with_capacity(TASKS);
-    for task in 0..TASKS {
+    let mut tasks = Vec::with_capacity(tasks_n);
+    for task in 0..tasks_n {
         let (subject, keys, s) = (Arc::clone(subject), Arc::clone(&keys), Arc::clone(&s));
         tasks.push(tokio::spawn(async move {
-            for op in 0..OPS {
+            for op in 0..ops {
                 let slot = (task * 7 + op) % KEYS;
                 let key = keys[slot].as_str();
                 match op % 5 {
@@ -91,18 +120,22 @@ fn check_written(s: &Scope, slot: usize, found: Option<&Bytes>) {
 /// returned are exactly 1..=3200 (each increment saw its own result).
 /// Skipped unless `atomic_incr`.
 pub async fn concurrent_incr(subject: &Arc<dyn Backend>) -> Outcome {
-    const INCRS: usize = 100;
+    concurrent_incr_under(subject, Load::FULL).await
+}
+
+pub(crate) async fn concurrent_incr_under(subject: &Arc<dyn Backend>, load: Load) -> Outcome {
+    let (tasks_n, incrs) = (load.tasks, 100 / load.divisor);
     if !subject.capabilities().atomic_incr {
         return Outcome::Skipped("atomic_incr is false");
     }
     let s = Arc::new(Scope::new(&**subject, "concurrent_incr"));
     let counter = Arc::new(s.key("counter"));
-    let mut tasks = Vec::with_capacity(TASKS);
-    for _ in 0..TASKS {
+    let mut tasks = Vec::with_capacity(tasks_n);
+    for _ in 0..tasks_n {
         let (subject, counter, s) = (Arc::clone(subject), Arc::clone(&counter), Arc::clone(&s));
         tasks.push(tokio::spawn(async move {
-            let mut seen = Vec::with_capacity(INCRS);
-            for _ in 0..INCRS {
+            let mut seen = Vec::with_capacity(incrs);
+            for _ in 0..incrs {
                 seen.push(s.ok(
                     subject.incr(&counter, 1, Expiry::Default).await,
                     "a concurrent incr",
@@ -113,16 +146,16 @@ pub async fn concurrent_incr(subject: &Arc<dyn Backend>) -> Outcome {
     }
     let mut seen: Vec<i64> = join_tasks(&s, tasks).await.into_iter().flatten().collect();
     seen.sort_unstable();
-    let total = (TASKS * INCRS) as i64;
+    let total = (tasks_n * incrs) as i64;
     let expected: Vec<i64> = (1..=total).collect();
     assert!(
         seen == expected,
-        "{s}: {TASKS} tasks × {INCRS} atomic incr must return each of 1..={total} exactly once"
+        "{s}: {tasks_n} tasks × {incrs} atomic incr must return each of 1..={total} exactly once"
     );
     assert_eq!(
         s.get(&**subject, &counter).await.as_deref(),
         Some(total.to_string().as_bytes()),
-        "{s}: {TASKS} tasks × {INCRS} atomic incr must end at {total}"
+        "{s}: {tasks_n} tasks × {incrs} atomic incr must end at {total}"
     );
     s.cleanup(&**subject).await;
     Outcome::Passed
@@ -132,14 +165,19 @@ pub async fn concurrent_incr(subject: &Arc<dyn Backend>) -> Outcome {
 /// exactly one wins each race and its value is the one stored. Skipped
 /// unless `conditional_set`.
 pub async fn concurrent_if_absent(subject: &Arc<dyn Backend>) -> Outcome {
+    concurrent_if_absent_under(subject, Load::FULL).await
+}
+
+pub(crate) async fn concurrent_if_absent_under(subject: &Arc<dyn Backend>, load: Load) -> Outcome {
+    let tasks_n = load.tasks;
     const RACES: usize = 8;
     if !subject.capabilities().conditional_set {
         return Outcome::Skipped("conditional_set is false");
     }
     let s = Arc::new(Scope::new(&**subject, "concurrent_if_absent"));
     let keys: Arc<Vec<String>> = Arc::new((0..RACES).map(|i| s.key(&format!("race{i}"))).collect());
-    let mut tasks = Vec::with_capacity(TASKS * RACES);
-    for task in 0..TASKS {
+    let mut tasks = Vec::with_capacity(tasks_n * RACES);
+    for task in 0..tasks_n {
         for race in 0..RACES {
             let (subject, keys, s) = (Arc::clone(subject), Arc::clone(&keys), Arc::clone(&s));
             tasks.push(tokio::spawn(async move {
@@ -164,7 +202,7 @@ pub async fn concurrent_if_absent(subject: &Arc<dyn Backend>) -> Outcome {
         assert_eq!(
             winners.len(),
             1,
-            "{s}: exactly one of {TASKS} racing set if_absent must win, winners: {winners:?}"
+            "{s}: exactly one of {tasks_n} racing set if_absent must win, winners: {winners:?}"
         );
         assert_eq!(
             s.get(&**subject, key).await,
