@@ -32,7 +32,7 @@
 //!   written with a multipart upload when the write has no condition.
 
 pub mod builder;
-mod layout;
+pub mod layout;
 pub mod url;
 
 use std::fmt;
