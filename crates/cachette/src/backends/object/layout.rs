@@ -28,12 +28,12 @@ use sha2::{Digest, Sha256};
 const MAGIC: &[u8; 4] = b"CCO1";
 
 /// The magic, the expiry and the key length.
-pub(crate) const FIXED_LEN: usize = 16;
+pub const FIXED_LEN: usize = 16;
 
 /// The longest escaped name before a key is stored under its digest:
 /// S3 takes keys of up to 1,024 bytes, the prefix and the folders
 /// included.
-pub(crate) const MAX_NAME_LEN: usize = 512;
+pub const MAX_NAME_LEN: usize = 512;
 
 /// The name of key `key` and whether it is a digest.
 pub(crate) fn name_of(key: &str) -> (String, bool) {
