@@ -93,6 +93,11 @@ fn base_url(scheme: &str, dir: &TempDir) -> Option<String> {
         "memory" => "memory://".to_owned(),
         "file" => format!("file://{path}/cache"),
         "redb" => format!("redb://{path}/cache.redb"),
+        "object+file" => format!("object+file://{path}/objects"),
+        "s3" => format!(
+            "s3://bucket/p?endpoint=http://127.0.0.1:{port}&allow_http=true&region=us-east-1"
+        ),
+        "gs" | "az" => format!("{scheme}://bucket/p"),
         "tiered" => return None,
         "redis+unix" | "memcached+unix" => format!("{scheme}://{path}/no.sock"),
         "redis+cluster" => format!("{scheme}://127.0.0.1:{port},127.0.0.1:{port}"),
@@ -122,8 +127,12 @@ async fn parameters(base: &str) -> Vec<String> {
 }
 
 /// Opens `url` and uses the backend a little; a panic anywhere fails.
+/// A cloud store is only opened: without credentials it would ask the
+/// cloud's metadata service, which a test must not wait for.
 async fn open_and_use(url: &str) {
+    let cloud = ["s3:", "gs:", "az:"].iter().any(|scheme| url.starts_with(scheme));
     match cachette::open(url).await {
+        Ok(_) if cloud => {}
         Ok(backend) => use_backend(backend).await,
         Err(error) => assert!(
             matches!(
