@@ -130,7 +130,9 @@ async fn parameters(base: &str) -> Vec<String> {
 /// A cloud store is only opened: without credentials it would ask the
 /// cloud's metadata service, which a test must not wait for.
 async fn open_and_use(url: &str) {
-    let cloud = ["s3:", "gs:", "az:"].iter().any(|scheme| url.starts_with(scheme));
+    let cloud = ["s3:", "gs:", "az:"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme));
     match cachette::open(url).await {
         Ok(_) if cloud => {}
         Ok(backend) => use_backend(backend).await,

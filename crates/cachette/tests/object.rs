@@ -157,10 +157,25 @@ async fn large_values_and_corrupt_objects() {
         .put(&Path::from("big/e/k_foreign"), PutPayload::from("not ours"))
         .await
         .unwrap();
+    store
+        .put(&Path::from("big/e/k_empty"), PutPayload::new())
+        .await
+        .unwrap();
     let before = backend.stats().await.unwrap().corrupt;
     assert_eq!(backend.get("cut").await.unwrap(), None);
     assert_eq!(backend.get("foreign").await.unwrap(), None);
-    assert_eq!(backend.stats().await.unwrap().corrupt, before + 2);
+    assert_eq!(backend.get("empty").await.unwrap(), None);
+    assert_eq!(backend.stats().await.unwrap().corrupt, before + 3);
+    // Reads of the header alone agree.
+    for key in ["foreign", "empty"] {
+        assert!(!backend.exists(key).await.unwrap(), "{key}");
+        assert_eq!(
+            backend.ttl(key).await.unwrap(),
+            cachette::KeyTtl::Missing,
+            "{key}"
+        );
+        assert!(!backend.delete(key).await.unwrap(), "{key}");
+    }
 }
 
 /// The server killed under load: operations fail within the timeout,

@@ -194,6 +194,32 @@ impl ObjectBackend {
         Ok(Found::Live(entry, e_tag))
     }
 
+    /// The expiry of `key`'s live object, from its first bytes only (a
+    /// ranged GET: a large value is not downloaded); `None` if it is
+    /// missing, expired, not an entry or another key's.
+    async fn read_head(
+        &self,
+        key: &str,
+        path: &Path,
+        digest: bool,
+        now: u64,
+    ) -> Result<Option<u64>> {
+        let len = layout::FIXED_LEN + if digest { key.len() } else { 0 };
+        let Some(head) = first_bytes(&*self.inner.store, path, len).await? else {
+            return Ok(None);
+        };
+        let Some((expires_at, key_len)) = layout::fixed(&head) else {
+            return Ok(None);
+        };
+        let owner = if digest {
+            key_len == key.len() && head.get(layout::FIXED_LEN..) == Some(key.as_bytes())
+        } else {
+            key_len == 0
+        };
+        let live = expires_at == 0 || expires_at > now;
+        Ok((owner && live).then_some(expires_at))
+    }
+
     /// Writes `bytes` to `path` with `mode`: `Ok(false)` when the mode's
     /// condition failed.
     async fn write(&self, path: &Path, bytes: Bytes, mode: PutMode) -> Result<bool> {
@@ -393,14 +419,12 @@ impl ObjectBackend {
                 async move {
                     let meta = meta.map_err(store_error)?;
                     let name = meta.location.filename().unwrap_or("").to_owned();
-                    let range = GetOptions {
-                        range: Some(GetRange::Bounded(0..layout::FIXED_LEN as u64 + 4096)),
-                        ..GetOptions::default()
-                    };
-                    let head = match backend.inner.store.get_opts(&meta.location, range).await {
-                        Ok(result) => result.bytes().await.map_err(store_error)?,
-                        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                        Err(err) => return Err(store_error(err)),
+                    let extra = if layout::is_digest(&name) { 4096 } else { 0 };
+                    let len = layout::FIXED_LEN + extra;
+                    let Some(head) =
+                        first_bytes(&*backend.inner.store, &meta.location, len).await?
+                    else {
+                        return Ok(None);
                     };
                     let Some((expires_at, key_len)) = layout::fixed(&head) else {
                         return Ok(Some((meta.location, None, 0)));
@@ -443,10 +467,10 @@ impl Backend for ObjectBackend {
     async fn delete(&self, key: &str) -> Result<bool> {
         let work = async {
             let (path, digest) = self.path_of(key)?;
-            let existed = matches!(
-                self.read(key, &path, digest, now_ms()).await?,
-                Found::Live(..)
-            );
+            let existed = self
+                .read_head(key, &path, digest, now_ms())
+                .await?
+                .is_some();
             match self.inner.store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(err) => return Err(store_error(err)),
@@ -462,10 +486,10 @@ impl Backend for ObjectBackend {
     async fn exists(&self, key: &str) -> Result<bool> {
         let work = async {
             let (path, digest) = self.path_of(key)?;
-            Ok(matches!(
-                self.read(key, &path, digest, now_ms()).await?,
-                Found::Live(..)
-            ))
+            Ok(self
+                .read_head(key, &path, digest, now_ms())
+                .await?
+                .is_some())
         };
         self.timed("exists", work).await
     }
@@ -569,12 +593,12 @@ impl Backend for ObjectBackend {
         let work = async {
             let (path, digest) = self.path_of(key)?;
             let now = now_ms();
-            Ok(match self.read(key, &path, digest, now).await? {
-                Found::Live(entry, _) if entry.expires_at == 0 => KeyTtl::Persistent,
-                Found::Live(entry, _) => {
-                    KeyTtl::ExpiresIn(Duration::from_millis(entry.expires_at.saturating_sub(now)))
+            Ok(match self.read_head(key, &path, digest, now).await? {
+                Some(0) => KeyTtl::Persistent,
+                Some(expires_at) => {
+                    KeyTtl::ExpiresIn(Duration::from_millis(expires_at.saturating_sub(now)))
                 }
-                _ => KeyTtl::Missing,
+                None => KeyTtl::Missing,
             })
         };
         self.timed("ttl", work).await
@@ -730,6 +754,26 @@ impl ObjectBackend {
             }
         }
         Ok(())
+    }
+}
+
+/// The first `len` bytes of an object (fewer if it is shorter); `None` if
+/// it is gone. A store refuses a range that starts past the end of an
+/// empty object: the object's size then tells a short object from a
+/// failure.
+async fn first_bytes(store: &dyn ObjectStore, path: &Path, len: usize) -> Result<Option<Bytes>> {
+    let options = GetOptions {
+        range: Some(GetRange::Bounded(0..len as u64)),
+        ..GetOptions::default()
+    };
+    match store.get_opts(path, options).await {
+        Ok(result) => Ok(Some(result.bytes().await.map_err(store_error)?)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(err) => match store.head(path).await {
+            Ok(meta) if meta.size < len as u64 => Ok(Some(Bytes::new())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            _ => Err(store_error(err)),
+        },
     }
 }
 

@@ -719,13 +719,18 @@ impl Backend for PostgresBackend {
     }
 
     async fn clear(&self) -> Result<()> {
-        self.execute(
-            "clear",
-            &self.inner.statements.clear_prefix,
-            &[&self.inner.prefix],
-        )
-        .await?;
-        Ok(())
+        loop {
+            let removed = self
+                .execute(
+                    "clear",
+                    &self.inner.statements.clear_prefix,
+                    &[&self.inner.prefix, &self.inner.sweep_batch],
+                )
+                .await?;
+            if removed < self.inner.sweep_batch as u64 {
+                return Ok(());
+            }
+        }
     }
 
     async fn keys(&self, pattern: &str) -> Result<KeyStream> {

@@ -3,8 +3,8 @@
 //! Every row is keyed by the SHA-256 of its stored key (`hash`, the
 //! primary key): a B-tree entry holds at most about 2.7 KB, and keys go up
 //! to 4 KiB. The key itself is kept beside it (`key`, compared byte for
-//! byte under the `C` collation) for `keys`, `clear` and the check that a
-//! row is the one asked for.
+//! byte under the `C` collation) for `keys`, `clear` and `invalidate_tags`
+//! (which keep to this backend's prefix).
 //!
 //! Time is the server's (`statement_timestamp()` in milliseconds), so that
 //! processes whose clocks disagree agree on what has expired. A row whose
@@ -187,10 +187,17 @@ impl Statements {
                 expires("$2"),
                 live("c")
             ),
-            clear_prefix: format!("DELETE FROM {t} WHERE starts_with(key, $1)"),
+            // In batches, each its own short transaction: a large prefix
+            // neither holds its rows locked for long nor runs into the
+            // statement timeout.
+            clear_prefix: format!(
+                "DELETE FROM {t} WHERE ctid = ANY(ARRAY( \
+                   SELECT c.ctid FROM {t} AS c WHERE starts_with(c.key, $1) LIMIT $2)) \
+                 AND starts_with(key, $1)"
+            ),
             keys_page: format!(
                 "SELECT hash, key FROM {t} AS c \
-                 WHERE hash > $1 AND key LIKE $2 ESCAPE '\\' AND {} \
+                 WHERE hash > $1 AND key LIKE $2 ESCAPE E'\\\\' AND {} \
                  ORDER BY hash LIMIT $3",
                 live("c")
             ),
