@@ -412,7 +412,9 @@ async fn every_scheme_names_itself_in_an_unknown_parameter_error() {
     for info in schemes().into_iter().filter(|info| info.enabled) {
         let url = match info.scheme {
             "tiered" => continue,
-            "file" | "redb" => format!("{}:///tmp/cachette-never-opened?bogus=1", info.scheme),
+            "file" | "redb" | "object+file" => {
+                format!("{}:///tmp/cachette-never-opened?bogus=1", info.scheme)
+            }
             "redis+unix" | "memcached+unix" => {
                 format!("{}:///tmp/cachette.sock?bogus=1", info.scheme)
             }
@@ -821,14 +823,15 @@ async fn a_tiered_cache_needs_both_layers_and_no_url() {
 
 #[test]
 fn an_unknown_cache_key_names_the_valid_ones() {
-    let err = CacheManager::from_toml_str("[caches.main]\nl3 = \"memory://\"\n").unwrap_err();
+    let err = CacheManager::from_toml_str("[caches.main]\nl4 = \"memory://\"\n").unwrap_err();
     assert_config_error(
         &err,
         &[
-            "unknown field `l3`",
+            "unknown field `l4`",
             "`url`",
             "`l1`",
             "`l2`",
+            "`l3`",
             "`l1_ttl`",
             "`channel`",
         ],

@@ -68,17 +68,17 @@ async fn three_tiers() {
     let l3 = cachette::open(&s3_url).await.unwrap();
 
     // A write goes to every tier.
-    let ten = SetOptions::new().ttl(Duration::from_secs(10));
+    let ten = SetOptions::new().ttl(Duration::from_secs(30));
     a.set("home", Bytes::from("<html>1"), &ten).await.unwrap();
     assert_eq!(l2.get("home").await.unwrap(), Some(Bytes::from("<html>1")));
     assert_eq!(l3.get("home").await.unwrap(), Some(Bytes::from("<html>1")));
 
     // A read that misses L1 and L2 fills them from L3, with the remaining
-    // TTL (10 s), not the upper tiers' 60 s.
+    // TTL (30 s), not the upper tiers' 60 s.
     l2.delete("home").await.unwrap();
     assert_eq!(b.get("home").await.unwrap(), Some(Bytes::from("<html>1")));
     match l2.ttl("home").await.unwrap() {
-        KeyTtl::ExpiresIn(left) => assert!(left <= Duration::from_secs(10), "{left:?}"),
+        KeyTtl::ExpiresIn(left) => assert!(left <= Duration::from_secs(30), "{left:?}"),
         other => panic!("L2 was not filled from L3 with a deadline: {other:?}"),
     }
     // B now serves it from its L1: even with L2 and L3 emptied.

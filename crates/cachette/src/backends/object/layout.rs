@@ -2,10 +2,11 @@
 //!
 //! **Names.** An entry of key `k` is the object `{prefix}/e/{name}`, where
 //! `name` is `k_` followed by the key with every byte outside
-//! `[A-Za-z0-9._-]` written as `!XX` (two upper-case hex digits): safe in
-//! every store (no `/`, no `..`, no control characters, only characters
-//! AWS lists as safe, none that `object_store` would percent-encode
-//! itself) and reversible, so `keys` reads the key
+//! `[a-z0-9_-]` written as `!xx` (two lower-case hex digits): safe in
+//! every store (no `/`, no `.` or `..`, no control characters, only
+//! characters AWS lists as safe, none that `object_store` would
+//! percent-encode itself, and no upper case, so that a file system that
+//! ignores case keeps `A` and `a` apart) and reversible, so `keys` reads the key
 //! back from the name. A key whose escaped name would pass
 //! [`MAX_NAME_LEN`] bytes is stored as `h_` and the hex SHA-256 of the key
 //! instead, with the key itself in the object's header (checked on read).
@@ -30,21 +31,21 @@ const MAGIC: &[u8; 4] = b"CCO1";
 /// The magic, the expiry and the key length.
 pub const FIXED_LEN: usize = 16;
 
-/// The longest escaped name before a key is stored under its digest:
-/// S3 takes keys of up to 1,024 bytes, the prefix and the folders
-/// included.
-pub const MAX_NAME_LEN: usize = 512;
+/// The longest escaped name before a key is stored under its digest: a
+/// file name takes at most 255 bytes, and S3 keys 1,024 with the prefix,
+/// the folders and a tag marker's two names included.
+pub const MAX_NAME_LEN: usize = 200;
 
 /// The name of key `key` and whether it is a digest.
 pub(crate) fn name_of(key: &str) -> (String, bool) {
     let mut name = String::with_capacity(key.len() + 2);
     name.push_str("k_");
     for &byte in key.as_bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-') {
+        if byte.is_ascii_lowercase() || byte.is_ascii_digit() || matches!(byte, b'_' | b'-') {
             name.push(char::from(byte));
         } else {
             name.push('!');
-            name.push_str(&format!("{byte:02X}"));
+            name.push_str(&format!("{byte:02x}"));
         }
         if name.len() > MAX_NAME_LEN {
             break;
@@ -190,12 +191,13 @@ mod tests {
             assert!(!digest);
             assert!(
                 name.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-!".contains(&b)),
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-!".contains(&b)),
                 "{name}"
             );
             assert_eq!(key_of(&name).as_deref(), Some(key));
         }
-        let long = "é".repeat(300);
+        assert_ne!(name_of("A").0.to_lowercase(), name_of("a").0.to_lowercase());
+        let long = "é".repeat(100);
         let (name, digest) = name_of(&long);
         assert!(digest && is_digest(&name) && name.len() == 66, "{name}");
         assert_eq!(key_of(&name), None);

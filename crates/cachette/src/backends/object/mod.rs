@@ -115,12 +115,23 @@ impl fmt::Debug for ObjectBackend {
 
 /// What a read found.
 enum Found {
-    /// A live entry, and the ETag of its object.
-    Live(Entry, Option<String>),
+    /// A live entry, and the version of its object.
+    Live(Entry, Option<UpdateVersion>),
     /// An object that is expired, corrupt, foreign or another key's (a
-    /// digest collision): to be replaced; its ETag.
-    Dead(Option<String>),
+    /// digest collision): to be replaced, if still this version. Expired
+    /// objects are left to `purge_expired`: deleting one here could
+    /// delete a newer object written meanwhile.
+    Dead(Option<UpdateVersion>),
     Missing,
+}
+
+/// The version of an object a compare-and-swap expects: its ETag, and
+/// the generation where the store has one (GCS needs it).
+fn version_of(meta: &object_store::ObjectMeta) -> Option<UpdateVersion> {
+    meta.e_tag.as_ref().map(|e_tag| UpdateVersion {
+        e_tag: Some(e_tag.clone()),
+        version: meta.version.clone(),
+    })
 }
 
 impl ObjectBackend {
@@ -171,7 +182,7 @@ impl ObjectBackend {
             Err(object_store::Error::NotFound { .. }) => return Ok(Found::Missing),
             Err(err) => return Err(store_error(err)),
         };
-        let e_tag = result.meta.e_tag.clone();
+        let e_tag = version_of(&result.meta);
         let bytes = result.bytes().await.map_err(store_error)?;
         let Some(entry) = layout::decode(bytes) else {
             self.inner.counters.bump(Event::Corrupt);
@@ -186,10 +197,7 @@ impl ObjectBackend {
             return Ok(Found::Dead(e_tag));
         }
         if entry.expired(now) {
-            self.inner.counters.bump(Event::Expiration);
-            // Deleted as found; a failure changes no answer.
-            let _ = self.inner.store.delete(path).await;
-            return Ok(Found::Dead(None));
+            return Ok(Found::Dead(e_tag));
         }
         Ok(Found::Live(entry, e_tag))
     }
@@ -250,15 +258,18 @@ impl ObjectBackend {
         }
     }
 
-    /// Replaces the object read as `found` (absent, or with that ETag):
-    /// atomically where the store compares ETags, by overwriting otherwise.
-    async fn replace(&self, path: &Path, bytes: Bytes, e_tag: Option<String>) -> Result<bool> {
-        let mode = match e_tag {
+    /// Replaces the object read as `found` (absent, or that version):
+    /// atomically where the store compares versions, by overwriting
+    /// otherwise.
+    async fn replace(
+        &self,
+        path: &Path,
+        bytes: Bytes,
+        found: Option<UpdateVersion>,
+    ) -> Result<bool> {
+        let mode = match found {
             None => PutMode::Create,
-            Some(e_tag) if self.inner.conditional_update => PutMode::Update(UpdateVersion {
-                e_tag: Some(e_tag),
-                version: None,
-            }),
+            Some(version) if self.inner.conditional_update => PutMode::Update(version),
             Some(_) => PutMode::Overwrite,
         };
         self.write(path, bytes, mode).await
@@ -629,16 +640,21 @@ impl Backend for ObjectBackend {
     }
 
     async fn clear(&self) -> Result<()> {
+        // The entries and the tag index only: whatever else lives under
+        // the prefix (or the whole bucket, with no prefix) is not ours.
         let work = async {
-            let paths: Vec<Path> = self
-                .inner
-                .store
-                .list(Some(&self.inner.root))
-                .map_ok(|meta| meta.location)
-                .try_collect()
-                .await
-                .map_err(store_error)?;
-            self.delete_paths(paths).await
+            for folder in [&self.inner.entries, &self.inner.tags] {
+                let paths: Vec<Path> = self
+                    .inner
+                    .store
+                    .list(Some(folder))
+                    .map_ok(|meta| meta.location)
+                    .try_collect()
+                    .await
+                    .map_err(store_error)?;
+                self.delete_paths(paths).await?;
+            }
+            Ok(())
         };
         self.timed("clear", work).await
     }
@@ -777,33 +793,45 @@ async fn first_bytes(store: &dyn ObjectStore, path: &Path, len: usize) -> Result
     }
 }
 
-/// A store's failure as cachette's error. The store's messages name
-/// paths and HTTP statuses, never credentials.
+/// A store's failure as cachette's error: the kind from the error's
+/// variant, or, for a request that failed, from the HTTP client's own
+/// classification (never from the message, which names the key). The
+/// store's messages name paths and HTTP statuses, never credentials.
 fn store_error(err: object_store::Error) -> Error {
     let kind = match &err {
-        object_store::Error::NotFound { .. } => ErrorKind::Backend,
         object_store::Error::PermissionDenied { .. }
         | object_store::Error::Unauthenticated { .. } => ErrorKind::PermissionDenied,
         object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. } => {
             ErrorKind::Unsupported
         }
         object_store::Error::InvalidPath { .. } => ErrorKind::InvalidInput,
-        _ => {
-            let text = error_chain(&err);
-            if text.contains("timed out") || text.contains("timeout") {
-                ErrorKind::Timeout
-            } else if text.contains("connect")
-                || text.contains("Connection")
-                || text.contains("error sending request")
-                || text.contains("connection")
-            {
-                ErrorKind::Connection
-            } else {
-                ErrorKind::Backend
-            }
-        }
+        other => request_kind(other),
     };
     Error::new(kind, NAME, error_chain(&err))
+}
+
+/// `Connection` or `Timeout` for a request the network failed, `Backend`
+/// for anything else.
+fn request_kind(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+    {
+        use object_store::client::{HttpError, HttpErrorKind};
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(cause) = source {
+            if let Some(http) = cause.downcast_ref::<HttpError>() {
+                return match http.kind() {
+                    HttpErrorKind::Timeout => ErrorKind::Timeout,
+                    HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Interrupted => ErrorKind::Connection,
+                    _ => ErrorKind::Backend,
+                };
+            }
+            source = cause.source();
+        }
+    }
+    let _ = err;
+    ErrorKind::Backend
 }
 
 /// An error and its sources, joined.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use super::{NAME, ObjectBackend, ObjectBuilder};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::params::{Opening, Scheme, UrlParams, decode, no_fragment, parse_url, redact};
+use crate::params::{Opening, Scheme, UrlParams, decode, no_fragment, no_host, parse_url, redact};
 
 /// The local-files scheme.
 pub(crate) const LOCAL_SCHEMES: &[Scheme] = &[Scheme {
@@ -109,17 +109,24 @@ pub(crate) fn builder(url: &str) -> Result<ObjectBuilder> {
     }
     let scheme = parsed.scheme().to_owned();
     let (mut builder, mut params, path_prefix) = if scheme == "object+file" {
+        no_host(
+            &parsed,
+            NAME,
+            &["localhost"],
+            "the directory follows `object+file://`, e.g. `object+file:///var/cache/app`",
+        )?;
         let dir = decode(parsed.path(), NAME, "the directory")?;
         if dir.is_empty() || dir == "/" {
             return Err(bad("name a directory, e.g. `object+file:///var/cache/app`"));
         }
+        // The parameters are checked before anything is created.
+        let params = UrlParams::parse(&parsed, NAME, &[PARAMS])?;
         std::fs::create_dir_all(&dir).map_err(|err| {
             Error::config(NAME, format!("cannot create the directory `{dir}`")).with_source(err)
         })?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|err| {
             Error::config(NAME, format!("cannot open the directory `{dir}`: {err}"))
         })?;
-        let params = UrlParams::parse(&parsed, NAME, &[PARAMS])?;
         let builder = ObjectBackend::builder(Arc::new(store))
             .conditional_update(false)
             .shown(format!("object+file://{dir}"));
