@@ -811,7 +811,7 @@ async fn child_opener() {
     }
     match FileBackend::builder(&root).build() {
         Ok(_) => println!("OPENED"),
-        Err(error) => println!("FAILED {error}"),
+        Err(error) => println!("FAILED {error}: {:?}", std::error::Error::source(&error)),
     }
 }
 

@@ -75,6 +75,15 @@ pub(super) fn sync_dir(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// A suffix for a temporary file name that no other writer picks: the
+/// process id and a random number. The random number alone is not
+/// enough: processes started together can seed their generators alike
+/// (seen: four processes opening one directory at once drew the same
+/// marker name).
+pub(super) fn unique_suffix() -> String {
+    format!("{:x}-{:016x}", std::process::id(), fastrand::u64(..))
+}
+
 /// Creates a new file 0600 that must not exist yet.
 pub(super) fn create_new_file(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
@@ -218,7 +227,7 @@ pub(super) fn prepare_dir(root: &Path, allow_non_empty: bool) -> Result<()> {
     }
     // Written whole under a temporary name, then renamed, so that another
     // process never reads half a marker.
-    let temp = root.join(format!("{MARKER}.tmp-{:016x}", fastrand::u64(..)));
+    let temp = root.join(format!("{MARKER}.tmp-{}", unique_suffix()));
     let written = create_new_file(&temp)
         .and_then(|mut file| {
             file.write_all(format!("{MARKER_TITLE}\nformat: {FORMAT_VERSION}\n").as_bytes())?;

@@ -287,9 +287,11 @@ impl Store {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let temp = dir.join(format!("{TEMP_PREFIX}{:016x}", fastrand::u64(..)));
+            let temp = dir.join(format!("{TEMP_PREFIX}{}", super::files::unique_suffix()));
             match create_new_file(&temp) {
                 Ok(file) => return Ok((temp, file)),
+                // Another writer drew the same name: draw again.
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists && attempts < 4 => {}
                 Err(error) if error.kind() == io::ErrorKind::NotFound && attempts < 4 => {
                     create_dir(dir).map_err(|e| io_error("create the directory", dir, e))?;
                     if self.options.fsync {
