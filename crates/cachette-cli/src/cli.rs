@@ -93,6 +93,14 @@ pub(crate) enum BackendCommand {
     Set(ops::SetArgs),
     /// Remove keys; prints how many existed.
     Del(ops::DelArgs),
+    /// Print `true` if the key exists, `false` (exit status 1) if not.
+    Exists(ops::KeyArgs),
+    /// Print the values of several keys, one line each; an empty line (and
+    /// `(miss) KEY` on stderr) for a missing key.
+    Mget(ops::DelArgs),
+    /// Remove every entry stored with any of these tags; prints how many
+    /// were removed (0 where the backend cannot count them).
+    InvalidateTags(ops::TagsArgs),
     /// Print the remaining lifetime of a key: `missing`, `persistent` or e.g. `1432ms`.
     Ttl(ops::KeyArgs),
     /// Give a present key a new deadline (or none); exits 1 if it is absent.

@@ -541,3 +541,40 @@ fn object_storage_keeps_a_value_between_processes() {
     assert_eq!(get.status.code(), Some(1), "expired: {}", stdout(&get));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `exists`, `mget` and `invalidate-tags` on a file cache, each in its own
+/// process: what `set --tag` wrote, the CLI can invalidate.
+#[test]
+fn exists_mget_and_invalidate_tags() {
+    let dir = cachette::testing::servers::fresh_dir();
+    let url = format!("file://{}/cache", dir.display());
+    for (key, value, tag) in [("a", "1", "red"), ("b", "2", "blue"), ("c", "3", "red")] {
+        let set = cachette(&["--url", &url, "set", key, value, "--tag", tag]);
+        assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
+    }
+    let exists = cachette(&["--url", &url, "exists", "a"]);
+    assert_eq!(
+        (exists.status.code(), stdout(&exists).trim()),
+        (Some(0), "true")
+    );
+    let absent = cachette(&["--url", &url, "exists", "zz"]);
+    assert_eq!(
+        (absent.status.code(), stdout(&absent).trim()),
+        (Some(1), "false")
+    );
+    let mget = cachette(&["--url", &url, "mget", "a", "zz", "c"]);
+    assert_eq!(mget.status.code(), Some(0), "{}", stderr(&mget));
+    assert_eq!(stdout(&mget), "1\n\n3\n");
+    assert!(stderr(&mget).contains("(miss) zz"), "{}", stderr(&mget));
+    let invalidated = cachette(&["--url", &url, "invalidate-tags", "red"]);
+    assert_eq!(
+        invalidated.status.code(),
+        Some(0),
+        "{}",
+        stderr(&invalidated)
+    );
+    assert_eq!(stdout(&invalidated).trim(), "2");
+    let mget = cachette(&["--url", &url, "mget", "a", "b", "c"]);
+    assert_eq!(stdout(&mget), "\n2\n\n");
+    let _ = std::fs::remove_dir_all(dir);
+}

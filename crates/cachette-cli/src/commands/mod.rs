@@ -56,6 +56,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         BackendCommand::Clear(args) => ops::clear(&*backend, &args).await,
         BackendCommand::Stats(args) => ops::stats(&*backend, &args).await,
         BackendCommand::Ping => ops::ping(&*backend).await,
+        BackendCommand::Exists(args) => ops::exists(&*backend, &args).await,
+        BackendCommand::Mget(args) => ops::mget(&*backend, &args).await,
+        BackendCommand::InvalidateTags(args) => ops::invalidate_tags(&*backend, &args).await,
         BackendCommand::PurgeExpired => ops::purge_expired(&*backend).await,
     };
     let closed = match &manager {

@@ -71,6 +71,14 @@ pub(crate) struct DelArgs {
     keys: Vec<String>,
 }
 
+/// Arguments of `cachette invalidate-tags`.
+#[derive(Debug, Args)]
+pub(crate) struct TagsArgs {
+    /// The tags.
+    #[arg(required = true, num_args = 1..)]
+    tags: Vec<String>,
+}
+
 /// Arguments of commands that take one key.
 #[derive(Debug, Args)]
 pub(crate) struct KeyArgs {
@@ -290,6 +298,49 @@ pub(crate) async fn ping(backend: &dyn Backend) -> anyhow::Result<Outcome> {
     backend.health().await?;
     let latency = started.elapsed();
     print_line(format_args!("PONG {:.3}ms", latency.as_secs_f64() * 1e3))?;
+    Ok(Outcome::Done)
+}
+
+/// `cachette exists KEY`.
+pub(crate) async fn exists(backend: &dyn Backend, args: &KeyArgs) -> anyhow::Result<Outcome> {
+    let found = backend.exists(&args.key).await?;
+    print_line(found)?;
+    Ok(if found {
+        Outcome::Done
+    } else {
+        Outcome::Absent
+    })
+}
+
+/// `cachette mget KEY...`.
+pub(crate) async fn mget(backend: &dyn Backend, args: &DelArgs) -> anyhow::Result<Outcome> {
+    let keys: Vec<&str> = args.keys.iter().map(String::as_str).collect();
+    let values = backend.get_many(&keys).await?;
+    for (key, value) in keys.iter().zip(values) {
+        match value {
+            Some(value) => match std::str::from_utf8(&value) {
+                Ok(text) => print_line(text)?,
+                Err(_) => {
+                    output::print_bytes(&value)?;
+                    print_line("")?;
+                }
+            },
+            None => {
+                note(&format!("(miss) {key}"));
+                print_line("")?;
+            }
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+/// `cachette invalidate-tags TAG...`.
+pub(crate) async fn invalidate_tags(
+    backend: &dyn Backend,
+    args: &TagsArgs,
+) -> anyhow::Result<Outcome> {
+    let tags: Vec<&str> = args.tags.iter().map(String::as_str).collect();
+    print_line(backend.invalidate_tags(&tags).await?)?;
     Ok(Outcome::Done)
 }
 
