@@ -578,3 +578,17 @@ fn exists_mget_and_invalidate_tags() {
     assert_eq!(stdout(&mget), "\n2\n\n");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The default store of `bench` is bounded below the key space: a warmed
+/// run still misses (an unbounded one would be all hits).
+#[test]
+fn bench_by_default_evicts_and_misses() {
+    let output = cachette(&[
+        "bench", "--ops", "20000", "--keys", "1000", "--json", "--seed", "7",
+    ]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert!(report["misses"].as_u64().unwrap() > 0, "{report}");
+    let hit_ratio = report["hit_ratio"].as_f64().unwrap();
+    assert!(hit_ratio < 1.0, "{report}");
+}

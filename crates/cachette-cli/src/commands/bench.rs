@@ -52,7 +52,9 @@ Each operation is a get (probability --read-ratio) or a set of one of --keys
 keys, drawn with a Zipf distribution (--alpha 0 is uniform). A get that
 misses is followed by a set of that key, like a read-through cache: the set
 is part of the get's latency and counted as a fill (--no-fill turns it off).
-The warmup writes every key once first, in batches (set_many).
+The warmup writes every key once first, in batches (set_many). Without
+--url (or with a bare memory://), the store is memory bounded to a tenth of
+--keys, so that the run evicts and misses.
 
 Keys are named `cachette-bench:<n>` and are left in the backend afterwards.
 
@@ -109,6 +111,13 @@ impl BenchArgs {
         // `overrides_with` leaves only the last of the two flags set.
         self.warmup || !self.no_warmup
     }
+}
+
+/// The store `bench` runs on when `--url` is left at `memory://`: bounded
+/// to a tenth of the key space (at least one entry), so that the
+/// workload evicts and misses.
+pub(crate) fn bounded_memory_url(args: &BenchArgs) -> String {
+    format!("memory://?max_entries={}", (args.keys / 10).max(1))
 }
 
 /// Runs the benchmark and prints its report.

@@ -41,7 +41,18 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }?;
             (backend, Some(manager))
         }
-        None => (open_backend(&cli.url).await?, None),
+        None => {
+            // An unbounded store would hold every key after the warm-up: a
+            // benchmark of hits alone. The default store is bounded below
+            // the key space instead.
+            let url = match &command {
+                BackendCommand::Bench(args) if cli.url == "memory://" => {
+                    bench::bounded_memory_url(args)
+                }
+                _ => cli.url.clone(),
+            };
+            (open_backend(&url).await?, None)
+        }
     };
     let outcome = match command {
         BackendCommand::Bench(args) => bench::run(Arc::clone(&backend), &args).await,
