@@ -79,6 +79,12 @@ pub(crate) enum Command {
     Backends(backends::BackendsArgs),
     /// Replay a trace through each eviction policy and cache size; print the miss ratios.
     Sim(sim::SimArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell), e.g. `cachette completions bash > /etc/bash_completion.d/cachette`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     #[command(flatten)]
     OnBackend(BackendCommand),
 }

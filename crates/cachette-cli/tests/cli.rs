@@ -592,3 +592,23 @@ fn bench_by_default_evicts_and_misses() {
     let hit_ratio = report["hit_ratio"].as_f64().unwrap();
     assert!(hit_ratio < 1.0, "{report}");
 }
+
+/// Shell completions name the commands, for each shell clap supports.
+#[test]
+fn completions_name_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = cachette(&["completions", shell]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{shell}: {}",
+            stderr(&output)
+        );
+        let script = stdout(&output);
+        for command in ["invalidate-tags", "purge-expired", "mget", "bench"] {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+    }
+    let output = cachette(&["completions", "tcsh"]);
+    assert_eq!(output.status.code(), Some(2));
+}

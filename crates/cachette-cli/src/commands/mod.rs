@@ -29,6 +29,12 @@ pub(crate) enum Outcome {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let command = match cli.command {
         Command::Backends(args) => return backends::run(&args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "cachette", &mut std::io::stdout());
+            return Ok(Outcome::Done);
+        }
         Command::Sim(args) => return sim::run(&args),
         Command::OnBackend(command) => command,
     };
