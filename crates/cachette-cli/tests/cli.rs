@@ -612,3 +612,29 @@ fn completions_name_the_commands() {
     let output = cachette(&["completions", "tcsh"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// `stats --prometheus` prints the text exposition format: a TYPE line
+/// and a labelled sample for every counter.
+#[test]
+fn stats_prints_prometheus_text() {
+    let output = cachette(&["stats", "--prometheus"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("# TYPE cachette_hits_total counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cachette_hits_total{backend=\"memory\"} 0\n"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE cachette_entries gauge\n"), "{text}");
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect("a sample line");
+        assert!(
+            series.starts_with("cachette_") && series.ends_with('}'),
+            "{line}"
+        );
+        value.parse::<u64>().expect("an integer sample");
+    }
+}

@@ -144,8 +144,14 @@ pub(crate) struct ClearArgs {
 #[derive(Debug, Args)]
 pub(crate) struct StatsArgs {
     /// Print one JSON object instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prometheus")]
     json: bool,
+    /// Print Prometheus' text exposition format instead of a table:
+    /// `cachette_<counter>_total` counters, `cachette_entries` and
+    /// `cachette_bytes` gauges, `cachette_detail_total{name=…}` for the
+    /// backend's own counters, each labelled with the backend.
+    #[arg(long)]
+    prometheus: bool,
 }
 
 /// `cachette get KEY`.
@@ -276,6 +282,8 @@ pub(crate) async fn stats(backend: &dyn Backend, args: &StatsArgs) -> anyhow::Re
     let stats = backend.stats().await?;
     if args.json {
         output::print_json(&StatsRow::new(backend.name(), &stats))?;
+    } else if args.prometheus {
+        print_line(prometheus(backend.name(), &stats).trim_end())?;
     } else {
         let mut table = output::table(["counter", "value"]);
         table.add_row(["backend".to_owned(), backend.name().to_owned()]);
@@ -290,6 +298,40 @@ pub(crate) async fn stats(backend: &dyn Backend, args: &StatsArgs) -> anyhow::Re
         output::print_table(&table)?;
     }
     Ok(Outcome::Done)
+}
+
+/// `stats` in Prometheus' text exposition format (version 0.0.4).
+fn prometheus(backend: &str, stats: &Stats) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let label = format!("backend=\"{}\"", escape_label(backend));
+    for (name, value) in stats.counters() {
+        let (metric, kind) = match name {
+            "entries" | "bytes" => (format!("cachette_{name}"), "gauge"),
+            _ => (format!("cachette_{name}_total"), "counter"),
+        };
+        let _ = writeln!(out, "# TYPE {metric} {kind}");
+        let _ = writeln!(out, "{metric}{{{label}}} {value}");
+    }
+    if !stats.details.is_empty() {
+        let _ = writeln!(out, "# TYPE cachette_detail_total counter");
+        for (name, value) in &stats.details {
+            let _ = writeln!(
+                out,
+                "cachette_detail_total{{{label},name=\"{}\"}} {value}",
+                escape_label(name)
+            );
+        }
+    }
+    out
+}
+
+/// A label value as the exposition format writes it.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// `cachette ping`.
