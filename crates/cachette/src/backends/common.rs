@@ -581,6 +581,56 @@ pub(crate) fn tls_config_builder(
         .map_err(|err| Error::config(backend, format!("TLS: {err}")))
 }
 
+/// Waits before attempt `attempt + 1` of an operation that lost a race
+/// (a compare-and-swap, a deadlock): a random time up to `first`
+/// doubling with each attempt to at most `max`, so that racing writers
+/// spread out instead of colliding again.
+#[cfg(any(feature = "memcached", feature = "postgres", feature = "object"))]
+pub(crate) async fn back_off(attempt: u32, first: Duration, max: Duration) {
+    let ceiling = first.saturating_mul(1 << attempt.min(16)).min(max);
+    let micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
+    tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=micros))).await;
+}
+
+/// The tags of a write, each once, checked against a backend's limits: at
+/// most `max_tags` tags, each of a length in `lengths` (bytes), else
+/// [`ErrorKind::InvalidInput`] naming the limit.
+#[cfg(any(feature = "postgres", feature = "object"))]
+pub(crate) fn checked_tags(
+    backend: &'static str,
+    tags: &[String],
+    max_tags: usize,
+    lengths: std::ops::RangeInclusive<usize>,
+) -> Result<Vec<String>> {
+    if tags.len() > max_tags {
+        return Err(Error::invalid_input(
+            backend,
+            format!(
+                "{} tags; the limit of this backend is {max_tags}",
+                tags.len()
+            ),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        if !lengths.contains(&tag.len()) {
+            return Err(Error::invalid_input(
+                backend,
+                format!(
+                    "a tag of {} bytes; tags are {} to {} bytes",
+                    tag.len(),
+                    lengths.start(),
+                    lengths.end()
+                ),
+            ));
+        }
+        if !out.contains(tag) {
+            out.push(tag.clone());
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

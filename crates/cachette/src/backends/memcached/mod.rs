@@ -102,7 +102,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::common::{BASE_CAPABILITIES, Counters, Event, Limits, now_ms};
+use super::common::{BASE_CAPABILITIES, Counters, Event, Limits, back_off, now_ms};
 use crate::backend::{
     Backend, Capabilities, Expiry, KeyStream, KeyTtl, Lease, LeaseToken, SetCondition, SetOptions,
     Stats, TtlPrecision, parse_counter,
@@ -1067,8 +1067,7 @@ impl Backend for MemcachedBackend {
             if started.elapsed() > budget {
                 return Err(contended("incr", attempt));
             }
-            let ceiling = (50_u64 << attempt.min(7)).min(5_000);
-            tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=ceiling))).await;
+            back_off(attempt, Duration::from_micros(50), Duration::from_millis(5)).await;
             attempt += 1;
         }
     }

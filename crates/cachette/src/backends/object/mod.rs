@@ -52,7 +52,9 @@ use crate::backend::{
     Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetCondition, SetOptions, Stats,
     add_to_counter, format_counter,
 };
-use crate::backends::common::{BASE_CAPABILITIES, Counters, Event, Limits, now_ms};
+use crate::backends::common::{
+    BASE_CAPABILITIES, Counters, Event, Limits, back_off, checked_tags, now_ms,
+};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use builder::ObjectBuilder;
@@ -66,14 +68,6 @@ pub(crate) const NAME: &str = "object";
 /// How often a compare-and-swap starts again before it gives up (the
 /// operation's timeout usually ends it first).
 const MAX_ATTEMPTS: usize = 256;
-
-/// Waits before attempt `attempt + 1` of a compare-and-swap that lost: a
-/// random time up to 1 ms doubling to at most 100 ms, so that writers of
-/// one key spread out instead of colliding again.
-async fn back_off(attempt: usize) {
-    let ceiling = (1_000_u64 << attempt.min(7)).min(100_000);
-    tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=ceiling))).await;
-}
 
 /// The most tags of one entry, and the longest tag (a marker's name).
 const MAX_TAGS: usize = 64;
@@ -306,40 +300,12 @@ impl ObjectBackend {
         Ok(())
     }
 
-    fn check_tags(&self, tags: &[String]) -> Result<Vec<String>> {
-        if tags.len() > MAX_TAGS {
-            return Err(Error::invalid_input(
-                NAME,
-                format!(
-                    "{} tags; the limit of this backend is {MAX_TAGS}",
-                    tags.len()
-                ),
-            ));
-        }
-        let mut out: Vec<String> = Vec::with_capacity(tags.len());
-        for tag in tags {
-            if tag.is_empty() || tag.len() > MAX_TAG_LEN {
-                return Err(Error::invalid_input(
-                    NAME,
-                    format!(
-                        "a tag of {} bytes; tags are 1 to {MAX_TAG_LEN} bytes",
-                        tag.len()
-                    ),
-                ));
-            }
-            if !out.contains(tag) {
-                out.push(tag.clone());
-            }
-        }
-        Ok(out)
-    }
-
     async fn set_one(&self, key: &str, value: &Bytes, options: &SetOptions) -> Result<bool> {
         let (path, digest) = self.path_of(key)?;
         self.inner.limits.check_value(value)?;
         let now = now_ms();
         let expires_at = self.inner.limits.deadline(options.expiry, now)?;
-        let tags = self.check_tags(&options.tags)?;
+        let tags = checked_tags(NAME, &options.tags, MAX_TAGS, 1..=MAX_TAG_LEN)?;
         let bytes = layout::encode(expires_at, digest.then_some(key), &tags, value);
         if !tags.is_empty() {
             self.mark(&tags, &path).await?;
@@ -350,7 +316,12 @@ impl ObjectBackend {
                 let mut outcome = None;
                 for attempt in 0..MAX_ATTEMPTS {
                     if attempt > 0 {
-                        back_off(attempt).await;
+                        back_off(
+                            attempt as u32,
+                            Duration::from_millis(1),
+                            Duration::from_millis(100),
+                        )
+                        .await;
                     }
                     if self.write(&path, bytes.clone(), PutMode::Create).await? {
                         outcome = Some(true);
@@ -376,7 +347,12 @@ impl ObjectBackend {
                 let mut outcome = None;
                 for attempt in 0..MAX_ATTEMPTS {
                     if attempt > 0 {
-                        back_off(attempt).await;
+                        back_off(
+                            attempt as u32,
+                            Duration::from_millis(1),
+                            Duration::from_millis(100),
+                        )
+                        .await;
                     }
                     match self.read(key, &path, digest, now).await? {
                         Found::Live(_, e_tag) => {
@@ -567,7 +543,12 @@ impl Backend for ObjectBackend {
             let (path, digest) = self.path_of(key)?;
             for attempt in 0..MAX_ATTEMPTS {
                 if attempt > 0 {
-                    back_off(attempt).await;
+                    back_off(
+                        attempt as u32,
+                        Duration::from_millis(1),
+                        Duration::from_millis(100),
+                    )
+                    .await;
                 }
                 let now = now_ms();
                 let (value, expires_at, tags, e_tag) =
@@ -620,7 +601,12 @@ impl Backend for ObjectBackend {
             let (path, digest) = self.path_of(key)?;
             for attempt in 0..MAX_ATTEMPTS {
                 if attempt > 0 {
-                    back_off(attempt).await;
+                    back_off(
+                        attempt as u32,
+                        Duration::from_millis(1),
+                        Duration::from_millis(100),
+                    )
+                    .await;
                 }
                 let now = now_ms();
                 let (entry, e_tag) = match self.read(key, &path, digest, now).await? {

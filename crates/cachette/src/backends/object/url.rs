@@ -84,9 +84,11 @@ const PARAMS: &[&str] = &[
 ];
 
 /// The parameters of the cloud forms.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 const CLOUD_PARAMS: &[&str] = &["connect_timeout", "retries"];
 
 /// The parameters of `s3://`.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 const S3_PARAMS: &[&str] = &["region", "endpoint", "allow_http"];
 
 fn open(url: &str) -> Opening<'_> {

@@ -71,7 +71,9 @@ use crate::backend::{
     Backend, Capabilities, Expiry, KeyStream, KeyTtl, SetCondition, SetOptions, Stats,
     add_to_counter, format_counter,
 };
-use crate::backends::common::{BASE_CAPABILITIES, Counters, Event, Limits, PurgeTask};
+use crate::backends::common::{
+    BASE_CAPABILITIES, Counters, Event, Limits, PurgeTask, back_off, checked_tags,
+};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use builder::PostgresBuilder;
@@ -276,8 +278,7 @@ impl PostgresBackend {
                         || code == Some(&SqlState::T_R_SERIALIZATION_FAILURE))
                 {
                     // The server rolled the statement back: run it again.
-                    let wait = fastrand::u64(0..=5_000_u64 << tries);
-                    tokio::time::sleep(Duration::from_micros(wait)).await;
+                    back_off(tries, Duration::from_millis(5), Duration::from_millis(40)).await;
                 } else {
                     return Err(pg_error(&err));
                 }
@@ -344,36 +345,13 @@ impl PostgresBackend {
         if tags.is_empty() {
             return Ok(None);
         }
-        if tags.len() > MAX_TAGS {
+        if tags.iter().any(|tag| tag.contains('\0')) {
             return Err(Error::invalid_input(
                 NAME,
-                format!(
-                    "{} tags; the limit of this backend is {MAX_TAGS}",
-                    tags.len()
-                ),
+                "a tag holds a NUL character, which PostgreSQL text cannot store",
             ));
         }
-        let mut out: Vec<String> = Vec::with_capacity(tags.len());
-        for tag in tags {
-            if tag.len() > MAX_TAG_LEN || tag.contains('\0') {
-                return Err(Error::invalid_input(
-                    NAME,
-                    format!(
-                        "a tag of {} bytes{}; tags are at most {MAX_TAG_LEN} bytes without NUL",
-                        tag.len(),
-                        if tag.contains('\0') {
-                            " holding NUL"
-                        } else {
-                            ""
-                        }
-                    ),
-                ));
-            }
-            if !out.contains(tag) {
-                out.push(tag.clone());
-            }
-        }
-        Ok(Some(out))
+        checked_tags(NAME, tags, MAX_TAGS, 0..=MAX_TAG_LEN).map(Some)
     }
 
     /// One sweeper pass: expired rows, then the bounds. Returns how many
