@@ -397,7 +397,6 @@ fn sample(line: &str) -> String {
         }
         None => line
             .split_once(' ')
-            .map(|(name, rest)| (name, rest))
             .unwrap_or_else(|| panic!("no value: {line:?}")),
     };
     assert!(valid_name(series), "metric name {series:?} in {line:?}");
