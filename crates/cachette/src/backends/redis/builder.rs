@@ -253,12 +253,14 @@ impl RedisBuilder {
     /// Sends the server's RESP3 push messages (and redis-rs'
     /// `Disconnection` notices) to `sender`; the connection speaks RESP3.
     /// Standalone only.
+    #[cfg(feature = "near")]
     pub(crate) fn push_sender(mut self, sender: Arc<dyn AsyncPushSender>) -> Self {
         self.push_sender = Some(sender);
         self
     }
 
     /// The key prefix set so far.
+    #[cfg(feature = "near")]
     pub(crate) fn prefix_text(&self) -> &str {
         &self.prefix
     }

@@ -6,6 +6,7 @@ use super::{INTERNAL, RedisBackend, cluster};
 
 impl RedisBackend {
     /// The key as stored in Redis: the prefix, then `key`.
+    #[cfg(feature = "near")]
     pub(crate) fn stored_key(&self, key: &str) -> Vec<u8> {
         self.data_key(key)
     }

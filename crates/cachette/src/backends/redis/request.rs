@@ -103,6 +103,7 @@ pub(super) fn require_runtime(operation: &'static str) -> Result<()> {
 impl RedisBackend {
     /// Sends `pipe` on the backend's connection within its deadline (the
     /// near cache's tracked reads share the connection).
+    #[cfg(feature = "near")]
     pub(crate) async fn query_pipeline<T: redis::FromRedisValue>(
         &self,
         operation: &'static str,
