@@ -146,7 +146,8 @@ impl BackendHandle {
     /// [`Backend::set`]: writes `value`; returns whether it was written
     /// (a condition of `options` may prevent it).
     pub fn set(&self, key: &str, value: Bytes, options: &SetOptions) -> Result<bool> {
-        self.driver.call("set", self.backend.set(key, value, options))
+        self.driver
+            .call("set", self.backend.set(key, value, options))
     }
 
     /// [`Backend::delete`]: removes `key`; returns whether it existed.
@@ -172,7 +173,8 @@ impl BackendHandle {
 
     /// [`Backend::delete_many`]: how many of the keys existed.
     pub fn delete_many(&self, keys: &[&str]) -> Result<u64> {
-        self.driver.call("delete_many", self.backend.delete_many(keys))
+        self.driver
+            .call("delete_many", self.backend.delete_many(keys))
     }
 
     /// [`Backend::incr`]: adds `delta` to the counter at `key`.

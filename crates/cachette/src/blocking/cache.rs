@@ -179,7 +179,11 @@ impl<C: Codec> Cache<C> {
 
     /// Encodes and writes several values in one backend call; see
     /// [`cache::Cache::set_many`](crate::cache::Cache::set_many).
-    pub fn set_many<T: Serialize>(&self, entries: &[(&str, &T)], options: &EntryOptions) -> Result<()> {
+    pub fn set_many<T: Serialize>(
+        &self,
+        entries: &[(&str, &T)],
+        options: &EntryOptions,
+    ) -> Result<()> {
         self.driver
             .call("set_many", self.cache.set_many(entries, options))
     }
@@ -210,13 +214,15 @@ impl<C: Codec> Cache<C> {
     /// # }
     /// ```
     pub fn incr(&self, key: &str, delta: i64, expiry: Expiry) -> Result<i64> {
-        self.driver.call("incr", self.cache.incr(key, delta, expiry))
+        self.driver
+            .call("incr", self.cache.incr(key, delta, expiry))
     }
 
     /// Subtracts `delta` from the raw counter at `key`; see
     /// [`incr`](Self::incr).
     pub fn decr(&self, key: &str, delta: i64, expiry: Expiry) -> Result<i64> {
-        self.driver.call("decr", self.cache.decr(key, delta, expiry))
+        self.driver
+            .call("decr", self.cache.decr(key, delta, expiry))
     }
 
     /// Returns the value of `key`, running `loader` to produce it when the
