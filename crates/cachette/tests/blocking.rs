@@ -218,6 +218,30 @@ fn a_loader_error_reaches_every_caller_and_is_not_cached() {
 }
 
 #[test]
+fn the_call_after_a_failed_load_runs_its_own_loader() {
+    // The caller wakes on its own thread as soon as the load fails; its
+    // next call must not join the finished load and get the error again.
+    let cache = Cache::from_url("memory://").unwrap();
+    for round in 0..200u32 {
+        let key = format!("flaky:{round}");
+        let failed = cache.get_or_load::<u32, _, std::io::Error>(
+            &key,
+            |_| Err(std::io::Error::other("down")),
+            &EntryOptions::new(),
+        );
+        assert!(failed.is_err());
+        let value = cache
+            .get_or_load(
+                &key,
+                move |_| Ok::<_, std::io::Error>(Some(round)),
+                &EntryOptions::new(),
+            )
+            .unwrap();
+        assert_eq!(value, Some(round), "round {round}");
+    }
+}
+
+#[test]
 fn a_panicking_loader_is_an_error_for_its_caller() {
     let cache = Cache::from_url("memory://").unwrap();
     let error = cache
