@@ -283,6 +283,34 @@ fn a_hard_timeout_returns_while_the_loader_still_runs() {
 }
 
 #[test]
+fn the_last_clone_may_be_dropped_by_a_loader_on_the_runtime_s_own_thread() {
+    let cache = Cache::from_url("memory://").unwrap();
+    let held = cache.clone();
+    let (release, released) = mpsc::channel::<()>();
+    let (dropped, was_dropped) = mpsc::channel::<()>();
+    let error = cache
+        .get_or_load(
+            "k",
+            move |_| {
+                let _ = released.recv();
+                // The caller has given up and dropped its clone: this is
+                // the last one, dropped on the runtime's blocking pool.
+                drop(held);
+                dropped.send(()).unwrap();
+                Ok::<_, std::io::Error>(Some(1u8))
+            },
+            &EntryOptions::new().hard_timeout(Duration::from_millis(20)),
+        )
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    drop(cache);
+    release.send(()).unwrap();
+    was_dropped
+        .recv_timeout(PATIENCE)
+        .expect("the loader's thread dropped the last clone without a panic");
+}
+
+#[test]
 fn a_loader_may_read_other_keys_through_the_blocking_api() {
     let cache = Cache::from_url("memory://").unwrap();
     cache.set("base", &40u32, &EntryOptions::new()).unwrap();

@@ -35,7 +35,10 @@
 //! the last clone shuts it down in the background (without waiting, and
 //! without a panic, wherever the drop happens). The backend is opened and
 //! the cache built on it, so connections, purge loops and the loads of
-//! `get_or_load` run as tasks of that worker.
+//! `get_or_load` run as tasks of that worker. Build a handle once and share
+//! it (a clone per thread, or a `static` in a `std::sync::LazyLock`, which
+//! keeps its runtime for the life of the process); building one per call
+//! would start a runtime per call.
 //!
 //! **A call runs on the calling thread.** Each method drives the async
 //! method's future with the runtime's `Handle::block_on` on the thread that
