@@ -119,6 +119,20 @@ fn typed_operations_work_from_a_plain_thread() {
 }
 
 #[test]
+fn an_infallible_loader_needs_no_error_type() {
+    let cache = Cache::from_url("memory://").unwrap();
+    let value = cache
+        .get_with("answer", |ctx| Some(ctx.key().len()), &EntryOptions::new())
+        .unwrap();
+    assert_eq!(value, Some(6));
+    let missing: Option<u8> = cache
+        .get_with("ghost", |_| None, &EntryOptions::new())
+        .unwrap();
+    assert_eq!(missing, None);
+    assert_eq!(cache.stats().loads, 2);
+}
+
+#[test]
 fn tags_and_versions_make_entries_unreachable() {
     let cache = Cache::from_url("memory://").unwrap();
     cache

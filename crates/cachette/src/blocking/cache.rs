@@ -315,6 +315,32 @@ impl<C: Codec> Cache<C> {
             .call("get_or_load", self.cache.get_or_load(key, loader, options))
     }
 
+    /// [`get_or_load`](Self::get_or_load) for a loader that cannot fail:
+    /// it returns the value, or `None` for "not found", and needs no error
+    /// type (which `get_or_load` cannot infer for a loader that only ever
+    /// returns `Ok`).
+    ///
+    /// ```
+    /// # use cachette::EntryOptions;
+    /// # fn main() -> cachette::Result<()> {
+    /// let cache = cachette::blocking::Cache::from_url("memory://")?;
+    /// let square = cache.get_with("square:12", |_ctx| Some(12u64 * 12), &EntryOptions::new())?;
+    /// assert_eq!(square, Some(144));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get_with<T, F>(&self, key: &str, loader: F, options: &EntryOptions) -> Result<Option<T>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce(LoadContext) -> Option<T> + Send + 'static,
+    {
+        self.get_or_load(
+            key,
+            move |context| Ok::<_, std::convert::Infallible>(loader(context)),
+            options,
+        )
+    }
+
     /// Removes every entry written with any of these tags; see
     /// [`cache::Cache::invalidate_tags`](crate::cache::Cache::invalidate_tags).
     ///
