@@ -32,7 +32,8 @@ fn main() -> cachette::Result<()> {
     )?;
     println!("greeting: {greeting:?}");
 
-    // Threads share the cache: the loader of a key runs once for all of them.
+    // Threads share the cache through cheap clones (and share its loads:
+    // concurrent get_or_load calls of one key run its loader once).
     let handles: Vec<_> = (0..4)
         .map(|n| {
             let cache = cache.clone();
