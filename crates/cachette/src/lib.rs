@@ -29,6 +29,8 @@
 
 pub mod backend;
 pub mod backends;
+#[cfg(feature = "blocking")]
+pub mod blocking;
 pub mod cache;
 #[cfg(feature = "memory")]
 mod clock;

@@ -106,16 +106,33 @@ struct FlightGuard<C: Codec> {
     id: u64,
 }
 
+impl<C: Codec> FlightGuard<C> {
+    /// Removes the flight from the map (if it is still this one's), so
+    /// that calls from now on start a load of their own.
+    fn leave(&self) {
+        let mut flights = self.inner.flights.lock();
+        if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
+            flights.remove(&self.key);
+        }
+    }
+
+    /// Answers the callers, after leaving the map: a caller woken by the
+    /// answer (on another thread of a multi-thread runtime, at once) that
+    /// calls again must not join this finished load and get its outcome
+    /// again (an error would look cached).
+    fn answer(&self, tx: &watch::Sender<FlightState>, state: FlightState) {
+        self.leave();
+        tx.send_replace(state);
+    }
+}
+
 impl<C: Codec> Drop for FlightGuard<C> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             bump(&self.inner.counters.load_errors);
             tracing::warn!(key = %self.key, "a loader panicked");
         }
-        let mut flights = self.inner.flights.lock();
-        if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
-            flights.remove(&self.key);
-        }
+        self.leave();
     }
 }
 
@@ -273,12 +290,12 @@ async fn run_flight<C, T, L>(
         && let Ok(Some(bytes)) = inner.backend.get(&job.key.full).await
         && let Some(outcome) = fresh_outcome(&inner, &job, bytes)
     {
-        tx.send_replace(FlightState::done(false, outcome));
+        guard.answer(&tx, FlightState::done(false, outcome));
         return;
     }
     let held_lock = match lock::take(&inner, &job, &tx).await {
         lock::Taken::Answered(outcome) => {
-            tx.send_replace(FlightState::done(true, outcome));
+            guard.answer(&tx, FlightState::done(true, outcome));
             return;
         }
         lock::Taken::Held(held) => Some(held),
@@ -296,7 +313,7 @@ async fn run_flight<C, T, L>(
     if let Some(held) = held_lock {
         held.release(&inner, &outcome).await;
     }
-    tx.send_replace(FlightState::done(false, outcome));
+    guard.answer(&tx, FlightState::done(false, outcome));
 }
 
 /// Runs the loader and stores its result.
