@@ -27,8 +27,12 @@ const FLUSHES: &str = "cachette_flushes_total";
 const DETAIL_COUNTER: &str = "cachette_detail_total";
 const DETAIL_GAUGE: &str = "cachette_detail";
 
-/// The counters of [`Stats`], exported as absolute counter values.
-const STATS_COUNTERS: [(&str, &str, fn(&Stats) -> u64); 9] = [
+/// Reads one counter of [`Stats`].
+type StatsField = fn(&Stats) -> u64;
+
+/// The counters of [`Stats`], exported as absolute counter values: name,
+/// help, field.
+const STATS_COUNTERS: [(&str, &str, StatsField); 9] = [
     ("cachette_hits_total", "Keys the backend found.", |s| s.hits),
     (
         "cachette_misses_total",
