@@ -20,14 +20,6 @@ fn memory() -> Arc<dyn Backend> {
     Arc::new(MemoryBackend::default())
 }
 
-/// A memory backend behind a `FaultyBackend`: the handle, and the same as a
-/// backend.
-fn faulty() -> (Arc<FaultyBackend>, Arc<dyn Backend>) {
-    let faulty = FaultyBackend::new(memory());
-    let backend: Arc<dyn Backend> = faulty.clone();
-    (faulty, backend)
-}
-
 fn opts() -> SetOptions {
     SetOptions::new()
 }
@@ -322,8 +314,8 @@ async fn a_miss_records_hit_false() {
 #[tokio::test]
 async fn an_error_sets_error_type_and_the_error_status_and_logs_at_warn() {
     let (capture, _capturing) = capture::start();
-    let (faults, inner) = faulty();
-    let backend = TracingLayer::new().layer(inner);
+    let faults = FaultyBackend::new(memory());
+    let backend = TracingLayer::new().layer(faults.clone());
     faults.fail_next(1, ErrorKind::Connection);
 
     backend.get("k").await.unwrap_err();
@@ -347,8 +339,8 @@ async fn an_error_sets_error_type_and_the_error_status_and_logs_at_warn() {
 #[tokio::test]
 async fn error_type_is_the_error_kind_in_snake_case() {
     let (capture, _capturing) = capture::start();
-    let (faults, inner) = faulty();
-    let backend = TracingLayer::new().layer(inner);
+    let faults = FaultyBackend::new(memory());
+    let backend = TracingLayer::new().layer(faults.clone());
     faults.fail_next(1, ErrorKind::InvalidInput);
 
     backend.delete("k").await.unwrap_err();
@@ -467,8 +459,8 @@ async fn spans_record_full_keys_only_when_asked() {
 #[tokio::test(start_paused = true)]
 async fn retry_logs_its_attempts_inside_the_tracing_span() {
     let (capture, _capturing) = capture::start();
-    let (faults, inner) = faulty();
-    let backend = LayerStack::new(inner)
+    let faults = FaultyBackend::new(memory());
+    let backend = LayerStack::new(faults.clone())
         .retry(RetryLayer::new())
         .tracing(TracingLayer::new())
         .build()
@@ -605,8 +597,8 @@ mod metrics_layer {
     #[test]
     fn operations_are_counted_by_cache_backend_op_and_outcome() {
         let (_, metrics) = recorded(|_| async {
-            let (faults, inner) = faulty();
-            let backend = MetricsLayer::new().layer(inner);
+            let faults = FaultyBackend::new(memory());
+            let backend = MetricsLayer::new().layer(faults.clone());
             backend.set("k", "v".into(), &opts()).await.unwrap();
             backend.set("k", "v".into(), &opts()).await.unwrap();
             backend.get("k").await.unwrap();
@@ -630,8 +622,8 @@ mod metrics_layer {
     #[test]
     fn failures_are_counted_by_error_kind() {
         let (_, metrics) = recorded(|_| async {
-            let (faults, inner) = faulty();
-            let backend = MetricsLayer::new().layer(inner);
+            let faults = FaultyBackend::new(memory());
+            let backend = MetricsLayer::new().layer(faults.clone());
             faults.fail_next(2, ErrorKind::Timeout);
             backend.get("k").await.unwrap_err();
             backend.get("k").await.unwrap_err();
@@ -705,8 +697,8 @@ mod metrics_layer {
     #[test]
     fn in_the_stack_one_operation_is_counted_per_call_despite_retries() {
         let (_, metrics) = recorded(|_| async {
-            let (faults, inner) = faulty();
-            let backend = LayerStack::new(inner)
+            let faults = FaultyBackend::new(memory());
+            let backend = LayerStack::new(faults.clone())
                 .retry(
                     RetryLayer::new()
                         .backoff(Duration::ZERO, Duration::from_secs(1))
@@ -819,42 +811,40 @@ mod metrics_layer {
         });
 
         let near = [("cache", "near"), ("backend", "near")];
-        let detail = |name: &'static str| [("cache", "near"), ("backend", "near"), ("name", name)];
         assert_eq!(
             metrics.counter("cachette_invalidations_received_total", &near),
             Some(5)
         );
         assert_eq!(metrics.counter("cachette_flushes_total", &near), Some(2));
-        assert_eq!(
-            metrics.counter("cachette_detail_total", &detail("local_hits")),
-            Some(9)
-        );
-        assert_eq!(
-            metrics.counter("cachette_detail_total", &detail("l1.evictions")),
-            Some(3)
-        );
-        assert_eq!(
-            metrics.gauge("cachette_detail", &detail("local_entries")),
-            Some(4.0)
-        );
-        assert_eq!(
-            metrics.gauge("cachette_detail", &detail("l1.entries")),
-            Some(7.0)
-        );
-        assert_eq!(
-            metrics.counter("cachette_detail_total", &detail("flushes")),
-            None
-        );
+        let detail = |name: &'static str| [("cache", "near"), ("backend", "near"), ("name", name)];
+        for (name, total) in [
+            ("local_hits", Some(9)),
+            ("l1.evictions", Some(3)),
+            ("flushes", None),
+        ] {
+            assert_eq!(
+                metrics.counter("cachette_detail_total", &detail(name)),
+                total,
+                "{name}"
+            );
+        }
+        for (name, level) in [("local_entries", 4.0), ("l1.entries", 7.0)] {
+            assert_eq!(
+                metrics.gauge("cachette_detail", &detail(name)),
+                Some(level),
+                "{name}"
+            );
+        }
     }
 
     #[test]
     fn connection_up_follows_the_health_check_of_each_export() {
         let (looks, _) = recorded(|snapshotter| async move {
-            let (faults, inner) = faulty();
+            let faults = FaultyBackend::new(memory());
             let _backend = MetricsLayer::new()
                 .export_interval(EVERY)
                 .unwrap()
-                .layer(inner);
+                .layer(faults.clone());
             faults.fail_next(1, ErrorKind::Connection);
             after_an_export().await;
             let down = look(&snapshotter).gauge("cachette_connection_up", &MEMORY);
