@@ -905,6 +905,27 @@ mod metrics_layer {
     }
 
     #[test]
+    fn the_export_ends_when_the_backend_is_closed_through_the_layer() {
+        let (calls, metrics) = recorded(|_| async {
+            let faults = FaultyBackend::new(memory());
+            let backend = MetricsLayer::new()
+                .export_interval(EVERY)
+                .unwrap()
+                .layer(faults.clone());
+            backend.close().await.unwrap();
+            for _ in 0..3 {
+                after_an_export().await;
+            }
+            backend.get("k").await.unwrap();
+            after_an_export().await;
+            (faults.calls_of("health"), faults.calls_of("stats"))
+        });
+
+        assert_eq!(calls, (0, 0));
+        assert_eq!(metrics.gauge("cachette_connection_up", &MEMORY), None);
+    }
+
+    #[test]
     fn wrapped_outside_a_runtime_the_export_starts_on_the_first_operation() {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();

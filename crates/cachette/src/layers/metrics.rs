@@ -317,8 +317,8 @@ struct Export {
 /// | `cachette_invalidations_total` | counter | | entries removed by `invalidate_tags` | [`Stats::invalidations`] |
 /// | `cachette_corrupt_total` | counter | | stored entries that could not be read back | [`Stats::corrupt`] |
 /// | `cachette_invalidations_received_total` | counter | | invalidations received from other instances (near cache, tiered channel) | detail `invalidations_received` |
-/// | `cachette_flushes_total` | counter | | times the near cache dropped its local copy (tracking lost) | detail `flushes` |
-/// | `cachette_detail` | gauge | `name` | the other details that are levels: `tags`, `local_entries`, `db_keys`, `file_bytes`, `curr_items`, `servers`, `servers_reachable`, and any name ending in `.entries` or `.bytes` (the tiered backend's `l1.entries`) | [`Stats::details`] |
+/// | `cachette_flushes_total` | counter | | times the near cache emptied its local store (the server flushed, or the connection was lost) | detail `flushes` |
+/// | `cachette_detail` | gauge | `name` | the other details that are levels: those whose name, or its last `.`-separated part (the tiered backend's `l1.entries`), is `entries`, `bytes`, `tags`, `local_entries`, `db_keys`, `file_bytes`, `curr_items`, `servers` or `servers_reachable` | [`Stats::details`] |
 /// | `cachette_detail_total` | counter | `name` | every other detail: a running total (`local_hits`, `remote_hits`, `l1.evictions`, ...) | [`Stats::details`] |
 ///
 /// The counters are the backend's own cumulative values, set as they are
@@ -331,7 +331,8 @@ struct Export {
 /// The export runs as a tokio task, started when the layer wraps a backend
 /// inside a runtime, or else on the first operation inside one; outside
 /// any runtime nothing is exported and operations are still recorded. The
-/// task holds the backend weakly and ends when this layer is dropped.
+/// task holds the backend weakly and ends when this layer is dropped, or
+/// when [`Backend::close`] succeeds through it.
 ///
 /// Metrics go to whatever recorder is installed when they are recorded.
 /// Placed above the retry and circuit breaker layers, as
@@ -362,6 +363,12 @@ impl<B: Backend + ?Sized> Metrics<B> {
         let started = Instant::now();
         let result = f().await;
         let elapsed = started.elapsed();
+        if let (Op::Close, Ok(_), Some(export)) = (call.op, &result, &self.export) {
+            // A closed backend has no figures left to export; `started`
+            // stays set, so that no later operation starts it again.
+            export.started.store(true, Ordering::Release);
+            export.task.stop();
+        }
         let op = call.op.name();
         let Labels { cache, backend } = &self.labels;
         let outcome = match &result {

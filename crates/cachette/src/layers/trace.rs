@@ -268,7 +268,7 @@ impl<B: Backend + ?Sized> Tracing<B> {
                         cachette.backend = self.inner.name(),
                         db.operation.name = call.op.name(),
                         error.type = error_type,
-                        error.message = %error,
+                        error = %error,
                         "cachette: operation failed"
                     );
                 });
