@@ -409,7 +409,7 @@ impl PurgeTask {
         interval: Duration,
         purge: F,
     ) where
-        T: Send + Sync + 'static,
+        T: ?Sized + Send + Sync + 'static,
         F: Fn(Arc<T>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<u64>> + Send,
     {

@@ -11,7 +11,9 @@
     feature = "memcached",
     feature = "postgres",
     feature = "object",
-    feature = "tiered"
+    feature = "tiered",
+    // The metrics layer's export loop is the purge loop.
+    feature = "metrics"
 ))]
 #[cfg_attr(
     not(all(

@@ -1,93 +1,350 @@
-//! [`Metrics`]: counters and latencies through the `metrics` facade.
+//! [`Metrics`]: operations counted and timed through the `metrics` facade,
+//! and the backend's own figures exported on an interval.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use ::metrics::{SharedString, Unit, counter, describe_counter, describe_histogram, histogram};
+use ::metrics::{
+    SharedString, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 
-use super::{Call, Reply};
-use crate::backend::Backend;
-use crate::error::Result;
+use super::{Call, Op, Reply};
+use crate::backend::{Backend, Stats};
+use crate::backends::common::PurgeTask;
+use crate::error::{Error, Result};
 
 const OPERATIONS: &str = "cachette_operations_total";
 const DURATION: &str = "cachette_operation_duration_seconds";
-const HITS: &str = "cachette_hits_total";
-const MISSES: &str = "cachette_misses_total";
+const ERRORS: &str = "cachette_errors_total";
+const ENTRIES: &str = "cachette_entries";
+const BYTES: &str = "cachette_bytes";
+const CONNECTION_UP: &str = "cachette_connection_up";
+const INVALIDATIONS_RECEIVED: &str = "cachette_invalidations_received_total";
+const FLUSHES: &str = "cachette_flushes_total";
+const DETAIL_COUNTER: &str = "cachette_detail_total";
+const DETAIL_GAUGE: &str = "cachette_detail";
+
+/// Reads one counter of [`Stats`].
+type StatsField = fn(&Stats) -> u64;
+
+/// The counters of [`Stats`], exported as absolute counter values: name,
+/// help, field.
+const STATS_COUNTERS: [(&str, &str, StatsField); 9] = [
+    ("cachette_hits_total", "Keys the backend found.", |s| s.hits),
+    (
+        "cachette_misses_total",
+        "Keys the backend did not find.",
+        |s| s.misses,
+    ),
+    (
+        "cachette_inserts_total",
+        "Writes that created an entry.",
+        |s| s.inserts,
+    ),
+    (
+        "cachette_updates_total",
+        "Writes that replaced an entry.",
+        |s| s.updates,
+    ),
+    (
+        "cachette_deletes_total",
+        "Entries removed by delete.",
+        |s| s.deletes,
+    ),
+    (
+        "cachette_evictions_total",
+        "Entries evicted to respect a bound.",
+        |s| s.evictions,
+    ),
+    (
+        "cachette_expirations_total",
+        "Entries removed because their TTL ran out.",
+        |s| s.expirations,
+    ),
+    (
+        "cachette_invalidations_total",
+        "Entries removed by tag invalidation.",
+        |s| s.invalidations,
+    ),
+    (
+        "cachette_corrupt_total",
+        "Stored entries that could not be read back.",
+        |s| s.corrupt,
+    ),
+];
+
+/// Backend details that are levels, not running totals: exported as the
+/// gauge `cachette_detail`. Matched on the last `.`-separated part of the
+/// name, so that the tiered backend's `l1.entries` is a gauge too.
+const GAUGE_DETAILS: &[&str] = &[
+    "entries",
+    "bytes",
+    "tags",
+    "local_entries",
+    "db_keys",
+    "file_bytes",
+    "curr_items",
+    "servers",
+    "servers_reachable",
+];
+
+/// How often the backend's figures are exported unless told otherwise.
+const DEFAULT_EXPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Who raises the configuration errors of [`MetricsLayer`].
+const NAME: &str = "metrics layer";
 
 /// Configures a [`Metrics`] layer (feature `metrics`).
 ///
 /// ```
 /// use std::sync::Arc;
+/// use std::time::Duration;
 /// use cachette::{Backend, MemoryBackend};
 /// use cachette::layers::{Layer, MetricsLayer};
 ///
+/// # fn main() -> cachette::Result<()> {
 /// let backend: Arc<dyn Backend> = MetricsLayer::new()
-///     .backend_label("sessions")
+///     .cache_label("sessions")
+///     .export_interval(Duration::from_secs(15))?
 ///     .layer(Arc::new(MemoryBackend::default()));
+/// # Ok(())
+/// # }
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsLayer {
     backend_label: Option<SharedString>,
+    cache_label: Option<SharedString>,
+    /// `None`: the backend's figures are not exported.
+    export_interval: Option<Duration>,
+}
+
+impl Default for MetricsLayer {
+    fn default() -> Self {
+        MetricsLayer {
+            backend_label: None,
+            cache_label: None,
+            export_interval: Some(DEFAULT_EXPORT_INTERVAL),
+        }
+    }
+}
+
+fn label(value: impl Into<String>) -> SharedString {
+    SharedString::from(Arc::<str>::from(value.into()))
 }
 
 impl MetricsLayer {
-    /// Metrics labelled with the inner backend's name.
+    /// Metrics labelled with the inner backend's name, the backend's
+    /// figures exported every 10 s.
     pub fn new() -> Self {
         MetricsLayer::default()
     }
 
     /// The value of the `backend` label, instead of the inner backend's
-    /// name: tells apart two caches over the same kind of backend.
+    /// name. Also the default `cache` label (see
+    /// [`cache_label`](Self::cache_label)).
     pub fn backend_label(mut self, label: impl Into<String>) -> Self {
-        self.backend_label = Some(SharedString::from(Arc::<str>::from(label.into())));
+        self.backend_label = Some(self::label(label));
+        self
+    }
+
+    /// The value of the `cache` label: the name of the cache, which tells
+    /// apart two caches over the same kind of backend (a
+    /// [`CacheManager`](crate::CacheManager) entry's name). Defaults to the
+    /// `backend` label.
+    pub fn cache_label(mut self, name: impl Into<String>) -> Self {
+        self.cache_label = Some(self::label(name));
+        self
+    }
+
+    /// How often the backend's own figures ([`Backend::stats`] and
+    /// [`Backend::health`]) are exported (default 10 s). Fails with
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) if zero.
+    pub fn export_interval(mut self, interval: Duration) -> Result<Self> {
+        if interval.is_zero() {
+            return Err(Error::config(
+                NAME,
+                "export_interval of the metrics layer is zero; use export_stats(false) to export \
+                 nothing",
+            ));
+        }
+        self.export_interval = Some(interval);
+        Ok(self)
+    }
+
+    /// Whether the backend's own figures are exported at all (default
+    /// true). Without them, only the operation metrics are recorded and
+    /// the layer starts no background task.
+    pub fn export_stats(mut self, export: bool) -> Self {
+        self.export_interval = match (export, self.export_interval) {
+            (false, _) => None,
+            (true, Some(interval)) => Some(interval),
+            (true, None) => Some(DEFAULT_EXPORT_INTERVAL),
+        };
         self
     }
 
     /// Wraps `inner`, keeping its type ([`Layer::layer`](super::Layer::layer)
     /// does the same for an `Arc<dyn Backend>`), and describes the metrics
     /// to the recorder installed now (if any).
+    ///
+    /// The export of the backend's figures starts now inside a tokio
+    /// runtime, otherwise on the first operation inside one; it ends when
+    /// the returned backend is dropped.
     pub fn wrap<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Metrics<B> {
-        describe_counter!(OPERATIONS, "Operations on a cachette backend, by outcome.");
-        describe_histogram!(
-            DURATION,
-            Unit::Seconds,
-            "How long operations on a cachette backend took."
-        );
-        describe_counter!(HITS, "Keys found by get and get_many.");
-        describe_counter!(MISSES, "Keys not found by get and get_many.");
+        describe();
         let backend = self
             .backend_label
             .clone()
             .unwrap_or_else(|| SharedString::from(inner.name()));
-        Metrics { backend, inner }
+        let cache = self.cache_label.clone().unwrap_or_else(|| backend.clone());
+        let metrics = Metrics {
+            labels: Labels { cache, backend },
+            export: self.export_interval.map(|interval| Export {
+                interval,
+                started: AtomicBool::new(false),
+                task: PurgeTask::default(),
+            }),
+            inner,
+        };
+        metrics.start_export();
+        metrics
     }
 }
 
 layer_by_wrap!(MetricsLayer);
 
+/// Describes every metric to the installed recorder.
+fn describe() {
+    describe_counter!(
+        OPERATIONS,
+        "Operations on a cachette backend, by outcome (hit, miss, ok, error)."
+    );
+    describe_histogram!(
+        DURATION,
+        Unit::Seconds,
+        "How long operations on a cachette backend took."
+    );
+    describe_counter!(
+        ERRORS,
+        "Failed operations on a cachette backend, by error kind."
+    );
+    describe_gauge!(ENTRIES, "Entries the backend stores.");
+    describe_gauge!(BYTES, Unit::Bytes, "Bytes the backend stores.");
+    describe_gauge!(
+        CONNECTION_UP,
+        "1 if the backend's last health check succeeded, 0 otherwise."
+    );
+    for (name, help, _) in STATS_COUNTERS {
+        describe_counter!(name, help);
+    }
+    describe_counter!(
+        INVALIDATIONS_RECEIVED,
+        "Invalidation messages a near or tiered cache received from other instances."
+    );
+    describe_counter!(
+        FLUSHES,
+        "Times a near cache dropped its local copy entirely."
+    );
+    describe_counter!(
+        DETAIL_COUNTER,
+        "A running total the backend reports by name."
+    );
+    describe_gauge!(DETAIL_GAUGE, "A level the backend reports by name.");
+}
+
+/// The labels every metric of a layer carries.
+#[derive(Debug, Clone)]
+struct Labels {
+    cache: SharedString,
+    backend: SharedString,
+}
+
+/// The export of the backend's figures: started at most once, aborted when
+/// the layer is dropped.
+#[derive(Debug)]
+struct Export {
+    interval: Duration,
+    started: AtomicBool,
+    task: PurgeTask,
+}
+
 /// A backend that records each operation through the
-/// [`metrics`](https://docs.rs/metrics) facade; built by [`MetricsLayer`]
+/// [`metrics`](https://docs.rs/metrics) facade, and exports the inner
+/// backend's own figures on an interval; built by [`MetricsLayer`]
 /// (feature `metrics`).
 ///
-/// | metric | type | labels |
-/// | --- | --- | --- |
-/// | `cachette_operations_total` | counter | `backend`, `operation`, `outcome` (`ok` or `error`) |
-/// | `cachette_operation_duration_seconds` | histogram | `backend`, `operation` |
-/// | `cachette_hits_total` | counter | `backend`, `operation` (`get`, `get_many`) |
-/// | `cachette_misses_total` | counter | `backend`, `operation` (`get`, `get_many`) |
+/// Names and labels follow Prometheus' conventions (`_total` counters,
+/// base units); every metric carries the labels `cache` (see
+/// [`MetricsLayer::cache_label`]) and `backend` (the inner backend's name,
+/// or [`MetricsLayer::backend_label`]).
 ///
-/// `operation` is the method's name (`get`, `set_many`, ...); `get_many`
-/// counts a hit or a miss per key asked. Metrics go to whatever recorder is
-/// installed when the operation runs. Placed above the retry and circuit
-/// breaker layers, as [`LayerStack`](super::LayerStack) does, it counts
-/// operations as callers see them (see [the module docs](crate::layers)).
+/// # Operations
+///
+/// Recorded as each operation ends, as the caller sees it:
+///
+/// | metric | type | more labels | meaning |
+/// | --- | --- | --- | --- |
+/// | `cachette_operations_total` | counter | `op`, `outcome` | operations that ended; `outcome` is `hit` or `miss` for `get`, `error` for any failure, `ok` otherwise (`get_many` included: its keys are counted by `cachette_hits_total`) |
+/// | `cachette_operation_duration_seconds` | histogram | `op` | how long each operation took, in seconds |
+/// | `cachette_errors_total` | counter | `op`, `kind` | failed operations by [`ErrorKind`](crate::ErrorKind): `connection`, `timeout`, `invalid_input`, `config`, `serialization`, `unsupported`, `not_an_integer`, `overflow`, `permission_denied`, `backend` |
+///
+/// `op` is the method's name: `get`, `set`, `delete`, `exists`,
+/// `get_many`, `set_many`, `delete_many`, `incr`, `decr`, `ttl`, `touch`,
+/// `clear`, `keys`, `invalidate_tags`, `purge_expired`, `lease`,
+/// `release_lease`, `stats`, `health`, `close`.
+///
+/// # The backend's figures
+///
+/// Every export interval (default 10 s, [`MetricsLayer::export_interval`])
+/// a background task asks the inner backend for [`Backend::health`] and
+/// [`Backend::stats`] (neither counted as operations) and sets:
+///
+/// | metric | type | more labels | meaning | source |
+/// | --- | --- | --- | --- | --- |
+/// | `cachette_connection_up` | gauge | | 1 if the health check succeeded within the interval, else 0 | `health()` |
+/// | `cachette_entries` | gauge | | entries stored | [`Stats::entries`] |
+/// | `cachette_bytes` | gauge | | bytes stored | [`Stats::bytes`] |
+/// | `cachette_hits_total` | counter | | keys found, by any reader of the backend | [`Stats::hits`] |
+/// | `cachette_misses_total` | counter | | keys not found | [`Stats::misses`] |
+/// | `cachette_inserts_total` | counter | | writes that created an entry | [`Stats::inserts`] |
+/// | `cachette_updates_total` | counter | | writes that replaced an entry | [`Stats::updates`] |
+/// | `cachette_deletes_total` | counter | | entries removed by `delete` | [`Stats::deletes`] |
+/// | `cachette_evictions_total` | counter | | entries evicted to respect a bound | [`Stats::evictions`] |
+/// | `cachette_expirations_total` | counter | | entries removed because their TTL ran out | [`Stats::expirations`] |
+/// | `cachette_invalidations_total` | counter | | entries removed by `invalidate_tags` | [`Stats::invalidations`] |
+/// | `cachette_corrupt_total` | counter | | stored entries that could not be read back | [`Stats::corrupt`] |
+/// | `cachette_invalidations_received_total` | counter | | invalidations received from other instances (near cache, tiered channel) | detail `invalidations_received` |
+/// | `cachette_flushes_total` | counter | | times the near cache emptied its local store (the server flushed, or the connection was lost) | detail `flushes` |
+/// | `cachette_detail` | gauge | `name` | the other details that are levels: those whose name, or its last `.`-separated part (the tiered backend's `l1.entries`), is `entries`, `bytes`, `tags`, `local_entries`, `db_keys`, `file_bytes`, `curr_items`, `servers` or `servers_reachable` | [`Stats::details`] |
+/// | `cachette_detail_total` | counter | `name` | every other detail: a running total (`local_hits`, `remote_hits`, `l1.evictions`, ...) | [`Stats::details`] |
+///
+/// The counters are the backend's own cumulative values, set as they are
+/// (a backend rebuilt starts again from 0, which Prometheus reads as a
+/// counter reset); a counter a backend does not track stays 0. The hit
+/// ratio of the store is `cachette_hits_total / (cachette_hits_total +
+/// cachette_misses_total)`. A failed `stats()` leaves the last values in
+/// place and is logged at `debug`.
+///
+/// The export runs as a tokio task, started when the layer wraps a backend
+/// inside a runtime, or else on the first operation inside one; outside
+/// any runtime nothing is exported and operations are still recorded. The
+/// task holds the backend weakly and ends when this layer is dropped, or
+/// when [`Backend::close`] succeeds through it.
+///
+/// Metrics go to whatever recorder is installed when they are recorded.
+/// Placed above the retry and circuit breaker layers, as
+/// [`LayerStack`](super::LayerStack) does, it counts operations as callers
+/// see them (see [the module docs](crate::layers)).
 pub struct Metrics<B: ?Sized = dyn Backend> {
-    backend: SharedString,
+    labels: Labels,
+    export: Option<Export>,
     inner: Arc<B>,
 }
 
-debug_layer!(Metrics { backend });
+debug_layer!(Metrics { labels, export });
 backend_around!(Metrics);
 
 impl<B: Backend + ?Sized> Metrics<B> {
@@ -102,28 +359,125 @@ impl<B: Backend + ?Sized> Metrics<B> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.start_export();
         let started = Instant::now();
         let result = f().await;
         let elapsed = started.elapsed();
-        let operation = call.op.name();
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        counter!(
-            OPERATIONS,
-            "backend" => self.backend.clone(),
-            "operation" => operation,
-            "outcome" => outcome
-        )
-        .increment(1);
-        histogram!(DURATION, "backend" => self.backend.clone(), "operation" => operation)
+        if let (Op::Close, Ok(_), Some(export)) = (call.op, &result, &self.export) {
+            // A closed backend has no figures left to export; `started`
+            // stays set, so that no later operation starts it again.
+            export.started.store(true, Ordering::Release);
+            export.task.stop();
+        }
+        let op = call.op.name();
+        let Labels { cache, backend } = &self.labels;
+        let outcome = match &result {
+            Err(error) => {
+                let kind = super::trace::error_type(error.kind());
+                counter!(ERRORS, "cache" => cache.clone(), "backend" => backend.clone(), "op" => op, "kind" => kind)
+                    .increment(1);
+                "error"
+            }
+            Ok(reply) => match (call.op, reply.lookups()) {
+                (Op::Get, Some((hits, _))) if hits > 0 => "hit",
+                (Op::Get, Some(_)) => "miss",
+                _ => "ok",
+            },
+        };
+        counter!(OPERATIONS, "cache" => cache.clone(), "backend" => backend.clone(), "op" => op, "outcome" => outcome)
+            .increment(1);
+        histogram!(DURATION, "cache" => cache.clone(), "backend" => backend.clone(), "op" => op)
             .record(elapsed.as_secs_f64());
-        if let Some((hits, misses)) = result.as_ref().ok().and_then(Reply::lookups) {
-            for (name, count) in [(HITS, hits), (MISSES, misses)] {
-                if count > 0 {
-                    counter!(name, "backend" => self.backend.clone(), "operation" => operation)
-                        .increment(count);
+        result
+    }
+
+    /// Starts the export of the backend's figures, once, if one is asked
+    /// for and this thread is inside a tokio runtime.
+    fn start_export(&self) {
+        let Some(export) = &self.export else { return };
+        if export.started.load(Ordering::Relaxed)
+            || tokio::runtime::Handle::try_current().is_err()
+            || export.started.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let labels = self.labels.clone();
+        let interval = export.interval;
+        // The purge loop is the loop needed: a weak handle, a tick per
+        // interval, aborted on drop. Failures are logged here (at debug:
+        // a backend that is down would repeat them every interval), so
+        // the loop never sees one.
+        export.task.start(
+            self.inner.name(),
+            Arc::downgrade(&self.inner),
+            interval,
+            move |inner| {
+                let labels = labels.clone();
+                async move {
+                    export_figures(&*inner, &labels, interval).await;
+                    Ok(0)
+                }
+            },
+        );
+    }
+}
+
+/// Asks the backend for its health and stats, each bounded by `limit`, and
+/// records them.
+async fn export_figures<B: Backend + ?Sized>(inner: &B, labels: &Labels, limit: Duration) {
+    let Labels { cache, backend } = labels;
+    let up = matches!(
+        tokio::time::timeout(limit, inner.health()).await,
+        Ok(Ok(()))
+    );
+    gauge!(CONNECTION_UP, "cache" => cache.clone(), "backend" => backend.clone()).set(if up {
+        1.0
+    } else {
+        0.0
+    });
+    match tokio::time::timeout(limit, inner.stats()).await {
+        Ok(Ok(stats)) => record_stats(labels, &stats),
+        Ok(Err(error)) => {
+            tracing::debug!(backend = inner.name(), %error, "metrics: could not read the backend's stats");
+        }
+        Err(_) => {
+            tracing::debug!(
+                backend = inner.name(),
+                limit = ?limit,
+                "metrics: the backend's stats took longer than the export interval"
+            );
+        }
+    }
+}
+
+/// Sets the gauges and counters of [`Stats`].
+fn record_stats(labels: &Labels, stats: &Stats) {
+    let Labels { cache, backend } = labels;
+    let labelled = || [("cache", cache.clone()), ("backend", backend.clone())];
+    gauge!(ENTRIES, &labelled()).set(stats.entries as f64);
+    gauge!(BYTES, &labelled()).set(stats.bytes as f64);
+    for (name, _, value) in STATS_COUNTERS {
+        counter!(name, &labelled()).absolute(value(stats));
+    }
+    for (name, value) in &stats.details {
+        match name.as_str() {
+            "invalidations_received" => {
+                counter!(INVALIDATIONS_RECEIVED, &labelled()).absolute(*value)
+            }
+            "flushes" => counter!(FLUSHES, &labelled()).absolute(*value),
+            _ => {
+                let detail = [
+                    ("cache", cache.clone()),
+                    ("backend", backend.clone()),
+                    ("name", SharedString::from(name.clone())),
+                ];
+                let last = name.rsplit('.').next().unwrap_or(name);
+                if GAUGE_DETAILS.contains(&last) {
+                    gauge!(DETAIL_GAUGE, &detail).set(*value as f64);
+                } else {
+                    counter!(DETAIL_COUNTER, &detail).absolute(*value);
                 }
             }
         }
-        result
     }
 }

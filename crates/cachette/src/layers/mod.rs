@@ -15,8 +15,8 @@
 //!
 //! | layer | wrapper | what it does |
 //! | --- | --- | --- |
-//! | [`TracingLayer`] | [`Tracing`] | a `debug` span per operation (`cachette.get`, ...), errors at `warn` |
-//! | `MetricsLayer` (feature `metrics`) | `Metrics` | counters and a latency histogram through the `metrics` facade |
+//! | [`TracingLayer`] | [`Tracing`] | a `debug` span per operation (`cachette.get`, ...) with OpenTelemetry's database attributes, errors at `warn` |
+//! | `MetricsLayer` (feature `metrics`) | `Metrics` | Prometheus-style counters and a latency histogram through the `metrics` facade, and the backend's own figures on an interval |
 //! | [`CircuitBreakerLayer`] | [`CircuitBreaker`] | fails fast while the backend keeps failing |
 //! | [`RetryLayer`] | [`Retry`] | retries temporary failures of idempotent operations, with backoff |
 //! | [`TimeoutLayer`] | [`Timeout`] | a deadline per operation |
@@ -24,6 +24,9 @@
 //!
 //! [`Backend`]: crate::Backend
 //! [`Capabilities`]: crate::Capabilities
+//!
+//! What the tracing and metrics layers report, and how to send it to
+//! Prometheus and OpenTelemetry: `docs/observability.md`.
 //!
 //! # Configuration errors come first
 //!

@@ -131,7 +131,7 @@ layer_by_wrap!(RetryLayer);
 /// built by [`RetryLayer`].
 ///
 /// Each retry is logged by `tracing` at `debug` (operation, attempt, wait,
-/// error), and the number of attempts is recorded in the `attempts` field
+/// error), and the number of attempts is recorded in the `cachette.attempts` field
 /// of the enclosing [`Tracing`](super::Tracing) span. An error after more
 /// than one attempt says how many were made.
 pub struct Retry<B: ?Sized = dyn Backend> {
@@ -181,7 +181,7 @@ impl<B: Backend + ?Sized> Retry<B> {
                 }
                 result => {
                     if attempt > 1 {
-                        tracing::Span::current().record("attempts", attempt);
+                        tracing::Span::current().record("cachette.attempts", attempt);
                     }
                     return result.map_err(|error| {
                         if attempt > 1 {

@@ -1,4 +1,5 @@
-//! [`Tracing`]: a span per operation.
+//! [`Tracing`]: a span per operation, with the attributes of
+//! OpenTelemetry's semantic conventions for database client spans.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use tracing::field::{Empty, display};
 
 use super::{Call, Op, Reply};
 use crate::backend::Backend;
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 
 /// Configures a [`Tracing`] layer.
 ///
@@ -17,11 +18,14 @@ use crate::error::Result;
 /// use cachette::{Backend, MemoryBackend};
 /// use cachette::layers::{Layer, TracingLayer};
 ///
-/// let backend: Arc<dyn Backend> = TracingLayer::new().layer(Arc::new(MemoryBackend::default()));
+/// let backend: Arc<dyn Backend> = TracingLayer::new()
+///     .namespace("sessions")
+///     .layer(Arc::new(MemoryBackend::default()));
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TracingLayer {
     record_keys: bool,
+    namespace: Option<Arc<str>>,
 }
 
 impl TracingLayer {
@@ -38,11 +42,20 @@ impl TracingLayer {
         self
     }
 
+    /// The `db.namespace` of the spans: the name of the cache (a
+    /// [`CacheManager`](crate::CacheManager) entry's name, a key prefix).
+    /// It also ends the OpenTelemetry span name (`get sessions`). Unset by
+    /// default: a backend does not know which cache it serves.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(Arc::from(namespace.into()));
+        self
+    }
+
     /// Wraps `inner`, keeping its type; [`Layer::layer`](super::Layer::layer)
     /// does the same for an `Arc<dyn Backend>`.
     pub fn wrap<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Tracing<B> {
         Tracing {
-            config: *self,
+            config: self.clone(),
             inner,
         }
     }
@@ -54,23 +67,43 @@ layer_by_wrap!(TracingLayer);
 /// [`TracingLayer`].
 ///
 /// The span is named after the operation (`cachette.get`,
-/// `cachette.set_many`, ...), at level `debug`, with the fields:
+/// `cachette.set_many`, ...), at level `debug`. Its fields follow
+/// OpenTelemetry's [semantic conventions for database client
+/// spans](https://opentelemetry.io/docs/specs/semconv/db/database-spans/)
+/// (stable since semantic conventions v1.33.0), in the form
+/// [`tracing-opentelemetry`](https://docs.rs/tracing-opentelemetry) maps
+/// to OpenTelemetry (`otel.*` fields set the span's name, kind and
+/// status); cachette's own fields are under `cachette.`:
 ///
 /// | field | value |
 /// | --- | --- |
-/// | `backend` | the inner backend's name |
-/// | `key.len` | the length of the key (or `keys` pattern) in bytes |
-/// | `key.hash` | a 64-bit FNV-1a hash of the key, in hex: it tells keys apart across log lines, but it does not make them anonymous |
-/// | `key` | the key itself, only with [`TracingLayer::record_keys`] |
-/// | `count` | the number of keys, entries or tags of a batch operation |
-/// | `outcome` | `hit` or `miss` for `get`, `ok` otherwise, or `error` |
-/// | `hits`, `misses` | for `get_many` |
-/// | `error.kind` | the [`ErrorKind`](crate::ErrorKind) of a failure |
-/// | `attempts` | recorded by a [`Retry`](super::Retry) layer below, when it retried |
+/// | `otel.name` | the OpenTelemetry span name, `{db.operation.name} {db.namespace}` (`get sessions`), or the operation alone without a namespace |
+/// | `otel.kind` | `client`; `internal` for the in-process stores (`memory`, `file`, `redb`), as the conventions allow |
+/// | `db.system.name` | `redis` (the `redis` and `near` backends), `memcached`, `postgresql`, `redb`; `cachette` for cachette's own stores (`memory`, `file`, `tiered`, `object`); another backend's [`name`](Backend::name) as it is |
+/// | `db.operation.name` | the method: `get`, `set`, `get_many`, `invalidate_tags`, ... |
+/// | `db.namespace` | [`TracingLayer::namespace`], if set |
+/// | `db.operation.batch.size` | the number of keys or entries of `get_many`, `set_many` and `delete_many`, when 2 or more (the conventions never record a batch of 1) |
+/// | `error.type` | on failure, the [`ErrorKind`]: `connection`, `timeout`, `invalid_input`, `config`, `serialization`, `unsupported`, `not_an_integer`, `overflow`, `permission_denied`, `backend` |
+/// | `otel.status_code` | `ERROR` on failure, unset otherwise |
+/// | `cachette.backend` | the inner backend's [`name`](Backend::name) |
+/// | `cachette.outcome` | `hit` or `miss` for `get`, `ok` otherwise, or `error` (the `outcome` label of the metrics layer) |
+/// | `cachette.hit` | for `get`: whether the key was found |
+/// | `cachette.hits`, `cachette.misses` | for `get_many`: keys found and not found |
+/// | `cachette.count` | the number of keys, entries or tags of a batch operation |
+/// | `cachette.key.len` | the length of the key (or `keys` pattern) in bytes |
+/// | `cachette.key.hash` | a 64-bit FNV-1a hash of the key, in hex: it tells keys apart across log lines, but it does not make them anonymous |
+/// | `cachette.key` | the key itself, only with [`TracingLayer::record_keys`] (keys may be personal data) |
+/// | `cachette.attempts` | recorded by a [`Retry`](super::Retry) layer below, when it retried |
 ///
-/// A failure is also logged as an event at level `warn`, inside the span.
-/// Put this layer outermost so that the events of the layers below are
-/// recorded inside its span (see [the module docs](crate::layers)).
+/// `server.address` and `server.port` are not recorded: the layer does
+/// not know where a backend connects (a near cache, a cluster, several
+/// memcached servers), and would rather omit them than guess.
+///
+/// A failure is also logged as an event at level `warn`, inside the span,
+/// with the error's message. Put this layer outermost so that the events
+/// of the layers below are recorded inside its span, and the span covers
+/// the retries, as the conventions ask (see [the module
+/// docs](crate::layers)).
 pub struct Tracing<B: ?Sized = dyn Backend> {
     config: TracingLayer,
     inner: Arc<B>,
@@ -79,24 +112,70 @@ pub struct Tracing<B: ?Sized = dyn Backend> {
 debug_layer!(Tracing { config });
 backend_around!(Tracing);
 
-/// The span of an operation. Span names must be literals, hence one arm
-/// per operation.
-fn span(op: Op, backend: &'static str) -> tracing::Span {
+/// The name of an [`ErrorKind`] as a label or attribute value:
+/// [`ErrorKind::as_str`] in snake case (`invalid_input`).
+pub(super) fn error_type(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Connection => "connection",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::InvalidInput => "invalid_input",
+        ErrorKind::Config => "config",
+        ErrorKind::Serialization => "serialization",
+        ErrorKind::Unsupported => "unsupported",
+        ErrorKind::NotAnInteger => "not_an_integer",
+        ErrorKind::Overflow => "overflow",
+        ErrorKind::PermissionDenied => "permission_denied",
+        ErrorKind::Backend => "backend",
+    }
+}
+
+/// The `db.system.name` of a backend: the conventions' well-known value
+/// where one applies.
+fn db_system(backend: &'static str) -> &'static str {
+    match backend {
+        "redis" | "near" => "redis",
+        "postgres" => "postgresql",
+        "memory" | "file" | "tiered" | "object" => "cachette",
+        other => other,
+    }
+}
+
+/// The `otel.kind` of a backend's spans.
+fn span_kind(backend: &'static str) -> &'static str {
+    match backend {
+        "memory" | "file" | "redb" => "internal",
+        _ => "client",
+    }
+}
+
+/// The span of an operation, with the attributes the conventions want at
+/// creation (they drive sampling). Span names must be literals, hence one
+/// arm per operation.
+fn span(op: Op, backend: &'static str, namespace: Option<&str>) -> tracing::Span {
+    let operation = op.name();
     macro_rules! spans {
         ($($op:ident => $name:literal),* $(,)?) => {
             match op {
                 $(Op::$op => tracing::debug_span!(
                     $name,
-                    backend,
-                    key.len = Empty,
-                    key.hash = Empty,
-                    key = Empty,
-                    count = Empty,
-                    outcome = Empty,
-                    hits = Empty,
-                    misses = Empty,
-                    error.kind = Empty,
-                    attempts = Empty,
+                    otel.name = %OtelName(operation, namespace),
+                    otel.kind = span_kind(backend),
+                    otel.status_code = Empty,
+                    db.system.name = db_system(backend),
+                    db.operation.name = operation,
+                    db.namespace = namespace,
+                    db.operation.batch.size = Empty,
+                    error.type = Empty,
+                    cachette.backend = backend,
+                    cachette.outcome = Empty,
+                    cachette.hit = Empty,
+                    cachette.hits = Empty,
+                    cachette.misses = Empty,
+                    cachette.count = Empty,
+                    cachette.key.len = Empty,
+                    cachette.key.hash = Empty,
+                    cachette.key = Empty,
+                    cachette.attempts = Empty,
                 ),)*
             }
         };
@@ -125,6 +204,18 @@ fn span(op: Op, backend: &'static str) -> tracing::Span {
     }
 }
 
+/// `{db.operation.name} {db.namespace}`, or the operation alone.
+struct OtelName<'a>(&'static str, Option<&'a str>);
+
+impl std::fmt::Display for OtelName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            Some(namespace) => write!(f, "{} {namespace}", self.0),
+            None => f.write_str(self.0),
+        }
+    }
+}
+
 /// 64-bit FNV-1a: stable across processes and releases, so that log lines
 /// of several services can be matched by key.
 fn key_hash(key: &str) -> u64 {
@@ -147,43 +238,36 @@ impl<B: Backend + ?Sized> Tracing<B> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let span = span(call.op, self.inner.name());
+        let span = span(call.op, self.inner.name(), self.config.namespace.as_deref());
         if !span.is_disabled() {
-            if let Some(key) = call.key {
-                span.record("key.len", key.len());
-                if self.config.record_keys {
-                    span.record("key", key);
-                } else {
-                    span.record("key.hash", display(format_args!("{:016x}", key_hash(key))));
-                }
-            }
-            if let Some(count) = call.count {
-                span.record("count", count);
-            }
+            self.record_call(&span, call);
         }
         let result = f().instrument(span.clone()).await;
         match &result {
             Ok(reply) => match (call.op, reply.lookups()) {
                 (Op::Get, Some((hits, _))) => {
-                    span.record("outcome", if hits > 0 { "hit" } else { "miss" });
+                    span.record("cachette.outcome", if hits > 0 { "hit" } else { "miss" });
+                    span.record("cachette.hit", hits > 0);
                 }
                 (_, Some((hits, misses))) => {
-                    span.record("outcome", "ok");
-                    span.record("hits", hits);
-                    span.record("misses", misses);
+                    span.record("cachette.outcome", "ok");
+                    span.record("cachette.hits", hits);
+                    span.record("cachette.misses", misses);
                 }
                 (_, None) => {
-                    span.record("outcome", "ok");
+                    span.record("cachette.outcome", "ok");
                 }
             },
             Err(error) => {
-                span.record("outcome", "error");
-                span.record("error.kind", error.kind().as_str());
+                let error_type = error_type(error.kind());
+                span.record("cachette.outcome", "error");
+                span.record("error.type", error_type);
+                span.record("otel.status_code", "ERROR");
                 span.in_scope(|| {
                     tracing::warn!(
-                        backend = self.inner.name(),
-                        operation = call.op.name(),
-                        error.kind = error.kind().as_str(),
+                        cachette.backend = self.inner.name(),
+                        db.operation.name = call.op.name(),
+                        error.type = error_type,
                         error = %error,
                         "cachette: operation failed"
                     );
@@ -191,6 +275,29 @@ impl<B: Backend + ?Sized> Tracing<B> {
             }
         }
         result
+    }
+
+    /// Records what the call carries: its key (or a hash of it) and the
+    /// size of a batch.
+    fn record_call(&self, span: &tracing::Span, call: Call<'_>) {
+        if let Some(key) = call.key {
+            span.record("cachette.key.len", key.len());
+            if self.config.record_keys {
+                span.record("cachette.key", key);
+            } else {
+                span.record(
+                    "cachette.key.hash",
+                    display(format_args!("{:016x}", key_hash(key))),
+                );
+            }
+        }
+        if let Some(count) = call.count {
+            span.record("cachette.count", count);
+            let batch = matches!(call.op, Op::GetMany | Op::SetMany | Op::DeleteMany);
+            if batch && count >= 2 {
+                span.record("db.operation.batch.size", count);
+            }
+        }
     }
 }
 
