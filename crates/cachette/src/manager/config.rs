@@ -7,14 +7,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
+use crate::cache::CacheOptions;
+use crate::cache::config::duration;
 use crate::error::{Error, Result};
-use crate::params::{parse_duration, redact, redact_text};
+use crate::params::{redact, redact_text};
 use crate::registry::open;
 
-use super::{CacheManager, MANAGER, resolve_default};
+use super::layers::LayersConfig;
+use super::schema::{EnvSetting, env_setting, first_unknown_key, set_path, setting_at};
+use super::{CacheManager, Entry, MANAGER, resolve_default};
 
 /// The environment variable that names the default cache.
 const ENV_DEFAULT: &str = "CACHETTE_DEFAULT";
@@ -22,9 +26,6 @@ const ENV_DEFAULT: &str = "CACHETTE_DEFAULT";
 const ENV_CACHES: &str = "CACHETTE_CACHES__";
 /// The separator between levels of an environment variable's name.
 const ENV_SEPARATOR: &str = "__";
-/// The settings of a cache an environment variable may set: the keys of
-/// [`CacheConfig`], upper-cased.
-const ENV_SETTINGS: &[&str] = &["URL", "L1", "L2", "L3", "L1_TTL", "CHANNEL"];
 
 /// The configuration of a [`CacheManager`]: each cache by name (a URL, or
 /// the layers of a tiered cache) and the name of the default cache.
@@ -96,39 +97,36 @@ pub struct CacheManagerConfig {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CacheConfig {
     /// The URL the cache is opened from with [`open`](crate::open); empty
     /// for a tiered cache.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// The URL of a tiered cache's L1.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l1: Option<String>,
     /// The URL of a tiered cache's L2.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l2: Option<String>,
     /// The URL of a third layer, under L2.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l3: Option<String>,
     /// The longest a tiered cache's L1 copy lives.
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, with = "duration", skip_serializing_if = "Option::is_none")]
     pub l1_ttl: Option<Duration>,
     /// The URL of a tiered cache's invalidation channel.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-}
-
-/// Reads a duration in humantime form (`10s`, `1h 30m`).
-fn duration<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    parse_duration(&text)
-        .map(Some)
-        .map_err(|expected| serde::de::Error::custom(format!("expected {expected}, got `{text}`")))
+    /// The layers around the backend: the `layers` table.
+    #[serde(default, skip_serializing_if = "LayersConfig::is_empty")]
+    pub layers: LayersConfig,
+    /// The options of the typed [`Cache`](crate::Cache) that
+    /// [`CacheManager::cache`] builds: the `cache` table.
+    #[serde(default, skip_serializing_if = "CacheOptions::is_default")]
+    pub cache: CacheOptions,
 }
 
 impl CacheConfig {
@@ -151,21 +149,24 @@ impl CacheConfig {
         }
     }
 
-    /// Sets the key an environment variable names (one of [`ENV_SETTINGS`]).
-    fn set(&mut self, setting: &str, value: String) -> Result<()> {
-        match setting {
-            "URL" => self.url = value,
-            "L1" => self.l1 = Some(value),
-            "L2" => self.l2 = Some(value),
-            "L3" => self.l3 = Some(value),
-            "CHANNEL" => self.channel = Some(value),
-            _ => {
-                // Never echoed: values are not shown.
-                let ttl = parse_duration(&value)
-                    .map_err(|expected| Error::config(MANAGER, format!("expected {expected}")))?;
-                self.l1_ttl = Some(ttl);
-            }
-        }
+    /// Sets `setting` (from an environment variable) to `text` through the
+    /// TOML form: one piece of code for every level.
+    fn set(&mut self, setting: &EnvSetting, text: &str) -> Result<()> {
+        // Never echoed: values are not shown.
+        let value = setting
+            .value(text)
+            .map_err(|message| Error::config(MANAGER, message))?;
+        let invalid = |err: &dyn fmt::Display| {
+            Error::config(
+                MANAGER,
+                format!("the setting does not take this value: {err}"),
+            )
+        };
+        let mut table = toml::Table::try_from(&*self).map_err(|err| invalid(&err))?;
+        set_path(&mut table, &setting.path, value);
+        *self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|err: toml::de::Error| invalid(&err.message()))?;
         Ok(())
     }
 
@@ -178,8 +179,19 @@ impl CacheConfig {
             || self.channel.is_some()
     }
 
-    /// Opens the cache named `name`.
-    async fn open(&self, name: &str) -> Result<Arc<dyn Backend>> {
+    /// Opens the cache named `name`, puts it in its layers and checks its
+    /// typed options.
+    async fn open(self, name: &str) -> Result<Entry> {
+        let backend = self.layers.wrap(name, self.open_backend(name).await?)?;
+        self.cache.check(Arc::clone(&backend))?;
+        Ok(Entry {
+            backend,
+            options: self.cache,
+        })
+    }
+
+    /// Opens the backend of the cache named `name`.
+    async fn open_backend(&self, name: &str) -> Result<Arc<dyn Backend>> {
         if !self.is_tiered() {
             if self.url.is_empty() {
                 return Err(Error::config(
@@ -224,6 +236,8 @@ impl fmt::Debug for CacheConfig {
             .field("l3", &shown(&self.l3))
             .field("l1_ttl", &self.l1_ttl)
             .field("channel", &shown(&self.channel))
+            .field("layers", &self.layers)
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -296,8 +310,13 @@ impl CacheManagerConfig {
         if let Some((start, message)) = first_unknown_key(toml) {
             return Err(error(Some(start), &message));
         }
-        let config: CacheManagerConfig = toml::from_str(toml)
-            .map_err(|err| error(err.span().map(|span| span.start), err.message()))?;
+        let config: CacheManagerConfig = toml::from_str(toml).map_err(|err| {
+            let start = err.span().map(|span| span.start);
+            match start.and_then(|start| setting_at(toml, start)) {
+                Some(setting) => error(start, &format!("`{setting}`: {}", err.message())),
+                None => error(start, err.message()),
+            }
+        })?;
         if config.caches.contains_key("") {
             return Err(Error::config(
                 MANAGER,
@@ -396,41 +415,37 @@ impl CacheManagerConfig {
             // The name as written: upper-casing ASCII keeps byte offsets.
             let rest = &key[key.len() - rest.len()..];
             let parts: Vec<&str> = rest.split(ENV_SEPARATOR).collect();
-            let [name, setting] = parts[..] else {
+            let [name, ref names @ ..] = parts[..] else {
+                continue;
+            };
+            if names.is_empty() {
                 return Err(Error::config(
                     MANAGER,
                     format!(
                         "environment variable `{key}`: expected `{ENV_CACHES}<NAME>{ENV_SEPARATOR}URL` \
-                         (`{ENV_SEPARATOR}` separates levels, so a name cannot contain it)"
+                         or another setting (`{ENV_SEPARATOR}` separates levels, so a name cannot \
+                         contain it)"
                     ),
                 ));
-            };
+            }
             if name.is_empty() {
                 return Err(Error::config(
                     MANAGER,
                     format!("environment variable `{key}`: the cache name is empty"),
                 ));
             }
-            let setting = setting.to_ascii_uppercase();
-            if !ENV_SETTINGS.contains(&setting.as_str()) {
-                return Err(Error::config(
-                    MANAGER,
-                    format!(
-                        "environment variable `{key}`: unknown setting `{setting}`; expected {}",
-                        ENV_SETTINGS.join(", ")
-                    ),
-                ));
-            }
+            let in_variable =
+                |err: Error| err.context(format_args!("environment variable `{key}`"));
+            let setting = env_setting(names)
+                .map_err(|message| in_variable(Error::config(MANAGER, message)))?;
             if value.is_empty() {
                 continue;
             }
-            let in_variable =
-                |err: Error| err.context(format_args!("environment variable `{key}`"));
             let name = self.cache_named(name).map_err(in_variable)?;
             self.caches
                 .entry(name)
                 .or_default()
-                .set(&setting, value)
+                .set(&setting, &value)
                 .map_err(in_variable)?;
         }
         if let Some(default) = self.default.take_if(|_| default_from_env) {
@@ -496,52 +511,13 @@ impl CacheManagerConfig {
         self.default_name()?;
         let opening = self.caches.into_iter().map(|(name, cache)| async move {
             match cache.open(&name).await {
-                Ok(backend) => Ok((name, backend)),
+                Ok(entry) => Ok((name, entry)),
                 Err(err) => Err(super::in_cache(&name, err)),
             }
         });
         let caches = futures_util::future::try_join_all(opening).await?;
         CacheManager::assemble(caches, self.default)
     }
-}
-
-/// The keys of the top level of the TOML form.
-const TOP_KEYS: &[&str] = &["default", "caches"];
-/// The keys of a cache in the TOML form.
-const CACHE_KEYS: &[&str] = &["url", "l1", "l2", "l3", "l1_ttl", "channel"];
-
-/// The unknown key that comes first in the file, with its offset and the
-/// message that names it and the valid ones; `None` if every key is known
-/// (or the text does not parse, which `toml::from_str` then reports).
-/// Serde meets keys in sorted order, so it would name a later key.
-fn first_unknown_key(toml: &str) -> Option<(usize, String)> {
-    let root = toml::de::DeTable::parse(toml).ok()?;
-    let unknown = |table: &toml::de::DeTable<'_>, known: &'static [&'static str]| {
-        table
-            .keys()
-            .filter(|key| !known.contains(&key.get_ref().as_ref()))
-            .map(|key| {
-                let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
-                let message = format!(
-                    "unknown field `{}`, expected one of {}",
-                    key.get_ref(),
-                    expected.join(", ")
-                );
-                (key.span().start, message)
-            })
-            .collect::<Vec<_>>()
-    };
-    let mut found = unknown(root.get_ref(), TOP_KEYS);
-    let caches = root
-        .get_ref()
-        .get("caches")
-        .and_then(|v| v.get_ref().as_table());
-    for cache in caches.into_iter().flat_map(|caches| caches.values()) {
-        if let Some(table) = cache.get_ref().as_table() {
-            found.extend(unknown(table, CACHE_KEYS));
-        }
-    }
-    found.into_iter().min_by_key(|&(start, _)| start)
 }
 
 /// Whether [`CacheManagerConfig::apply_env_vars`] reads this variable.
