@@ -45,9 +45,12 @@ const ENV_SEPARATOR: &str = "__";
 /// url = "memory://?policy=lru&default_ttl=30m"
 /// ```
 ///
-/// See [`CacheConfig`] for the keys of a cache, tiered caches included.
-/// Unknown keys are errors that name the key and the valid ones. `Debug`
-/// output shows URLs with their passwords replaced by `***`.
+/// See [`CacheConfig`] for the keys of a cache: tiered caches, the
+/// `layers` table and the typed cache's `cache` table, with a complete
+/// example. Unknown keys, at every level, are errors that name the key and
+/// the valid ones; a value of the wrong form is an error that names the
+/// setting (`caches.users.cache.ttl`). `Debug` output shows URLs with their
+/// passwords replaced by `***`.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -63,7 +66,55 @@ pub struct CacheManagerConfig {
 
 /// The configuration of one named cache: either a `url`, or the layers of
 /// a tiered cache (feature `tiered`, see
-/// [`backends::tiered`](crate::backends)).
+/// [`backends::tiered`](crate::backends)); and optionally the layers
+/// around it and the options of its typed [`Cache`](crate::Cache).
+///
+/// ```toml
+/// [caches.users]
+/// url = "redis://127.0.0.1:6379/0"
+///
+/// [caches.users.layers]         # see LayersConfig; applied in a fixed order,
+/// prefix = "app:"               # whatever the order here
+/// timeout = { all = "250ms", scans = "5s" }
+/// retry = { max_attempts = 3, initial_backoff = "10ms", max_backoff = "1s" }
+/// circuit_breaker = { failure_threshold = 5, open_duration = "5s" }
+/// metrics = {}                  # feature `metrics`; label backend = "users"
+/// tracing = { record_keys = false }
+///
+/// [caches.users.cache]          # see CacheOptions: CacheManager::cache::<C>("users")
+/// namespace = "users"
+/// ttl = "10m"
+/// soft_ttl = "1m"
+/// fail_safe = "1h"
+/// negative_ttl = "30s"
+/// jitter = "5s"
+/// soft_timeout = "100ms"
+/// hard_timeout = "2s"
+/// codec = "postcard"            # or "json", "msgpack", "raw"
+/// compress_above = "4KiB"       # feature `lz4`
+/// ```
+///
+/// The layers wrap the backend from the caller down, as
+/// [`LayerStack`](crate::layers::LayerStack) orders them:
+///
+/// ```text
+/// tracing → metrics → circuit_breaker → retry → timeout → prefix → backend
+/// ```
+///
+/// so that tracing and metrics see what the caller sees, the breaker
+/// counts operations that failed after their retries, and each attempt has
+/// its own deadline ([`LayersConfig`](super::LayersConfig) has the keys of
+/// each layer, [the layers' docs](crate::layers) the reasons).
+/// [`CacheManager::get`] gives the backend in its layers, and
+/// [`CacheManager::cache`] the typed cache over it, with the options of
+/// [`CacheOptions`] (checked when the manager is built).
+///
+/// Every setting has an environment form, the path of its keys in upper
+/// case, joined by `__`: `CACHETTE_CACHES__USERS__LAYERS__RETRY__MAX_ATTEMPTS=5`,
+/// `CACHETTE_CACHES__USERS__CACHE__TTL=5m`, and
+/// `CACHETTE_CACHES__USERS__LAYERS__METRICS=true` (or `false`) turns a
+/// layer on with its defaults (or off); see
+/// [`CacheManagerConfig::apply_env_vars`].
 ///
 /// | key       | value |
 /// |-----------|-------|
@@ -72,6 +123,8 @@ pub struct CacheManagerConfig {
 /// | `l2`      | tiered: the URL of the shared layer, e.g. `redis://127.0.0.1:6379/0` |
 /// | `l3`      | tiered, optional: a third layer under `l2`, e.g. `s3://bucket/cache` (the stack is `l1` over a tiered `l2` over `l3`) |
 /// | `l1_ttl`  | tiered: the longest a copy lives in an upper layer (`l1`, and `l2` over `l3`), e.g. `10s` (default 30 s) |
+/// | `layers`  | the layers around the backend: a table, see [`LayersConfig`](super::LayersConfig) |
+/// | `cache`   | the options of the typed cache: a table, see [`CacheOptions`] |
 /// | `channel` | tiered, feature `redis` or `postgres`: the invalidation channel's server, `redis://[user[:password]@]host[:port][/db]` (or `rediss://`, `redis+unix://`) for Redis pub/sub, `postgres://user[:password]@host[:port]/db` for `LISTEN`/`NOTIFY`, with optional parameters `name` (default `cachette:tiered:<cache name>`), `connect_timeout`, `response_timeout` and `ping_interval` (durations) |
 ///
 /// ```
@@ -94,6 +147,45 @@ pub struct CacheManagerConfig {
 /// assert_eq!(pages.name(), "tiered");
 /// pages.set("home", "<html>".into(), &SetOptions::new()).await?;
 /// # }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A cache with layers and typed options, from TOML alone:
+///
+/// ```
+/// use std::time::Duration;
+/// use cachette::{Backend, CacheManager, DefaultCodec, KeyTtl};
+/// use cachette::cache::EntryOptions;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cachette::Result<()> {
+/// let manager = CacheManager::from_toml_str(
+///     r#"
+///     [caches.users]
+///     url = "memory://"
+///
+///     [caches.users.layers]
+///     timeout = { all = "250ms" }
+///     retry = { max_attempts = 3 }
+///     circuit_breaker = { failure_threshold = 5 }
+///     tracing = {}
+///
+///     [caches.users.cache]
+///     namespace = "users"
+///     ttl = "10m"
+///     soft_ttl = "1m"
+///     fail_safe = "1h"
+///     "#,
+/// )?
+/// .apply_env_vars([("CACHETTE_CACHES__USERS__CACHE__TTL", "5m")])?
+/// .build()
+/// .await?;
+///
+/// let users = manager.cache::<DefaultCodec>("users").await?;
+/// users.set("user:1", &"Ada", &EntryOptions::new()).await?;
+/// let KeyTtl::ExpiresIn(ttl) = users.ttl("user:1").await? else { panic!() };
+/// assert!(ttl <= Duration::from_secs(300)); // the environment won
 /// # Ok(())
 /// # }
 /// ```
@@ -356,8 +448,13 @@ impl CacheManagerConfig {
     /// - `CACHETTE_CACHES__<NAME>__URL=<url>` sets the URL of cache `<name>`,
     ///   adding the cache if it is not configured yet.
     ///   `__` separates the levels, so a name may contain single `_`.
-    ///   `..__L1`, `..__L2`, `..__L1_TTL` and `..__CHANNEL` set the keys of a
-    ///   tiered cache the same way (see [`CacheConfig`]).
+    ///   Every other key of [`CacheConfig`] is set the same way, by the path
+    ///   of its keys: `..__L1`, `..__L1_TTL`,
+    ///   `..__LAYERS__RETRY__MAX_ATTEMPTS`, `..__LAYERS__PREFIX`,
+    ///   `..__CACHE__TTL`, `..__CACHE__DISTRIBUTED_LOCK__WAIT`. A layer's own
+    ///   path takes `true` (add it, keeping any options it has) or `false`
+    ///   (remove it): `..__LAYERS__METRICS=true`. The value has the form of
+    ///   the TOML value, without quotes: `5`, `250ms`, `true`, `4KiB`.
     /// - `CACHETTE_DEFAULT=<name>` names the default cache.
     ///
     /// Variable names are matched without regard to case, and so are the
@@ -375,7 +472,9 @@ impl CacheManagerConfig {
     ///
     /// An [`ErrorKind::Config`](crate::ErrorKind::Config) error naming the
     /// variable, for a name under `CACHETTE_CACHES__` that does not have the
-    /// form above. Values are never echoed.
+    /// form above (an unknown setting is named with the valid ones at its
+    /// level), or a value of the wrong form (the message says the form
+    /// expected). Values are never echoed.
     ///
     /// ```
     /// use cachette::manager::CacheManagerConfig;
@@ -385,10 +484,18 @@ impl CacheManagerConfig {
     ///         ("CACHETTE_CACHES__MAIN__URL", "memory://?max_entries=100"),
     ///         ("CACHETTE_CACHES__USER_SESSIONS__URL", "memory://?policy=lru"),
     ///         ("CACHETTE_DEFAULT", "main"),
+    ///         ("CACHETTE_CACHES__MAIN__LAYERS__RETRY__MAX_ATTEMPTS", "5"),
     ///     ])?;
     /// assert_eq!(config.caches["main"].url, "memory://?max_entries=100");
+    /// let retry = config.caches["main"].layers.retry.as_ref().unwrap();
+    /// assert_eq!(retry.max_attempts, Some(5));
     /// assert_eq!(config.caches["user_sessions"].url, "memory://?policy=lru");
     /// assert_eq!(config.default.as_deref(), Some("main"));
+    ///
+    /// let err = config
+    ///     .apply_env_vars([("CACHETTE_CACHES__MAIN__LAYERS__RETRY__ATTEMPTS", "5")])
+    ///     .unwrap_err();
+    /// assert!(err.message().contains("expected MAX_ATTEMPTS, INITIAL_BACKOFF, MAX_BACKOFF"));
     /// # Ok::<(), cachette::Error>(())
     /// ```
     pub fn apply_env_vars<I, K, V>(mut self, vars: I) -> Result<Self>

@@ -22,9 +22,27 @@
 //! l2 = "redis://127.0.0.1:6379/0?prefix=pages:"
 //! ```
 //!
-//! See [`CacheConfig`] for every key of a cache. The environment:
+//! A cache may also carry the layers around its backend and the options of
+//! its typed [`Cache`](crate::Cache) ([`CacheManager::cache`]):
+//!
+//! ```toml
+//! [caches.users]
+//! url = "redis://127.0.0.1:6379/0"
+//! [caches.users.layers]     # tracing → metrics → circuit_breaker → retry → timeout → prefix → backend
+//! timeout = { all = "250ms" }
+//! retry = { max_attempts = 3, initial_backoff = "10ms" }
+//! metrics = {}
+//! [caches.users.cache]
+//! namespace = "users"
+//! ttl = "10m"
+//! soft_ttl = "1m"
+//! ```
+//!
+//! See [`CacheConfig`] for every key of a cache, the order of the layers
+//! and a complete example. The environment:
 //! `CACHETTE_CACHES__<NAME>__<KEY>=<value>` sets or adds a key of cache
-//! `<name>`, `CACHETTE_DEFAULT=<name>` names the default. Names from the
+//! `<name>` (`..__LAYERS__RETRY__MAX_ATTEMPTS=5`, `..__CACHE__TTL=5m` at
+//! the lower levels), `CACHETTE_DEFAULT=<name>` names the default. Names from the
 //! environment match configured names without regard to case (a new one is
 //! added in lower case); see [`CacheManagerConfig::apply_env_vars`].
 //!
