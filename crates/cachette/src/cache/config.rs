@@ -250,10 +250,7 @@ impl CacheOptions {
         if let Some(namespace) = &self.namespace {
             builder = builder.namespace(namespace.clone());
         }
-        let durations: [(
-            Option<Duration>,
-            fn(CacheBuilder<C>, Duration) -> CacheBuilder<C>,
-        ); 8] = [
+        let durations: [(Option<Duration>, DurationSetter<C>); 8] = [
             (self.ttl, CacheBuilder::default_ttl),
             (self.soft_ttl, CacheBuilder::soft_ttl),
             (self.negative_ttl, CacheBuilder::negative_ttl),
@@ -284,6 +281,9 @@ impl CacheOptions {
         Ok(builder)
     }
 }
+
+/// A duration setter of [`CacheBuilder`].
+type DurationSetter<C> = fn(CacheBuilder<C>, Duration) -> CacheBuilder<C>;
 
 /// `builder` with the LZ4 options that are set.
 #[cfg(feature = "lz4")]

@@ -175,7 +175,7 @@ pub struct CacheManagerConfig {
 ///     namespace = "users"
 ///     ttl = "10m"
 ///     soft_ttl = "1m"
-///     fail_safe = "1h"
+///     negative_ttl = "30s"
 ///     "#,
 /// )?
 /// .apply_env_vars([("CACHETTE_CACHES__USERS__CACHE__TTL", "5m")])?

@@ -198,13 +198,13 @@ impl LayersConfig {
     }
 }
 
+/// A deadline setter of [`TimeoutLayer`].
+type TimeoutSetter = fn(TimeoutLayer, Duration) -> Result<TimeoutLayer>;
+
 impl TimeoutConfig {
     fn layer(&self) -> Result<TimeoutLayer> {
         let mut layer = TimeoutLayer::new();
-        let limits: [(
-            Option<Duration>,
-            fn(TimeoutLayer, Duration) -> Result<TimeoutLayer>,
-        ); 4] = [
+        let limits: [(Option<Duration>, TimeoutSetter); 4] = [
             (self.all, TimeoutLayer::all),
             (self.reads, TimeoutLayer::reads),
             (self.writes, TimeoutLayer::writes),

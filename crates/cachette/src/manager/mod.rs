@@ -213,7 +213,9 @@ impl CacheManager {
         })
     }
 
-    /// The cache named `name`.
+    /// The cache named `name`: its backend, in the layers of its
+    /// configuration ([`LayersConfig`]), if any. [`cache`](Self::cache)
+    /// gives the typed cache over it.
     ///
     /// # Errors
     ///

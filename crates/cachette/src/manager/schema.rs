@@ -352,13 +352,65 @@ mod tests {
     }
 
     #[test]
-    fn every_key_of_the_schema_is_a_field_of_a_cache() {
+    fn a_value_of_each_kind_in_the_schema_is_accepted_by_its_field() {
         // A cache that sets every key the schema knows deserializes: the
         // schema names no key that the structs lack.
         let mut cache = table_of(CACHE);
         cache.remove("url");
         let parsed: Result<super::super::CacheConfig, _> = Value::Table(cache).try_into();
         assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
+    /// The fields serde knows for `T`, as its unknown-field error lists them.
+    fn fields_of<T: serde::de::DeserializeOwned + std::fmt::Debug>() -> Vec<String> {
+        let err = toml::from_str::<T>("not_a_field = 1").unwrap_err();
+        let message = err.message().to_owned();
+        let (_, fields) = message
+            .split_once(", expected")
+            .expect("an unknown-field error");
+        // "`a`", "`a` or `b`", "one of `a`, `b`, `c`".
+        fields
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The settings of the table `key` of `schema`.
+    fn table(schema: &[Setting], key: &str) -> &'static [Setting] {
+        match find(schema, key, false) {
+            Some((_, Kind::Table(settings) | Layer(settings))) => settings,
+            other => panic!("`{key}` is not a table: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_field_of_a_cache_is_a_key_of_the_schema_in_order() {
+        use super::super::layers::*;
+        use crate::cache::{CacheOptions, LockOptions};
+        let options = table(CACHE, "cache");
+        let checks = [
+            (fields_of::<super::super::CacheConfig>(), CACHE),
+            (fields_of::<LayersConfig>(), LAYERS),
+            (fields_of::<TimeoutConfig>(), table(LAYERS, "timeout")),
+            (fields_of::<RetryConfig>(), table(LAYERS, "retry")),
+            (
+                fields_of::<CircuitBreakerConfig>(),
+                table(LAYERS, "circuit_breaker"),
+            ),
+            (fields_of::<MetricsConfig>(), table(LAYERS, "metrics")),
+            (fields_of::<TracingConfig>(), table(LAYERS, "tracing")),
+            (fields_of::<CacheOptions>(), options),
+            (
+                fields_of::<LockOptions>(),
+                table(options, "distributed_lock"),
+            ),
+        ];
+        for (fields, schema) in checks {
+            let keys: Vec<&str> = schema.iter().map(|(key, _)| *key).collect();
+            assert_eq!(fields, keys);
+        }
     }
 
     #[test]
