@@ -317,34 +317,28 @@ async fn the_layers_are_applied_in_the_stack_order_whatever_the_file_order() {
 }
 
 #[cfg(feature = "metrics")]
-#[test]
-fn a_configured_metrics_layer_labels_the_series_with_the_cache_name() {
+#[tokio::test]
+async fn a_configured_metrics_layer_labels_the_series_with_the_cache_name() {
     use metrics_util::debugging::DebuggingRecorder;
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                let manager = manager(
-                    r#"
-                    [caches.sessions]
-                    url = "memory://"
-                    layers = { metrics = {} }
-                    [caches.pages]
-                    url = "memory://"
-                    layers = { metrics = { backend_label = "html" } }
-                    "#,
-                )
-                .await;
-                for name in ["sessions", "pages"] {
-                    manager.get(name).unwrap().get("k").await.unwrap();
-                }
-            });
-    });
+    // This thread's recorder: the test's runtime runs on this thread.
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let manager = manager(
+        r#"
+        [caches.sessions]
+        url = "memory://"
+        layers = { metrics = {} }
+        [caches.pages]
+        url = "memory://"
+        layers = { metrics = { backend_label = "html" } }
+        "#,
+    )
+    .await;
+    for name in ["sessions", "pages"] {
+        manager.get(name).unwrap().get("k").await.unwrap();
+    }
     let labels: Vec<String> = snapshotter
         .snapshot()
         .into_vec()
