@@ -123,9 +123,9 @@ pub struct CacheManagerConfig {
 /// | `l2`      | tiered: the URL of the shared layer, e.g. `redis://127.0.0.1:6379/0` |
 /// | `l3`      | tiered, optional: a third layer under `l2`, e.g. `s3://bucket/cache` (the stack is `l1` over a tiered `l2` over `l3`) |
 /// | `l1_ttl`  | tiered: the longest a copy lives in an upper layer (`l1`, and `l2` over `l3`), e.g. `10s` (default 30 s) |
+/// | `channel` | tiered, feature `redis` or `postgres`: the invalidation channel's server, `redis://[user[:password]@]host[:port][/db]` (or `rediss://`, `redis+unix://`) for Redis pub/sub, `postgres://user[:password]@host[:port]/db` for `LISTEN`/`NOTIFY`, with optional parameters `name` (default `cachette:tiered:<cache name>`), `connect_timeout`, `response_timeout` and `ping_interval` (durations) |
 /// | `layers`  | the layers around the backend: a table, see [`LayersConfig`](super::LayersConfig) |
 /// | `cache`   | the options of the typed cache: a table, see [`CacheOptions`] |
-/// | `channel` | tiered, feature `redis` or `postgres`: the invalidation channel's server, `redis://[user[:password]@]host[:port][/db]` (or `rediss://`, `redis+unix://`) for Redis pub/sub, `postgres://user[:password]@host[:port]/db` for `LISTEN`/`NOTIFY`, with optional parameters `name` (default `cachette:tiered:<cache name>`), `connect_timeout`, `response_timeout` and `ping_interval` (durations) |
 ///
 /// ```
 /// use cachette::{Backend, CacheManager, SetOptions};
