@@ -233,21 +233,20 @@ async fn an_unknown_codec_name_is_an_error_naming_the_valid_ones() {
 
 // --- the layers, on a backend that fails ---
 
-/// The layers of cache `a` of `toml`, around `backend`.
-fn wrapped(toml: &str, backend: Arc<dyn Backend>) -> cachette::Result<Arc<dyn Backend>> {
-    let config = CacheManagerConfig::from_toml_str(toml)?;
-    config.caches["a"].layers.wrap("a", backend)
+/// A faulty memory backend, and the same in the layers that `layers`
+/// (the body of a `[caches.a.layers]` table) configures.
+fn faulty_in(layers: &str) -> (Arc<FaultyBackend>, Arc<dyn Backend>) {
+    let toml = format!("[caches.a]\nurl = \"memory://\"\n[caches.a.layers]\n{layers}");
+    let config = CacheManagerConfig::from_toml_str(&toml).unwrap();
+    let faulty = FaultyBackend::new(Arc::new(MemoryBackend::default()));
+    let backend = config.caches["a"].layers.wrap("a", faulty.clone()).unwrap();
+    (faulty, backend)
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_configured_retry_layer_retries_temporary_failures() {
-    let faulty = FaultyBackend::new(Arc::new(MemoryBackend::default()));
-    let toml = r#"
-        [caches.a]
-        url = "memory://"
-        layers = { retry = { max_attempts = 3, initial_backoff = "5ms", max_backoff = "20ms" } }
-    "#;
-    let backend = wrapped(toml, faulty.clone()).unwrap();
+    let (faulty, backend) =
+        faulty_in(r#"retry = { max_attempts = 3, initial_backoff = "5ms", max_backoff = "20ms" }"#);
     faulty.fail_next(2, ErrorKind::Connection);
     assert_eq!(backend.get("k").await.unwrap(), None);
     assert_eq!(faulty.calls_of("get"), 3);
@@ -259,14 +258,7 @@ async fn a_configured_retry_layer_retries_temporary_failures() {
 
 #[tokio::test(start_paused = true)]
 async fn a_configured_timeout_layer_times_out_a_stalled_backend() {
-    let faulty = FaultyBackend::new(Arc::new(MemoryBackend::default()));
-    let toml = r#"
-        [caches.a]
-        url = "memory://"
-        [caches.a.layers]
-        timeout = { all = "1s", reads = "250ms" }
-    "#;
-    let backend = wrapped(toml, faulty.clone()).unwrap();
+    let (faulty, backend) = faulty_in(r#"timeout = { all = "1s", reads = "250ms" }"#);
     faulty.set_delay(Some(Duration::from_secs(10)));
     let err = backend.get("k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
@@ -275,14 +267,8 @@ async fn a_configured_timeout_layer_times_out_a_stalled_backend() {
 
 #[tokio::test(start_paused = true)]
 async fn a_configured_circuit_breaker_opens_after_its_threshold() {
-    let faulty = FaultyBackend::new(Arc::new(MemoryBackend::default()));
-    let toml = r#"
-        [caches.a]
-        url = "memory://"
-        [caches.a.layers]
-        circuit_breaker = { failure_threshold = 2, open_duration = "1m" }
-    "#;
-    let backend = wrapped(toml, faulty.clone()).unwrap();
+    let (faulty, backend) =
+        faulty_in(r#"circuit_breaker = { failure_threshold = 2, open_duration = "1m" }"#);
     faulty.fail_with(Some(ErrorKind::Connection));
     for _ in 0..2 {
         backend.get("k").await.unwrap_err();
@@ -297,15 +283,12 @@ async fn the_layers_are_applied_in_the_stack_order_whatever_the_file_order() {
     // Retry below the breaker: one failed operation after its retries
     // counts once, so a threshold of 2 is not reached by one call that
     // failed three attempts.
-    let faulty = FaultyBackend::new(Arc::new(MemoryBackend::default()));
-    let toml = r#"
-        [caches.a]
-        url = "memory://"
-        [caches.a.layers]
+    let (faulty, backend) = faulty_in(
+        r#"
         circuit_breaker = { failure_threshold = 2 }
         retry = { max_attempts = 3, initial_backoff = "1ms", max_backoff = "1ms" }
-    "#;
-    let backend = wrapped(toml, faulty.clone()).unwrap();
+        "#,
+    );
     faulty.fail_next(3, ErrorKind::Connection);
     backend.get("k").await.unwrap_err();
     assert_eq!(faulty.calls_of("get"), 3);

@@ -35,7 +35,11 @@ use crate::layers::{CircuitBreakerLayer, LayerStack, RetryLayer, TimeoutLayer, T
 /// | `metrics` | `{ backend_label }` (feature `metrics`; default label: the cache's name) | `MetricsLayer` |
 /// | `tracing` | `{ record_keys }` (default `false`) | [`TracingLayer`] |
 ///
-/// An empty table (`metrics = {}`) adds the layer with its defaults.
+/// An empty table (`metrics = {}`) adds the layer with its defaults. Your
+/// own layers ([`LayerStack::layer`]) exist in code only, as the layer is a
+/// value of your type: wrap the backend yourself (this type's
+/// [`wrap`](Self::wrap) puts the configured layers around it) and add it
+/// with [`CacheManager::builder`](crate::CacheManager::builder).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
