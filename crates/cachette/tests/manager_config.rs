@@ -176,6 +176,63 @@ async fn a_soft_ttl_from_the_configuration_turns_envelopes_on() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_hard_timeout_from_the_configuration_cancels_a_slow_load() {
+    let manager = manager(
+        r#"
+        [caches.slow]
+        url = "memory://"
+        cache = { hard_timeout = "100ms" }
+        "#,
+    )
+    .await;
+    let cache = manager.cache::<DefaultCodec>("slow").await.unwrap();
+    let err = cache
+        .get_or_load(
+            "k",
+            |_ctx| async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<_, std::io::Error>(Some(1u8))
+            },
+            &EntryOptions::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+}
+
+#[cfg(feature = "lz4")]
+#[tokio::test]
+async fn compression_from_the_configuration_shrinks_large_values() {
+    let manager = manager(
+        r#"
+        [caches.pages]
+        url = "memory://"
+        cache = { namespace = "pages", compress_above = "1KiB" }
+        "#,
+    )
+    .await;
+    let cache = manager.cache::<DefaultCodec>("pages").await.unwrap();
+    let page = "<p>hello</p>".repeat(1000);
+    cache
+        .set("home", &page, &EntryOptions::new())
+        .await
+        .unwrap();
+    let stored = manager
+        .get("pages")
+        .unwrap()
+        .get("pages:v0:home")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.len() < page.len() / 4,
+        "{} bytes stored",
+        stored.len()
+    );
+    assert_eq!(cache.get::<String>("home").await.unwrap(), Some(page));
+}
+
 #[tokio::test]
 async fn the_typed_cache_of_a_name_is_built_once_and_shared() {
     let manager = manager("[caches.main]\nurl = \"memory://\"").await;
