@@ -246,18 +246,11 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
-    /// Checks the options and builds the cache. Reads the namespace's key
-    /// version (`{namespace}:__version`) from the backend, so that this
-    /// cache starts at the latest [`bump_version`](Cache::bump_version)
-    /// of any process.
-    ///
-    /// Errors: [`ErrorKind::Config`](crate::ErrorKind::Config) naming the
-    /// option at fault (zero durations, `soft_ttl` not below `ttl`,
-    /// a `fail_safe` maximum age below the fresh time, `soft_timeout` not below
-    /// `hard_timeout`, a bad namespace, a distributed lock on a backend
-    /// without conditional sets); the backend's error if the version cannot
-    /// be read.
-    pub async fn build(self) -> Result<Cache<C>> {
+    /// The checks of [`build`](Self::build) that need no I/O, the
+    /// namespace's included: what
+    /// [`CacheOptions`](super::CacheOptions) checks when a
+    /// [`CacheManager`](crate::CacheManager) is built.
+    pub(super) fn check(&self) -> Result<()> {
         self.defaults
             .check()
             .map_err(|message| Error::config(NAME, message))?;
@@ -289,6 +282,28 @@ impl<C: Codec> CacheBuilder<C> {
                 ));
             }
         }
+        KeySpace::new(
+            self.namespace.clone(),
+            capabilities.max_key_len,
+            self.hasher,
+        )?;
+        Ok(())
+    }
+
+    /// Checks the options and builds the cache. Reads the namespace's key
+    /// version (`{namespace}:__version`) from the backend, so that this
+    /// cache starts at the latest [`bump_version`](Cache::bump_version)
+    /// of any process.
+    ///
+    /// Errors: [`ErrorKind::Config`](crate::ErrorKind::Config) naming the
+    /// option at fault (zero durations, `soft_ttl` not below `ttl`,
+    /// a `fail_safe` maximum age below the fresh time, `soft_timeout` not below
+    /// `hard_timeout`, a bad namespace, a distributed lock on a backend
+    /// without conditional sets); the backend's error if the version cannot
+    /// be read.
+    pub async fn build(self) -> Result<Cache<C>> {
+        self.check()?;
+        let capabilities = self.backend.capabilities();
         let keys = KeySpace::new(self.namespace, capabilities.max_key_len, self.hasher)?;
         let version = version::read(&*self.backend, &keys, 0)
             .await

@@ -213,6 +213,7 @@
 mod builder;
 mod clock;
 mod codec;
+pub(crate) mod config;
 mod entry;
 pub(crate) mod envelope;
 mod failsafe;
@@ -249,6 +250,7 @@ pub use codec::Json;
 #[cfg(feature = "msgpack")]
 pub use codec::MessagePack;
 pub use codec::{Codec, DefaultCodec, Postcard, RawBytes};
+pub use config::{CacheOptions, CodecName, LockOptions};
 pub use loader::{LoadContext, LoaderError};
 pub use options::EntryOptions;
 pub use stats::CacheStats;

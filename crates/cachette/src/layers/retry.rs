@@ -103,6 +103,12 @@ impl RetryLayer {
         Ok(self)
     }
 
+    /// The bounds of the wait, as [`backoff`](RetryLayer::backoff) takes
+    /// them: a configuration that gives one keeps the other.
+    pub(crate) fn backoff_bounds(&self) -> (Duration, Duration) {
+        (self.initial_backoff, self.max_backoff)
+    }
+
     /// Wraps `inner`, keeping its type; [`Layer::layer`](super::Layer::layer)
     /// does the same for an `Arc<dyn Backend>`.
     pub fn wrap<B: Backend + ?Sized>(&self, inner: Arc<B>) -> Retry<B> {

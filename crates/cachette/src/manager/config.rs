@@ -7,14 +7,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
+use crate::cache::CacheOptions;
+use crate::cache::config::duration;
 use crate::error::{Error, Result};
-use crate::params::{parse_duration, redact, redact_text};
+use crate::params::{redact, redact_text};
 use crate::registry::open;
 
-use super::{CacheManager, MANAGER, resolve_default};
+use super::layers::LayersConfig;
+use super::schema::{EnvSetting, env_setting, first_unknown_key, set_path, setting_at};
+use super::{CacheManager, Entry, MANAGER, resolve_default};
 
 /// The environment variable that names the default cache.
 const ENV_DEFAULT: &str = "CACHETTE_DEFAULT";
@@ -22,9 +26,6 @@ const ENV_DEFAULT: &str = "CACHETTE_DEFAULT";
 const ENV_CACHES: &str = "CACHETTE_CACHES__";
 /// The separator between levels of an environment variable's name.
 const ENV_SEPARATOR: &str = "__";
-/// The settings of a cache an environment variable may set: the keys of
-/// [`CacheConfig`], upper-cased.
-const ENV_SETTINGS: &[&str] = &["URL", "L1", "L2", "L3", "L1_TTL", "CHANNEL"];
 
 /// The configuration of a [`CacheManager`]: each cache by name (a URL, or
 /// the layers of a tiered cache) and the name of the default cache.
@@ -44,9 +45,12 @@ const ENV_SETTINGS: &[&str] = &["URL", "L1", "L2", "L3", "L1_TTL", "CHANNEL"];
 /// url = "memory://?policy=lru&default_ttl=30m"
 /// ```
 ///
-/// See [`CacheConfig`] for the keys of a cache, tiered caches included.
-/// Unknown keys are errors that name the key and the valid ones. `Debug`
-/// output shows URLs with their passwords replaced by `***`.
+/// See [`CacheConfig`] for the keys of a cache: tiered caches, the
+/// `layers` table and the typed cache's `cache` table, with a complete
+/// example. Unknown keys, at every level, are errors that name the key and
+/// the valid ones; a value of the wrong form is an error that names the
+/// setting (`caches.users.cache.ttl`). `Debug` output shows URLs with their
+/// passwords replaced by `***`.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -62,7 +66,55 @@ pub struct CacheManagerConfig {
 
 /// The configuration of one named cache: either a `url`, or the layers of
 /// a tiered cache (feature `tiered`, see
-/// [`backends::tiered`](crate::backends)).
+/// [`backends::tiered`](crate::backends)); and optionally the layers
+/// around it and the options of its typed [`Cache`](crate::Cache).
+///
+/// ```toml
+/// [caches.users]
+/// url = "redis://127.0.0.1:6379/0"
+///
+/// [caches.users.layers]         # see LayersConfig; applied in a fixed order,
+/// prefix = "app:"               # whatever the order here
+/// timeout = { all = "250ms", scans = "5s" }
+/// retry = { max_attempts = 3, initial_backoff = "10ms", max_backoff = "1s" }
+/// circuit_breaker = { failure_threshold = 5, open_duration = "5s" }
+/// metrics = {}                  # feature `metrics`; label backend = "users"
+/// tracing = { record_keys = false }
+///
+/// [caches.users.cache]          # see CacheOptions: CacheManager::cache::<C>("users")
+/// namespace = "users"
+/// ttl = "10m"
+/// soft_ttl = "1m"
+/// fail_safe = "1h"
+/// negative_ttl = "30s"
+/// jitter = "5s"
+/// soft_timeout = "100ms"
+/// hard_timeout = "2s"
+/// codec = "postcard"            # or "json", "msgpack", "raw"
+/// compress_above = "4KiB"       # feature `lz4`
+/// ```
+///
+/// The layers wrap the backend from the caller down, as
+/// [`LayerStack`](crate::layers::LayerStack) orders them:
+///
+/// ```text
+/// tracing → metrics → circuit_breaker → retry → timeout → prefix → backend
+/// ```
+///
+/// so that tracing and metrics see what the caller sees, the breaker
+/// counts operations that failed after their retries, and each attempt has
+/// its own deadline ([`LayersConfig`](super::LayersConfig) has the keys of
+/// each layer, [the layers' docs](crate::layers) the reasons).
+/// [`CacheManager::get`] gives the backend in its layers, and
+/// [`CacheManager::cache`] the typed cache over it, with the options of
+/// [`CacheOptions`] (checked when the manager is built).
+///
+/// Every setting has an environment form, the path of its keys in upper
+/// case, joined by `__`: `CACHETTE_CACHES__USERS__LAYERS__RETRY__MAX_ATTEMPTS=5`,
+/// `CACHETTE_CACHES__USERS__CACHE__TTL=5m`, and
+/// `CACHETTE_CACHES__USERS__LAYERS__METRICS=true` (or `false`) turns a
+/// layer on with its defaults (or off); see
+/// [`CacheManagerConfig::apply_env_vars`].
 ///
 /// | key       | value |
 /// |-----------|-------|
@@ -72,6 +124,8 @@ pub struct CacheManagerConfig {
 /// | `l3`      | tiered, optional: a third layer under `l2`, e.g. `s3://bucket/cache` (the stack is `l1` over a tiered `l2` over `l3`) |
 /// | `l1_ttl`  | tiered: the longest a copy lives in an upper layer (`l1`, and `l2` over `l3`), e.g. `10s` (default 30 s) |
 /// | `channel` | tiered, feature `redis` or `postgres`: the invalidation channel's server, `redis://[user[:password]@]host[:port][/db]` (or `rediss://`, `redis+unix://`) for Redis pub/sub, `postgres://user[:password]@host[:port]/db` for `LISTEN`/`NOTIFY`, with optional parameters `name` (default `cachette:tiered:<cache name>`), `connect_timeout`, `response_timeout` and `ping_interval` (durations) |
+/// | `layers`  | the layers around the backend: a table, see [`LayersConfig`](super::LayersConfig) |
+/// | `cache`   | the options of the typed cache: a table, see [`CacheOptions`] |
 ///
 /// ```
 /// use cachette::{Backend, CacheManager, SetOptions};
@@ -96,39 +150,75 @@ pub struct CacheManagerConfig {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+///
+/// A cache with layers and typed options, from TOML alone:
+///
+/// ```
+/// use std::time::Duration;
+/// use cachette::{Backend, CacheManager, DefaultCodec, KeyTtl};
+/// use cachette::cache::EntryOptions;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cachette::Result<()> {
+/// let manager = CacheManager::from_toml_str(
+///     r#"
+///     [caches.users]
+///     url = "memory://"
+///
+///     [caches.users.layers]
+///     timeout = { all = "250ms" }
+///     retry = { max_attempts = 3 }
+///     circuit_breaker = { failure_threshold = 5 }
+///     tracing = {}
+///
+///     [caches.users.cache]
+///     namespace = "users"
+///     ttl = "10m"
+///     soft_ttl = "1m"
+///     negative_ttl = "30s"
+///     "#,
+/// )?
+/// .apply_env_vars([("CACHETTE_CACHES__USERS__CACHE__TTL", "5m")])?
+/// .build()
+/// .await?;
+///
+/// let users = manager.cache::<DefaultCodec>("users").await?;
+/// users.set("user:1", &"Ada", &EntryOptions::new()).await?;
+/// let KeyTtl::ExpiresIn(ttl) = users.ttl("user:1").await? else { panic!() };
+/// assert!(ttl <= Duration::from_secs(300)); // the environment won
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CacheConfig {
     /// The URL the cache is opened from with [`open`](crate::open); empty
     /// for a tiered cache.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// The URL of a tiered cache's L1.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l1: Option<String>,
     /// The URL of a tiered cache's L2.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l2: Option<String>,
     /// The URL of a third layer, under L2.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l3: Option<String>,
     /// The longest a tiered cache's L1 copy lives.
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, with = "duration", skip_serializing_if = "Option::is_none")]
     pub l1_ttl: Option<Duration>,
     /// The URL of a tiered cache's invalidation channel.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-}
-
-/// Reads a duration in humantime form (`10s`, `1h 30m`).
-fn duration<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    parse_duration(&text)
-        .map(Some)
-        .map_err(|expected| serde::de::Error::custom(format!("expected {expected}, got `{text}`")))
+    /// The layers around the backend: the `layers` table.
+    #[serde(default, skip_serializing_if = "LayersConfig::is_empty")]
+    pub layers: LayersConfig,
+    /// The options of the typed [`Cache`](crate::Cache) that
+    /// [`CacheManager::cache`] builds: the `cache` table.
+    #[serde(default, skip_serializing_if = "CacheOptions::is_default")]
+    pub cache: CacheOptions,
 }
 
 impl CacheConfig {
@@ -151,21 +241,24 @@ impl CacheConfig {
         }
     }
 
-    /// Sets the key an environment variable names (one of [`ENV_SETTINGS`]).
-    fn set(&mut self, setting: &str, value: String) -> Result<()> {
-        match setting {
-            "URL" => self.url = value,
-            "L1" => self.l1 = Some(value),
-            "L2" => self.l2 = Some(value),
-            "L3" => self.l3 = Some(value),
-            "CHANNEL" => self.channel = Some(value),
-            _ => {
-                // Never echoed: values are not shown.
-                let ttl = parse_duration(&value)
-                    .map_err(|expected| Error::config(MANAGER, format!("expected {expected}")))?;
-                self.l1_ttl = Some(ttl);
-            }
-        }
+    /// Sets `setting` (from an environment variable) to `text` through the
+    /// TOML form: one piece of code for every level.
+    fn set(&mut self, setting: &EnvSetting, text: &str) -> Result<()> {
+        // Never echoed: values are not shown.
+        let value = setting
+            .value(text)
+            .map_err(|message| Error::config(MANAGER, message))?;
+        let invalid = |err: &dyn fmt::Display| {
+            Error::config(
+                MANAGER,
+                format!("the setting does not take this value: {err}"),
+            )
+        };
+        let mut table = toml::Table::try_from(&*self).map_err(|err| invalid(&err))?;
+        set_path(&mut table, &setting.path, value);
+        *self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|err: toml::de::Error| invalid(&err.message()))?;
         Ok(())
     }
 
@@ -178,8 +271,19 @@ impl CacheConfig {
             || self.channel.is_some()
     }
 
-    /// Opens the cache named `name`.
-    async fn open(&self, name: &str) -> Result<Arc<dyn Backend>> {
+    /// Opens the cache named `name`, puts it in its layers and checks its
+    /// typed options.
+    async fn open(self, name: &str) -> Result<Entry> {
+        let backend = self.layers.wrap(name, self.open_backend(name).await?)?;
+        self.cache.check(Arc::clone(&backend))?;
+        Ok(Entry {
+            backend,
+            options: self.cache,
+        })
+    }
+
+    /// Opens the backend of the cache named `name`.
+    async fn open_backend(&self, name: &str) -> Result<Arc<dyn Backend>> {
         if !self.is_tiered() {
             if self.url.is_empty() {
                 return Err(Error::config(
@@ -224,6 +328,8 @@ impl fmt::Debug for CacheConfig {
             .field("l3", &shown(&self.l3))
             .field("l1_ttl", &self.l1_ttl)
             .field("channel", &shown(&self.channel))
+            .field("layers", &self.layers)
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -296,8 +402,13 @@ impl CacheManagerConfig {
         if let Some((start, message)) = first_unknown_key(toml) {
             return Err(error(Some(start), &message));
         }
-        let config: CacheManagerConfig = toml::from_str(toml)
-            .map_err(|err| error(err.span().map(|span| span.start), err.message()))?;
+        let config: CacheManagerConfig = toml::from_str(toml).map_err(|err| {
+            let start = err.span().map(|span| span.start);
+            match start.and_then(|start| setting_at(toml, start)) {
+                Some(setting) => error(start, &format!("`{setting}`: {}", err.message())),
+                None => error(start, err.message()),
+            }
+        })?;
         if config.caches.contains_key("") {
             return Err(Error::config(
                 MANAGER,
@@ -337,8 +448,13 @@ impl CacheManagerConfig {
     /// - `CACHETTE_CACHES__<NAME>__URL=<url>` sets the URL of cache `<name>`,
     ///   adding the cache if it is not configured yet.
     ///   `__` separates the levels, so a name may contain single `_`.
-    ///   `..__L1`, `..__L2`, `..__L1_TTL` and `..__CHANNEL` set the keys of a
-    ///   tiered cache the same way (see [`CacheConfig`]).
+    ///   Every other key of [`CacheConfig`] is set the same way, by the path
+    ///   of its keys: `..__L1`, `..__L1_TTL`,
+    ///   `..__LAYERS__RETRY__MAX_ATTEMPTS`, `..__LAYERS__PREFIX`,
+    ///   `..__CACHE__TTL`, `..__CACHE__DISTRIBUTED_LOCK__WAIT`. A layer's own
+    ///   path takes `true` (add it, keeping any options it has) or `false`
+    ///   (remove it): `..__LAYERS__METRICS=true`. The value has the form of
+    ///   the TOML value, without quotes: `5`, `250ms`, `true`, `4KiB`.
     /// - `CACHETTE_DEFAULT=<name>` names the default cache.
     ///
     /// Variable names are matched without regard to case, and so are the
@@ -356,7 +472,9 @@ impl CacheManagerConfig {
     ///
     /// An [`ErrorKind::Config`](crate::ErrorKind::Config) error naming the
     /// variable, for a name under `CACHETTE_CACHES__` that does not have the
-    /// form above. Values are never echoed.
+    /// form above (an unknown setting is named with the valid ones at its
+    /// level), or a value of the wrong form (the message says the form
+    /// expected). Values are never echoed.
     ///
     /// ```
     /// use cachette::manager::CacheManagerConfig;
@@ -366,10 +484,18 @@ impl CacheManagerConfig {
     ///         ("CACHETTE_CACHES__MAIN__URL", "memory://?max_entries=100"),
     ///         ("CACHETTE_CACHES__USER_SESSIONS__URL", "memory://?policy=lru"),
     ///         ("CACHETTE_DEFAULT", "main"),
+    ///         ("CACHETTE_CACHES__MAIN__LAYERS__RETRY__MAX_ATTEMPTS", "5"),
     ///     ])?;
     /// assert_eq!(config.caches["main"].url, "memory://?max_entries=100");
+    /// let retry = config.caches["main"].layers.retry.as_ref().unwrap();
+    /// assert_eq!(retry.max_attempts, Some(5));
     /// assert_eq!(config.caches["user_sessions"].url, "memory://?policy=lru");
     /// assert_eq!(config.default.as_deref(), Some("main"));
+    ///
+    /// let err = config
+    ///     .apply_env_vars([("CACHETTE_CACHES__MAIN__LAYERS__RETRY__ATTEMPTS", "5")])
+    ///     .unwrap_err();
+    /// assert!(err.message().contains("expected MAX_ATTEMPTS, INITIAL_BACKOFF, MAX_BACKOFF"));
     /// # Ok::<(), cachette::Error>(())
     /// ```
     pub fn apply_env_vars<I, K, V>(mut self, vars: I) -> Result<Self>
@@ -396,41 +522,37 @@ impl CacheManagerConfig {
             // The name as written: upper-casing ASCII keeps byte offsets.
             let rest = &key[key.len() - rest.len()..];
             let parts: Vec<&str> = rest.split(ENV_SEPARATOR).collect();
-            let [name, setting] = parts[..] else {
+            let [name, ref names @ ..] = parts[..] else {
+                continue;
+            };
+            if names.is_empty() {
                 return Err(Error::config(
                     MANAGER,
                     format!(
                         "environment variable `{key}`: expected `{ENV_CACHES}<NAME>{ENV_SEPARATOR}URL` \
-                         (`{ENV_SEPARATOR}` separates levels, so a name cannot contain it)"
+                         or another setting (`{ENV_SEPARATOR}` separates levels, so a name cannot \
+                         contain it)"
                     ),
                 ));
-            };
+            }
             if name.is_empty() {
                 return Err(Error::config(
                     MANAGER,
                     format!("environment variable `{key}`: the cache name is empty"),
                 ));
             }
-            let setting = setting.to_ascii_uppercase();
-            if !ENV_SETTINGS.contains(&setting.as_str()) {
-                return Err(Error::config(
-                    MANAGER,
-                    format!(
-                        "environment variable `{key}`: unknown setting `{setting}`; expected {}",
-                        ENV_SETTINGS.join(", ")
-                    ),
-                ));
-            }
+            let in_variable =
+                |err: Error| err.context(format_args!("environment variable `{key}`"));
+            let setting = env_setting(names)
+                .map_err(|message| in_variable(Error::config(MANAGER, message)))?;
             if value.is_empty() {
                 continue;
             }
-            let in_variable =
-                |err: Error| err.context(format_args!("environment variable `{key}`"));
             let name = self.cache_named(name).map_err(in_variable)?;
             self.caches
                 .entry(name)
                 .or_default()
-                .set(&setting, value)
+                .set(&setting, &value)
                 .map_err(in_variable)?;
         }
         if let Some(default) = self.default.take_if(|_| default_from_env) {
@@ -496,52 +618,13 @@ impl CacheManagerConfig {
         self.default_name()?;
         let opening = self.caches.into_iter().map(|(name, cache)| async move {
             match cache.open(&name).await {
-                Ok(backend) => Ok((name, backend)),
+                Ok(entry) => Ok((name, entry)),
                 Err(err) => Err(super::in_cache(&name, err)),
             }
         });
         let caches = futures_util::future::try_join_all(opening).await?;
         CacheManager::assemble(caches, self.default)
     }
-}
-
-/// The keys of the top level of the TOML form.
-const TOP_KEYS: &[&str] = &["default", "caches"];
-/// The keys of a cache in the TOML form.
-const CACHE_KEYS: &[&str] = &["url", "l1", "l2", "l3", "l1_ttl", "channel"];
-
-/// The unknown key that comes first in the file, with its offset and the
-/// message that names it and the valid ones; `None` if every key is known
-/// (or the text does not parse, which `toml::from_str` then reports).
-/// Serde meets keys in sorted order, so it would name a later key.
-fn first_unknown_key(toml: &str) -> Option<(usize, String)> {
-    let root = toml::de::DeTable::parse(toml).ok()?;
-    let unknown = |table: &toml::de::DeTable<'_>, known: &'static [&'static str]| {
-        table
-            .keys()
-            .filter(|key| !known.contains(&key.get_ref().as_ref()))
-            .map(|key| {
-                let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
-                let message = format!(
-                    "unknown field `{}`, expected one of {}",
-                    key.get_ref(),
-                    expected.join(", ")
-                );
-                (key.span().start, message)
-            })
-            .collect::<Vec<_>>()
-    };
-    let mut found = unknown(root.get_ref(), TOP_KEYS);
-    let caches = root
-        .get_ref()
-        .get("caches")
-        .and_then(|v| v.get_ref().as_table());
-    for cache in caches.into_iter().flat_map(|caches| caches.values()) {
-        if let Some(table) = cache.get_ref().as_table() {
-            found.extend(unknown(table, CACHE_KEYS));
-        }
-    }
-    found.into_iter().min_by_key(|&(start, _)| start)
 }
 
 /// Whether [`CacheManagerConfig::apply_env_vars`] reads this variable.

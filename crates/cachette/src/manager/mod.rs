@@ -22,9 +22,27 @@
 //! l2 = "redis://127.0.0.1:6379/0?prefix=pages:"
 //! ```
 //!
-//! See [`CacheConfig`] for every key of a cache. The environment:
+//! A cache may also carry the layers around its backend and the options of
+//! its typed [`Cache`](crate::Cache) ([`CacheManager::cache`]):
+//!
+//! ```toml
+//! [caches.users]
+//! url = "redis://127.0.0.1:6379/0"
+//! [caches.users.layers]     # tracing → metrics → circuit_breaker → retry → timeout → prefix → backend
+//! timeout = { all = "250ms" }
+//! retry = { max_attempts = 3, initial_backoff = "10ms" }
+//! metrics = {}
+//! [caches.users.cache]
+//! namespace = "users"
+//! ttl = "10m"
+//! soft_ttl = "1m"
+//! ```
+//!
+//! See [`CacheConfig`] for every key of a cache, the order of the layers
+//! and a complete example. The environment:
 //! `CACHETTE_CACHES__<NAME>__<KEY>=<value>` sets or adds a key of cache
-//! `<name>`, `CACHETTE_DEFAULT=<name>` names the default. Names from the
+//! `<name>` (`..__LAYERS__RETRY__MAX_ATTEMPTS=5`, `..__CACHE__TTL=5m` at
+//! the lower levels), `CACHETTE_DEFAULT=<name>` names the default. Names from the
 //! environment match configured names without regard to case (a new one is
 //! added in lower case); see [`CacheManagerConfig::apply_env_vars`].
 //!
@@ -33,18 +51,27 @@
 //! is none and [`CacheManager::default_cache`] is an error.
 
 mod config;
+mod layers;
+mod schema;
 #[cfg(feature = "tiered")]
 mod tiered;
 
-use std::collections::BTreeMap;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use crate::backend::Backend;
+use crate::cache::{Cache, CacheOptions, Codec};
 use crate::error::{Error, Result};
 use crate::params::did_you_mean;
 
 pub use config::{CacheConfig, CacheManagerConfig};
+pub use layers::{
+    CircuitBreakerConfig, LayersConfig, MetricsConfig, RetryConfig, TimeoutConfig, TracingConfig,
+};
 
 /// The name in errors raised by the manager.
 const MANAGER: &str = "manager";
@@ -79,8 +106,29 @@ const MANAGER: &str = "manager";
 /// ```
 #[derive(Debug)]
 pub struct CacheManager {
-    caches: BTreeMap<String, Arc<dyn Backend>>,
+    caches: BTreeMap<String, Entry>,
     default: Option<String>,
+    /// The typed caches [`cache`](CacheManager::cache) built, by name and
+    /// codec: each a `Cache<C>`.
+    typed: Mutex<HashMap<(String, TypeId), Box<dyn Any + Send + Sync>>>,
+}
+
+/// A cache of the manager: its backend, in its layers, and the options of
+/// its typed [`Cache`].
+#[derive(Debug)]
+struct Entry {
+    backend: Arc<dyn Backend>,
+    options: CacheOptions,
+}
+
+impl Entry {
+    /// A backend made in code: no options.
+    fn new(backend: Arc<dyn Backend>) -> Self {
+        Entry {
+            backend,
+            options: CacheOptions::default(),
+        }
+    }
 }
 
 impl CacheManager {
@@ -142,7 +190,7 @@ impl CacheManager {
     }
 
     /// Checks names and the default, then holds the backends.
-    fn assemble(caches: Vec<(String, Arc<dyn Backend>)>, default: Option<String>) -> Result<Self> {
+    fn assemble(caches: Vec<(String, Entry)>, default: Option<String>) -> Result<Self> {
         let mut by_name = BTreeMap::new();
         for (name, backend) in caches {
             if name.is_empty() {
@@ -161,18 +209,91 @@ impl CacheManager {
         Ok(CacheManager {
             caches: by_name,
             default,
+            typed: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The cache named `name`.
+    /// The cache named `name`: its backend, in the layers of its
+    /// configuration ([`LayersConfig`]), if any. [`cache`](Self::cache)
+    /// gives the typed cache over it.
     ///
     /// # Errors
     ///
     /// An [`ErrorKind::Config`](crate::ErrorKind::Config) error naming the
     /// known caches when there is no cache by that name.
     pub fn get(&self, name: &str) -> Result<Arc<dyn Backend>> {
+        self.entry(name).map(|entry| Arc::clone(&entry.backend))
+    }
+
+    /// The typed [`Cache`] over the cache named `name`, with the options of
+    /// its configuration (see [`CacheOptions`]; none for a backend added
+    /// in code) and the codec `C`. The first call for a name and codec
+    /// builds it (reading its key version from the backend); later calls
+    /// return clones of it, which share its loads in flight, fail-safe
+    /// values and counters.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cachette::{CacheManager, DefaultCodec, KeyTtl};
+    /// use cachette::cache::EntryOptions;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cachette::Result<()> {
+    /// let manager = CacheManager::from_toml_str(r#"
+    ///     [caches.users]
+    ///     url = "memory://"
+    ///     cache = { namespace = "users", ttl = "10m" }
+    /// "#)?
+    /// .build()
+    /// .await?;
+    ///
+    /// let users = manager.cache::<DefaultCodec>("users").await?;
+    /// users.set("user:1", &"Ada", &EntryOptions::new()).await?;
+    /// assert!(manager.get("users")?.exists("users:v0:user:1").await?);
+    /// let KeyTtl::ExpiresIn(ttl) = users.ttl("user:1").await? else { panic!() };
+    /// assert!(ttl > Duration::from_secs(590));
+    ///
+    /// // The configuration names no codec: any codec may be asked for.
+    /// # #[cfg(feature = "json")]
+    /// manager.cache::<cachette::cache::Json>("users").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Config`](crate::ErrorKind::Config) error when there
+    /// is no cache by that name, or when its configuration names another
+    /// codec than `C` (the message names both); the errors of
+    /// [`CacheBuilder::build`](crate::CacheBuilder::build), with the
+    /// cache's name in front.
+    pub async fn cache<C: Codec + Default>(&self, name: &str) -> Result<Cache<C>> {
+        let entry = self.entry(name)?;
+        let key = (name.to_owned(), TypeId::of::<C>());
+        let built = |typed: &Box<dyn Any + Send + Sync>| typed.downcast_ref::<Cache<C>>().cloned();
+        if let Some(cache) = self.typed.lock().get(&key).and_then(built) {
+            return Ok(cache);
+        }
+        let cache = async {
+            entry
+                .options
+                .builder(Arc::clone(&entry.backend), C::default())?
+                .build()
+                .await
+        }
+        .await
+        .map_err(|err| in_cache(name, err))?;
+        // Two first calls may race: the first one stored wins, so that
+        // every caller shares one cache.
+        let mut typed = self.typed.lock();
+        let kept = typed.entry(key).or_insert_with(|| Box::new(cache.clone()));
+        Ok(built(kept).unwrap_or(cache))
+    }
+
+    /// The entry named `name`.
+    fn entry(&self, name: &str) -> Result<&Entry> {
         match self.caches.get(name) {
-            Some(backend) => Ok(Arc::clone(backend)),
+            Some(entry) => Ok(entry),
             None => Err(Error::config(
                 MANAGER,
                 format!(
@@ -224,8 +345,8 @@ impl CacheManager {
     /// after trying to close every cache.
     pub async fn close(&self) -> Result<()> {
         let mut first_error = None;
-        for (name, backend) in &self.caches {
-            if let Err(err) = backend.close().await {
+        for (name, entry) in &self.caches {
+            if let Err(err) = entry.backend.close().await {
                 tracing::warn!(cache = %name, error = %err, "closing a cache failed");
                 first_error.get_or_insert_with(|| in_cache(name, err));
             }
@@ -248,14 +369,14 @@ impl CacheManager {
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct CacheManagerBuilder {
-    caches: Vec<(String, Arc<dyn Backend>)>,
+    caches: Vec<(String, Entry)>,
     default: Option<String>,
 }
 
 impl CacheManagerBuilder {
     /// Adds a cache under `name`.
     pub fn add(mut self, name: impl Into<String>, backend: Arc<dyn Backend>) -> Self {
-        self.caches.push((name.into(), backend));
+        self.caches.push((name.into(), Entry::new(backend)));
         self
     }
 
