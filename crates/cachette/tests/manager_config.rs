@@ -372,29 +372,38 @@ async fn a_configured_metrics_layer_labels_the_series_with_the_cache_name() {
         layers = { metrics = {} }
         [caches.pages]
         url = "memory://"
-        layers = { metrics = { backend_label = "html" } }
+        layers = { metrics = { cache_label = "html", backend_label = "mem", export_stats = false } }
         "#,
     )
     .await;
     for name in ["sessions", "pages"] {
         manager.get(name).unwrap().get("k").await.unwrap();
     }
-    let labels: Vec<String> = snapshotter
+    let labels: Vec<(String, String)> = snapshotter
         .snapshot()
         .into_vec()
         .into_iter()
         .filter(|(key, ..)| key.key().name() == "cachette_operations_total")
-        .flat_map(|(key, ..)| {
-            key.key()
-                .labels()
-                .filter(|label| label.key() == "backend")
-                .map(|label| label.value().to_owned())
-                .collect::<Vec<_>>()
+        .map(|(key, ..)| {
+            let label = |name: &str| {
+                key.key()
+                    .labels()
+                    .find(|label| label.key() == name)
+                    .map(|label| label.value().to_owned())
+                    .unwrap_or_default()
+            };
+            (label("cache"), label("backend"))
         })
         .collect();
-    assert!(labels.contains(&"sessions".to_owned()), "{labels:?}");
-    assert!(labels.contains(&"html".to_owned()), "{labels:?}");
-    assert!(!labels.contains(&"memory".to_owned()), "{labels:?}");
+    assert!(
+        labels.contains(&("sessions".into(), "memory".into())),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&("html".into(), "mem".into())),
+        "{labels:?}"
+    );
+    assert_eq!(labels.len(), 2, "{labels:?}");
 }
 
 // --- the environment ---

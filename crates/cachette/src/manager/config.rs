@@ -78,7 +78,7 @@ pub struct CacheManagerConfig {
 /// timeout = { all = "250ms", scans = "5s" }
 /// retry = { max_attempts = 3, initial_backoff = "10ms", max_backoff = "1s" }
 /// circuit_breaker = { failure_threshold = 5, open_duration = "5s" }
-/// metrics = {}                  # feature `metrics`; label backend = "users"
+/// metrics = {}                  # feature `metrics`; label cache = "users"
 /// tracing = { record_keys = false }
 ///
 /// [caches.users.cache]          # see CacheOptions: CacheManager::cache::<C>("users")

@@ -32,8 +32,8 @@ use crate::layers::{CircuitBreakerLayer, LayerStack, RetryLayer, TimeoutLayer, T
 /// | `timeout` | `{ all, reads, writes, scans }`, durations, each optional (`all` first, the others override it) | [`TimeoutLayer`] |
 /// | `retry` | `{ max_attempts, initial_backoff, max_backoff }` (defaults 3, `10ms`, `1s`) | [`RetryLayer`] |
 /// | `circuit_breaker` | `{ failure_threshold, open_duration }` (defaults 5, `5s`) | [`CircuitBreakerLayer`] |
-/// | `metrics` | `{ backend_label }` (feature `metrics`; default label: the cache's name) | `MetricsLayer` |
-/// | `tracing` | `{ record_keys }` (default `false`) | [`TracingLayer`] |
+/// | `metrics` | `{ cache_label, backend_label, export_interval, export_stats }` (feature `metrics`; `cache` label by default the cache's name, `backend` the backend's) | `MetricsLayer` |
+/// | `tracing` | `{ record_keys, namespace }` (`record_keys` default `false`; `namespace`, the spans' `db.namespace`, default the cache's name) | [`TracingLayer`] |
 ///
 /// An empty table (`metrics = {}`) adds the layer with its defaults. Your
 /// own layers ([`LayerStack::layer`]) exist in code only, as the layer is a
@@ -119,11 +119,23 @@ pub struct CircuitBreakerConfig {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct MetricsConfig {
+    /// The value of the `cache` label (`MetricsLayer::cache_label`); by
+    /// default the name of the cache entry, so that two caches over the
+    /// same kind of backend are told apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_label: Option<String>,
     /// The value of the `backend` label (`MetricsLayer::backend_label`);
-    /// by default the name of the cache, so that two caches over the same
-    /// kind of backend are told apart.
+    /// by default the backend's name (`memory`, `redis`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_label: Option<String>,
+    /// How often the backend's own figures are exported
+    /// (`MetricsLayer::export_interval`, default 10 s).
+    #[serde(default, with = "duration", skip_serializing_if = "Option::is_none")]
+    pub export_interval: Option<Duration>,
+    /// Whether the backend's own figures are exported at all
+    /// (`MetricsLayer::export_stats`, default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_stats: Option<bool>,
 }
 
 /// The options of [`TracingLayer`]; see [`LayersConfig`].
@@ -134,6 +146,10 @@ pub struct TracingConfig {
     /// [`TracingLayer::record_keys`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_keys: Option<bool>,
+    /// [`TracingLayer::namespace`] (`db.namespace`); by default the name
+    /// of the cache entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 impl LayersConfig {
@@ -195,8 +211,12 @@ impl LayersConfig {
             stack = metrics.stack(stack, cache)?;
         }
         if let Some(tracing) = &self.tracing {
-            stack =
-                stack.tracing(TracingLayer::new().record_keys(tracing.record_keys == Some(true)));
+            let namespace = tracing.namespace.as_deref().unwrap_or(cache);
+            stack = stack.tracing(
+                TracingLayer::new()
+                    .record_keys(tracing.record_keys == Some(true))
+                    .namespace(namespace),
+            );
         }
         stack.build()
     }
@@ -254,11 +274,21 @@ impl CircuitBreakerConfig {
 }
 
 impl MetricsConfig {
-    /// `stack` with a metrics layer labelled `backend_label`, or `cache`.
+    /// `stack` with a metrics layer labelled `cache_label` (or `cache`).
     #[cfg(feature = "metrics")]
     fn stack(&self, stack: LayerStack, cache: &str) -> Result<LayerStack> {
-        let label = self.backend_label.as_deref().unwrap_or(cache);
-        Ok(stack.metrics(crate::layers::MetricsLayer::new().backend_label(label)))
+        let mut layer = crate::layers::MetricsLayer::new();
+        if let Some(backend) = &self.backend_label {
+            layer = layer.backend_label(backend.clone());
+        }
+        layer = layer.cache_label(self.cache_label.as_deref().unwrap_or(cache));
+        if let Some(interval) = self.export_interval {
+            layer = layer.export_interval(interval)?;
+        }
+        if let Some(export) = self.export_stats {
+            layer = layer.export_stats(export);
+        }
+        Ok(stack.metrics(layer))
     }
 
     /// Without the `metrics` feature, a metrics layer is an error.

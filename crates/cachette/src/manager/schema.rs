@@ -78,8 +78,19 @@ const LAYERS: &[Setting] = &[
         "circuit_breaker",
         Layer(&[("failure_threshold", Count), ("open_duration", Duration)]),
     ),
-    ("metrics", Layer(&[("backend_label", Text)])),
-    ("tracing", Layer(&[("record_keys", Flag)])),
+    (
+        "metrics",
+        Layer(&[
+            ("cache_label", Text),
+            ("backend_label", Text),
+            ("export_interval", Duration),
+            ("export_stats", Flag),
+        ]),
+    ),
+    (
+        "tracing",
+        Layer(&[("record_keys", Flag), ("namespace", Text)]),
+    ),
 ];
 
 /// [`CacheOptions`](crate::cache::CacheOptions).
