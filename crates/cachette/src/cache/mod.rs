@@ -239,8 +239,8 @@ use crate::backend::{Backend, Expiry, KeyTtl};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use builder::{
-    CacheBuilder, DEFAULT_FAIL_SAFE_CAPACITY, DEFAULT_FAIL_SAFE_THROTTLE,
-    DEFAULT_MAX_DECOMPRESSED_SIZE, DEFAULT_NAMESPACE,
+    CacheBuilder, DEFAULT_FAIL_SAFE_CAPACITY, DEFAULT_FAIL_SAFE_RECOVERY,
+    DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_DECOMPRESSED_SIZE, DEFAULT_NAMESPACE,
 };
 pub(crate) use clock::saturating_after;
 pub use clock::{Clock, SystemClock, TokioClock};
