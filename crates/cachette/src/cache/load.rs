@@ -23,7 +23,7 @@ use super::stats::bump;
 use super::{Cache, Codec, EntryOptions, cache_error};
 
 /// What the read before a load found.
-enum Lookup {
+pub(super) enum Lookup {
     /// A fresh value, or a cached "not found": the answer.
     Fresh(Found),
     /// A fresh value past the eager-refresh point: the answer, refreshed
@@ -272,9 +272,23 @@ impl<C: Codec> Cache<C> {
 
     /// Reads the key's entry and decides what to do with it; counts misses.
     async fn lookup(&self, key: &str, stored: &StoredKey, resolved: &Resolved) -> Lookup {
+        match self.inner.backend.get(&stored.full).await {
+            Ok(read) => self.decide(key, stored, Ok(read), resolved),
+            Err(error) => self.decide(key, stored, Err(&error), resolved),
+        }
+    }
+
+    /// What the backend's answer `read` for a key means for a load; counts
+    /// misses.
+    pub(super) fn decide(
+        &self,
+        key: &str,
+        stored: &StoredKey,
+        read: std::result::Result<Option<Bytes>, &crate::Error>,
+        resolved: &Resolved,
+    ) -> Lookup {
         let inner = &self.inner;
         let fail_safe = resolved.fail_safe;
-        let read = inner.backend.get(&stored.full).await;
         let now = inner.now();
         let kept = || {
             let max_age = millis(fail_safe?.max_age);
@@ -319,7 +333,7 @@ impl<C: Codec> Cache<C> {
     /// What stored `bytes` are for a load: fresh, stale, or something to
     /// load over (with the expired value as the fail-safe fallback, if it
     /// is young enough).
-    fn classify(
+    pub(super) fn classify(
         &self,
         key: &str,
         stored: &StoredKey,
@@ -376,7 +390,7 @@ impl<C: Codec> Cache<C> {
     }
 
     /// Returns a fresh value (or a cached "not found"), kept for fail-safe.
-    fn serve_fresh<T: DeserializeOwned>(
+    pub(super) fn serve_fresh<T: DeserializeOwned>(
         &self,
         copy_key: &str,
         resolved: &Resolved,
@@ -526,18 +540,24 @@ impl<C: Codec> Cache<C> {
 
     /// Serves a stale value instead of an error (a fail-safe activation),
     /// and throttles the key.
-    fn serve_fail_safe<T: DeserializeOwned>(
+    pub(super) fn serve_fail_safe<T: DeserializeOwned>(
         &self,
         copy_key: &str,
         resolved: &Resolved,
         found: &Found,
     ) -> Result<Option<T>> {
+        self.activate_fail_safe(copy_key, resolved, found);
+        self.inner.decode(found)
+    }
+
+    /// Counts a fail-safe activation serving `found`, and throttles the
+    /// key.
+    pub(super) fn activate_fail_safe(&self, copy_key: &str, resolved: &Resolved, found: &Found) {
         let inner = &self.inner;
         bump(&inner.counters.fail_safe_activations);
         bump(&inner.counters.stale_served);
         if let Some(fail_safe) = resolved.fail_safe {
             inner.copies.throttle(copy_key, found, fail_safe);
         }
-        inner.decode(found)
     }
 }

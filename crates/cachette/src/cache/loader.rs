@@ -317,6 +317,20 @@ impl Failure {
         }
     }
 
+    /// The batch loader of `keys` keys returned an error.
+    pub(super) fn of_batch_loader(keys: usize, error: BoxError) -> Failure {
+        let kind = error
+            .downcast_ref::<Error>()
+            .map_or(ErrorKind::Backend, Error::kind);
+        Failure {
+            kind,
+            message: format!("the batch loader of {keys} keys failed: {error}").into(),
+            source: Some(LoaderError {
+                inner: Arc::from(error),
+            }),
+        }
+    }
+
     /// The loader panicked; keeps the panic's message when it is text.
     pub(super) fn panicked(key: &str, payload: &(dyn std::any::Any + Send)) -> Failure {
         let text = payload
@@ -383,6 +397,18 @@ impl Failure {
             message: format!(
                 "reading {key} before a recovery attempt: {error}",
                 key = KeyInMessage(key)
+            )
+            .into(),
+            source: None,
+        }
+    }
+
+    /// The batch loader ran past the hard timeout and was cancelled.
+    pub(super) fn batch_timed_out(keys: usize, limit: Duration) -> Failure {
+        Failure {
+            kind: ErrorKind::Timeout,
+            message: format!(
+                "the batch loader of {keys} keys did not finish within the hard timeout of {limit:?}"
             )
             .into(),
             source: None,

@@ -210,6 +210,7 @@
 //! the loser polls the key (10 ms, doubling up to 250 ms) until a new value
 //! appears or `wait` has passed, and then loads it itself.
 
+mod batch;
 mod builder;
 mod clock;
 mod codec;
@@ -434,14 +435,11 @@ impl<C: Codec> Cache<C> {
             );
             stored_entries.push((stored, bytes));
         }
-        let mut gate_indices: Vec<usize> = stored_entries
-            .iter()
-            .map(|(stored, _)| inner.gate_index(&stored.full))
-            .collect();
-        gate_indices.sort_unstable();
-        gate_indices.dedup();
-        // Taken in index order, so two batches never wait on each other
-        // crosswise.
+        let gate_indices = inner.gate_indices(
+            stored_entries
+                .iter()
+                .map(|(stored, _)| stored.full.as_str()),
+        );
         let mut guards = Vec::with_capacity(gate_indices.len());
         for index in gate_indices {
             let gate = &inner.gates[index];
@@ -531,6 +529,34 @@ impl<C: Codec> Cache<C> {
         inner.epoch.fetch_add(1, Ordering::AcqRel);
         inner.copies.clear();
         Ok(version)
+    }
+
+    /// Empties the cache, for every process and on every backend, in O(1)
+    /// (moka's `invalidate_all`, FusionCache's `Clear()`): a
+    /// [`bump_version`](Self::bump_version), so every key written before is
+    /// unreachable, loads in flight do not store their result, and this
+    /// process's fail-safe copies are dropped (nothing stale is served
+    /// after a clear). Old entries are not deleted: they expire with their
+    /// TTL. Another running process sees the clear after its
+    /// [`refresh_version`](Self::refresh_version); a cache built later
+    /// starts after it. For the backend's own wipe of every key, see
+    /// [`Backend::clear`](crate::Backend::clear).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use cachette::MemoryBackend;
+    /// # use cachette::cache::{Cache, EntryOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cachette::Result<()> {
+    /// let cache = Cache::builder(Arc::new(MemoryBackend::default())).build().await?;
+    /// cache.set("a", &1_u32, &EntryOptions::new()).await?;
+    /// cache.clear().await?;
+    /// assert_eq!(cache.get::<u32>("a").await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn clear(&self) -> Result<()> {
+        self.bump_version().await.map(drop)
     }
 
     /// Reads the persisted key version and adopts it if it is newer (a bump
