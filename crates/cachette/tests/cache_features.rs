@@ -32,27 +32,42 @@ async fn settle() {
     sleep(Duration::from_millis(1)).await;
 }
 
-/// A loader that counts its runs and answers `value`, or fails while
-/// `down` is set.
-fn switchable(
-    runs: &Arc<AtomicUsize>,
-    down: &Arc<AtomicBool>,
-    value: u32,
-) -> impl FnOnce(LoadContext) -> std::future::Ready<Result<Option<u32>, std::io::Error>> + Send + 'static
-{
-    let (runs, down) = (Arc::clone(runs), Arc::clone(down));
-    move |_| {
-        runs.fetch_add(1, Ordering::SeqCst);
-        std::future::ready(if down.load(Ordering::SeqCst) {
-            Err(std::io::Error::other("database down"))
-        } else {
-            Ok(Some(value))
-        })
-    }
+/// The database behind the loaders: counts their runs, and fails them
+/// while it is down.
+struct Source {
+    runs: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
 }
 
-fn count(runs: &AtomicUsize) -> usize {
-    runs.load(Ordering::SeqCst)
+impl Source {
+    fn new(down: bool) -> Source {
+        Source {
+            runs: Arc::new(AtomicUsize::new(0)),
+            down: Arc::new(AtomicBool::new(down)),
+        }
+    }
+
+    /// A loader that answers `value`, or fails while the source is down.
+    fn loader(
+        &self,
+        value: u32,
+    ) -> impl FnOnce(LoadContext) -> std::future::Ready<Result<Option<u32>, std::io::Error>>
+    + Send
+    + 'static {
+        let (runs, down) = (Arc::clone(&self.runs), Arc::clone(&self.down));
+        move |_| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(if down.load(Ordering::SeqCst) {
+                Err(std::io::Error::other("database down"))
+            } else {
+                Ok(Some(value))
+            })
+        }
+    }
+
+    fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
 }
 
 // --- get_with ---------------------------------------------------------
@@ -261,7 +276,11 @@ async fn a_loader_s_options_add_tags_and_cache_its_not_found() {
             .unwrap();
         assert_eq!(value, None);
     }
-    assert_eq!(count(&runs), 1, "the loader's negative TTL cached the miss");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the loader's negative TTL cached the miss"
+    );
 
     let value = cache
         .get_with(
@@ -322,11 +341,10 @@ async fn bad_options_from_a_loader_fail_its_load_with_the_option_named() {
 
 // --- fail-safe auto-recovery ------------------------------------------
 
-/// A cache whose value of `k` (1) expired at 10 s, and whose loader failed
-/// at 11 s: fail-safe served 1 and throttles `k` for 60 s, with recovery
+/// A cache with a 10 s TTL and fail-safe: a 60 s throttle, with recovery
 /// attempts every 5 s.
-async fn throttled_cache(backend: Arc<dyn Backend>) -> Cache {
-    let cache = Cache::builder(backend)
+async fn recovering_cache(backend: Arc<dyn Backend>) -> Cache {
+    Cache::builder(backend)
         .clock(TokioClock::default())
         .default_ttl(secs(10))
         .fail_safe(secs(300))
@@ -334,7 +352,13 @@ async fn throttled_cache(backend: Arc<dyn Backend>) -> Cache {
         .fail_safe_recovery(secs(5))
         .build()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A [`recovering_cache`] whose value of `k` (1) expired at 10 s, and
+/// whose loader failed at 11 s: fail-safe served 1 and throttles `k`.
+async fn throttled_cache(backend: Arc<dyn Backend>) -> Cache {
+    let cache = recovering_cache(backend).await;
     cache.set("k", &1_u32, &options()).await.unwrap();
     // Read once: this process keeps the value for fail-safe.
     assert_eq!(
@@ -345,12 +369,9 @@ async fn throttled_cache(backend: Arc<dyn Backend>) -> Cache {
         Some(1)
     );
     advance(secs(11)).await;
-    let (runs, down) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicBool::new(true)),
-    );
+    let source = Source::new(true);
     let value = cache
-        .get_or_load("k", switchable(&runs, &down, 2), &options())
+        .get_or_load("k", source.loader(2), &options())
         .await
         .unwrap();
     assert_eq!(value, Some(1));
@@ -361,16 +382,13 @@ async fn throttled_cache(backend: Arc<dyn Backend>) -> Cache {
 #[tokio::test(start_paused = true)]
 async fn during_the_throttle_one_attempt_per_interval_tries_the_loader() {
     let cache = throttled_cache(memory()).await;
-    let (runs, down) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicBool::new(true)),
-    );
+    let source = Source::new(true);
     let mut served = Vec::new();
     // t = 12 .. 21 s, one call a second, the loader still failing.
     for _ in 0..10 {
         advance(secs(1)).await;
         let value = cache
-            .get_or_load("k", switchable(&runs, &down, 2), &options())
+            .get_or_load("k", source.loader(2), &options())
             .await
             .unwrap();
         served.push(value);
@@ -378,60 +396,46 @@ async fn during_the_throttle_one_attempt_per_interval_tries_the_loader() {
     }
     assert!(served.iter().all(|v| *v == Some(1)), "{served:?}");
     // Attempts at 16 s and 21 s: each failure restarts the interval.
-    assert_eq!(count(&runs), 2);
+    assert_eq!(source.runs(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_first_successful_attempt_ends_the_throttle() {
     let cache = throttled_cache(memory()).await;
-    let (runs, down) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let source = Source::new(false);
     advance(secs(1)).await; // t = 12 s: the database is back; no attempt due yet
     let value = cache
-        .get_or_load("k", switchable(&runs, &down, 2), &options())
+        .get_or_load("k", source.loader(2), &options())
         .await
         .unwrap();
-    assert_eq!((value, count(&runs)), (Some(1), 0));
+    assert_eq!((value, source.runs()), (Some(1), 0));
 
     advance(secs(4)).await; // t = 16 s: an attempt is due
     let value = cache
-        .get_or_load("k", switchable(&runs, &down, 2), &options())
+        .get_or_load("k", source.loader(2), &options())
         .await
         .unwrap();
     assert_eq!(value, Some(1), "the attempt runs in the background");
     settle().await;
-    assert_eq!(count(&runs), 1);
+    assert_eq!(source.runs(), 1);
     assert_eq!(cache.stats().refreshes, 1);
 
     // The throttle is over (44 s early): the new value is served.
     let value = cache
-        .get_or_load("k", switchable(&runs, &down, 3), &options())
+        .get_or_load("k", source.loader(3), &options())
         .await
         .unwrap();
     assert_eq!(value, Some(2));
-    assert_eq!(count(&runs), 1);
+    assert_eq!(source.runs(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_recovered_backend_is_noticed_within_one_recovery_interval() {
     let faulty = FaultyBackend::new(memory());
-    let cache = Cache::builder(faulty.clone())
-        .clock(TokioClock::default())
-        .default_ttl(secs(10))
-        .fail_safe(secs(300))
-        .fail_safe_throttle(secs(60))
-        .fail_safe_recovery(secs(5))
-        .build()
-        .await
-        .unwrap();
-    let (runs, down) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let cache = recovering_cache(faulty.clone()).await;
+    let source = Source::new(false);
     let value = cache
-        .get_or_load("k", switchable(&runs, &down, 1), &options())
+        .get_or_load("k", source.loader(1), &options())
         .await
         .unwrap();
     assert_eq!(value, Some(1));
@@ -439,23 +443,27 @@ async fn a_recovered_backend_is_noticed_within_one_recovery_interval() {
     faulty.fail_with(Some(ErrorKind::Connection));
     advance(secs(11)).await; // expired, and the backend is down
     let value = cache
-        .get_or_load("k", switchable(&runs, &down, 2), &options())
+        .get_or_load("k", source.loader(2), &options())
         .await
         .unwrap();
     assert_eq!(value, Some(1), "fail-safe served the kept value");
-    assert_eq!(count(&runs), 1);
+    assert_eq!(source.runs(), 1);
 
     faulty.fail_with(None);
     advance(secs(5)).await; // t = 16 s: the first attempt is due
     let value = cache
-        .get_or_load("k", switchable(&runs, &down, 2), &options())
+        .get_or_load("k", source.loader(2), &options())
         .await
         .unwrap();
     assert_eq!(value, Some(1));
     settle().await;
-    assert_eq!(count(&runs), 2, "the attempt read the backend, then loaded");
+    assert_eq!(
+        source.runs(),
+        2,
+        "the attempt read the backend, then loaded"
+    );
     let value = cache
-        .get_or_load("k", switchable(&runs, &down, 3), &options())
+        .get_or_load("k", source.loader(3), &options())
         .await
         .unwrap();
     assert_eq!(value, Some(2));
@@ -474,11 +482,8 @@ async fn a_hit_past_the_eager_threshold_refreshes_in_the_background() {
         .build()
         .await
         .unwrap();
-    let (runs, down) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let load = |value| switchable(&runs, &down, value);
+    let source = Source::new(false);
+    let load = |value| source.loader(value);
     assert_eq!(
         cache.get_or_load("k", load(1), &options()).await.unwrap(),
         Some(1)
@@ -490,7 +495,7 @@ async fn a_hit_past_the_eager_threshold_refreshes_in_the_background() {
         Some(1)
     );
     settle().await;
-    assert_eq!(count(&runs), 1);
+    assert_eq!(source.runs(), 1);
 
     advance(secs(2)).await; // 60 %: a hit that refreshes
     for _ in 0..3 {
@@ -500,7 +505,7 @@ async fn a_hit_past_the_eager_threshold_refreshes_in_the_background() {
         );
     }
     settle().await;
-    assert_eq!(count(&runs), 2, "one refresh for the three hits");
+    assert_eq!(source.runs(), 2, "one refresh for the three hits");
     assert_eq!(
         cache.get_or_load("k", load(3), &options()).await.unwrap(),
         Some(2)
@@ -518,11 +523,8 @@ async fn without_a_soft_ttl_eager_refresh_takes_a_fraction_of_the_ttl() {
         .await
         .unwrap();
     let per_call = EntryOptions::new().eager_refresh(0.8);
-    let (runs, down) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let load = |value| switchable(&runs, &down, value);
+    let source = Source::new(false);
+    let load = |value| source.loader(value);
     cache.get_or_load("k", load(1), &per_call).await.unwrap();
     advance(secs(9)).await;
     assert_eq!(
@@ -530,7 +532,7 @@ async fn without_a_soft_ttl_eager_refresh_takes_a_fraction_of_the_ttl() {
         Some(1)
     );
     settle().await;
-    assert_eq!(count(&runs), 2);
+    assert_eq!(source.runs(), 2);
     advance(secs(2)).await; // past the first value's TTL: the refreshed one lives
     assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(2));
 }
@@ -715,12 +717,9 @@ async fn clear_drops_this_process_s_fail_safe_copies() {
         .unwrap();
     cache.clear().await.unwrap();
     faulty.fail_with(Some(ErrorKind::Connection));
-    let (runs, down) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicBool::new(true)),
-    );
+    let source = Source::new(true);
     let error = cache
-        .get_or_load("k", switchable(&runs, &down, 2), &options())
+        .get_or_load("k", source.loader(2), &options())
         .await
         .unwrap_err();
     assert!(

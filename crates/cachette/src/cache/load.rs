@@ -216,21 +216,21 @@ impl<C: Codec> Cache<C> {
         let resolved = inner.resolve(options)?;
         let stored = inner.keys.stored(key)?;
         refuse_reentrant(inner.id, &stored, key)?;
-        if let Some(throttled) = self.throttled(&stored.identity(key), resolved.fail_safe) {
-            if L::DETACHED || !throttled.attempt {
-                bump(&inner.counters.stale_served);
-                let value = inner.decode(&throttled.found)?;
-                if throttled.attempt {
-                    let fallback = Some(throttled.found);
-                    let mut job =
-                        self.job(stored, key, resolved, Fingerprint::Unknown, fallback, true);
-                    job.recovery = true;
-                    self.refresh_in_background(job, loader);
-                }
-                return Ok(value);
+        // While throttled, the kept value is served; an in-place loader
+        // makes a due recovery attempt in the foreground instead, as a
+        // load past the throttle would.
+        if let Some(throttled) = self.throttled(&stored.identity(key), resolved.fail_safe)
+            && (L::DETACHED || !throttled.attempt)
+        {
+            bump(&inner.counters.stale_served);
+            let value = inner.decode(&throttled.found)?;
+            if throttled.attempt {
+                let fallback = Some(throttled.found);
+                let mut job = self.job(stored, key, resolved, Fingerprint::Unknown, fallback, true);
+                job.recovery = true;
+                self.refresh_in_background(job, loader);
             }
-            // An in-place loader makes the recovery attempt in the
-            // foreground, as a load past the throttle would.
+            return Ok(value);
         }
         match self.lookup(key, &stored, &resolved).await {
             Lookup::Fresh(found) => self.serve_fresh(&stored.identity(key), &resolved, &found),

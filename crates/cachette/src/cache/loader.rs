@@ -356,7 +356,8 @@ impl Failure {
         Failure {
             kind: ErrorKind::Backend,
             message: format!(
-                "the loader of {key} panicked, or its task was cancelled (runtime shut down)",
+                "the loader of {key} panicked, or was cancelled (its runtime shut down, or the \
+                 caller running it in its own future was dropped)",
                 key = KeyInMessage(key)
             )
             .into(),
