@@ -192,6 +192,36 @@ async fn when_the_caller_running_a_borrowed_load_is_dropped_a_waiter_takes_over(
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_get_or_load_waiting_on_a_dropped_borrowed_load_gets_an_error_not_a_hang() {
+    let cache = Cache::builder(memory()).build().await.unwrap();
+    let stuck = db(false);
+    let options = options();
+    let mut leader = Box::pin(cache.get_or_load_borrowed("k", |_| stuck.read(1), &options));
+    assert!(timeout(secs(1), &mut leader).await.is_err());
+    let source = Source::new(false);
+    let waiter = tokio::spawn({
+        let (cache, loader) = (cache.clone(), source.loader(2));
+        async move { cache.get_or_load("k", loader, &EntryOptions::new()).await }
+    });
+    while cache.stats().coalesced < 1 {
+        settle().await;
+    }
+    drop(leader);
+    let error = timeout(secs(1), waiter)
+        .await
+        .expect("the waiter does not hang")
+        .unwrap()
+        .unwrap_err();
+    assert!(error.message().contains("cancelled"), "{error}");
+    assert_eq!(source.runs(), 0);
+    // The next call loads afresh.
+    let value = cache
+        .get_or_load("k", source.loader(3), &EntryOptions::new())
+        .await;
+    assert_eq!(value.unwrap(), Some(3));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_borrowing_loader_refreshes_a_stale_value_in_the_foreground() {
     let cache = Cache::builder(memory())
         .clock(TokioClock::default())

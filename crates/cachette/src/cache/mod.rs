@@ -579,7 +579,7 @@ impl<C: Codec> Cache<C> {
     /// TTL. Another running process sees the clear after its
     /// [`refresh_version`](Self::refresh_version); a cache built later
     /// starts after it. For the backend's own wipe of every key, see
-    /// [`Backend::clear`](crate::Backend::clear).
+    /// [`Backend::clear`].
     ///
     /// ```
     /// # use std::sync::Arc;
