@@ -161,7 +161,9 @@
 //! **Single-flight.** Within one process, concurrent `get_or_load` calls
 //! for the same key of the same cache (or its clones) that find no usable
 //! value share one run of the loader: the first caller starts it as a tokio
-//! task, later callers wait for it, and every caller gets its result — the
+//! task (with [`get_or_load_borrowed`](Cache::get_or_load_borrowed), runs it
+//! in its own future), later callers wait for it, and every caller gets its
+//! result — the
 //! value (each decodes its own copy from the encoded bytes, so `T` needs no
 //! `Clone`), the "not found", or the error. The error is one shared
 //! instance: each caller gets its own [`Error`] whose source is
