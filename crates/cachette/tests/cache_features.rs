@@ -460,6 +460,25 @@ async fn the_first_successful_attempt_ends_the_throttle() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_borrowing_loader_makes_the_recovery_attempt_in_the_foreground() {
+    let cache = throttled_cache(memory()).await;
+    let db = db(true);
+    advance(secs(1)).await; // t = 12 s: throttled, no attempt due
+    let value = cache
+        .get_or_load_borrowed("k", |_| db.read(2), &options())
+        .await
+        .unwrap();
+    assert_eq!((value, db.reads.load(Ordering::SeqCst)), (Some(1), 0));
+    advance(secs(4)).await; // t = 16 s: this caller's turn
+    let value = cache
+        .get_or_load_borrowed("k", |_| db.read(2), &options())
+        .await
+        .unwrap();
+    assert_eq!(value, Some(2), "the caller waited for the attempt");
+    assert_eq!(cache.stats().refreshes, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_recovered_backend_is_noticed_within_one_recovery_interval() {
     let faulty = FaultyBackend::new(memory());
     let cache = recovering_cache(faulty.clone()).await;
