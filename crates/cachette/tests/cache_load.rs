@@ -442,6 +442,9 @@ async fn fail_safe_serves_the_stale_value_and_throttles_the_loader() {
         .default_ttl(secs(10))
         .fail_safe(secs(100))
         .fail_safe_throttle(secs(30))
+        // Recovery attempts off: their interval is not below the throttle
+        // (`cache_features.rs` tests them).
+        .fail_safe_recovery(secs(30))
         .build()
         .await
         .unwrap();

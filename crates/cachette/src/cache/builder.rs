@@ -20,6 +20,8 @@ use super::version;
 pub const DEFAULT_NAMESPACE: &str = "cachette";
 /// The default of [`CacheBuilder::fail_safe_throttle`]: 30 seconds.
 pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(30);
+/// The default of [`CacheBuilder::fail_safe_recovery`]: 5 seconds.
+pub const DEFAULT_FAIL_SAFE_RECOVERY: Duration = Duration::from_secs(5);
 /// The default of [`CacheBuilder::fail_safe_capacity`]: 10,000 entries.
 pub const DEFAULT_FAIL_SAFE_CAPACITY: usize = 10_000;
 /// The default of `CacheBuilder::max_decompressed_size` (feature `lz4`):
@@ -73,8 +75,10 @@ impl CacheBuilder<DefaultCodec> {
                 jitter: None,
                 fail_safe: None,
                 fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
+                fail_safe_recovery: DEFAULT_FAIL_SAFE_RECOVERY,
                 soft_timeout: None,
                 hard_timeout: None,
+                eager_refresh: None,
             },
             fail_safe_capacity: DEFAULT_FAIL_SAFE_CAPACITY,
             compress_above: None,
@@ -159,10 +163,62 @@ impl<C: Codec> CacheBuilder<C> {
     }
 
     /// After a fail-safe activation, how long `get_or_load` of that key
-    /// serves the stale value without calling the loader or the backend
-    /// (default [`DEFAULT_FAIL_SAFE_THROTTLE`]).
+    /// serves the stale value at once, without waiting for the loader or
+    /// the backend (default [`DEFAULT_FAIL_SAFE_THROTTLE`]). Meanwhile
+    /// the key is tried again in the background every
+    /// [`fail_safe_recovery`](Self::fail_safe_recovery), and the first
+    /// success ends the throttle.
     pub fn fail_safe_throttle(mut self, throttle: Duration) -> Self {
         self.defaults.fail_safe_throttle = throttle;
+        self
+    }
+
+    /// Auto-recovery: while a key is throttled after a fail-safe
+    /// activation, at most one `get_or_load` call per `interval` (default
+    /// [`DEFAULT_FAIL_SAFE_RECOVERY`]) starts one background attempt,
+    /// which reads the backend and, unless it finds a fresh value, runs
+    /// the loader. The first attempt that succeeds stores its value and
+    /// ends the throttle, so a recovered backend or database is noticed
+    /// within about one `interval` instead of one throttle. An interval
+    /// not below the throttle turns recovery attempts off.
+    pub fn fail_safe_recovery(mut self, interval: Duration) -> Self {
+        self.defaults.fail_safe_recovery = interval;
+        self
+    }
+
+    /// Eager refresh (default off, FusionCache's `EagerRefreshThreshold`):
+    /// a `get_or_load` hit after `fraction` of the entry's fresh life (the
+    /// time to its soft TTL, or to its TTL without one) returns the fresh
+    /// value and starts one background refresh, so that a hot key is
+    /// refreshed before it goes stale. Above 0 and below 1; needs a soft
+    /// TTL or a TTL. Turns envelopes on (the entry's age is needed).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use cachette::MemoryBackend;
+    /// # use cachette::cache::Cache;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cachette::Result<()> {
+    /// let cache = Cache::builder(Arc::new(MemoryBackend::default()))
+    ///     .default_ttl(Duration::from_secs(600))
+    ///     .soft_ttl(Duration::from_secs(60))
+    ///     .eager_refresh(0.9) // hits after 54 s refresh in the background
+    ///     .build()
+    ///     .await?;
+    /// # let _ = cache;
+    /// let error = Cache::builder(Arc::new(MemoryBackend::default()))
+    ///     .default_ttl(Duration::from_secs(600))
+    ///     .eager_refresh(1.5)
+    ///     .build()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(error.message().contains("eager_refresh"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn eager_refresh(mut self, fraction: f64) -> Self {
+        self.defaults.eager_refresh = Some(super::options::Fraction(fraction));
         self
     }
 
@@ -312,6 +368,7 @@ impl<C: Codec> CacheBuilder<C> {
         let envelopes = self.defaults.soft_ttl.is_some()
             || self.defaults.fail_safe.is_some()
             || self.defaults.negative_ttl.is_some()
+            || self.defaults.eager_refresh.is_some()
             || self.compress_above.is_some();
         Ok(Cache {
             inner: Arc::new(Inner::new(

@@ -50,6 +50,31 @@ impl Found {
         }
     }
 
+    /// Whether a fresh value at `now` is past `fraction` of its fresh life
+    /// (to its soft deadline, else its hard deadline, else `fresh_for`
+    /// after it was created): time for an eager refresh. Never for a
+    /// value of unknown age.
+    pub(super) fn eager_refresh_due(
+        &self,
+        now: u64,
+        fraction: f64,
+        fresh_for: Option<Duration>,
+    ) -> bool {
+        let Some(created) = self.created else {
+            return false;
+        };
+        let end = match (self.soft_deadline, self.hard_deadline, fresh_for) {
+            (0, 0, Some(fresh_for)) => created.saturating_add(millis(fresh_for)),
+            (0, 0, None) => return false,
+            (0, hard, _) => hard,
+            (soft, _, _) => soft,
+        };
+        // Whole milliseconds: the fraction of a life of up to 2^53 ms is
+        // exact enough.
+        let life = end.saturating_sub(created) as f64;
+        now >= created.saturating_add((life * fraction) as u64)
+    }
+
     /// Whether fail-safe may serve this value at `now`.
     pub(super) fn fail_safe_eligible(&self, now: u64, max_age: Duration) -> bool {
         !self.negative

@@ -1,5 +1,6 @@
 //! The in-process copies that fail-safe falls back on when the backend
-//! itself fails, and the throttle after a fail-safe activation.
+//! itself fails, the throttle after a fail-safe activation, and the pace
+//! of the recovery attempts during a throttle.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -7,7 +8,9 @@ use std::hash::BuildHasher;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use super::clock::{later, millis};
 use super::entry::Found;
+use super::options::FailSafe;
 
 const SHARDS: usize = 16;
 
@@ -34,7 +37,17 @@ struct LocalCopy {
     found: Found,
     created: u64,
     throttled_until: Option<Instant>,
+    /// While throttled: when the next recovery attempt is due.
+    next_attempt: Option<Instant>,
     seq: u64,
+}
+
+/// A throttled key's kept value, and whether a recovery attempt is due.
+#[derive(Debug)]
+pub(super) struct Throttled {
+    pub(super) found: Found,
+    /// This caller's turn to start a recovery attempt (one per interval).
+    pub(super) attempt: bool,
 }
 
 impl LocalCopies {
@@ -63,25 +76,54 @@ impl LocalCopies {
                 copy.found = found.clone();
                 copy.created = created;
                 copy.throttled_until = None;
+                copy.next_attempt = None;
             }
             return;
         }
         shard.insert(key, found.clone(), created, None, self.per_shard);
     }
 
-    /// Keeps `found` as the fallback of `key`, throttled until `until`.
-    pub(super) fn throttle(&self, key: &str, found: &Found, until: Instant) {
+    /// Keeps `found` as the fallback of `key`, throttled for
+    /// `fail_safe.throttle`, with the first recovery attempt due after
+    /// `fail_safe.recovery`.
+    pub(super) fn throttle(&self, key: &str, found: &Found, fail_safe: FailSafe) {
         let Some(created) = found.created else {
             return;
         };
+        let until = later(fail_safe.throttle);
+        let next_attempt = later(fail_safe.recovery);
         let mut shard = self.shard(key).lock();
         if let Some(copy) = shard.map.get_mut(key) {
             copy.found = found.clone();
             copy.created = created;
             copy.throttled_until = Some(until);
+            copy.next_attempt = Some(next_attempt);
             return;
         }
         shard.insert(key, found.clone(), created, Some(until), self.per_shard);
+        if let Some(copy) = shard.map.get_mut(key) {
+            copy.next_attempt = Some(next_attempt);
+        }
+    }
+
+    /// The copy of a throttled `key` younger than the maximum age, if its
+    /// throttle lasts; a due recovery attempt is given to this caller
+    /// alone (the next one is due an interval later).
+    pub(super) fn throttled(
+        &self,
+        key: &str,
+        now_ms: u64,
+        fail_safe: FailSafe,
+    ) -> Option<Throttled> {
+        let found = self.get(key, now_ms, millis(fail_safe.max_age), true)?;
+        let mut shard = self.shard(key).lock();
+        let copy = shard.map.get_mut(key)?;
+        let now = Instant::now();
+        let attempt = copy.next_attempt.is_some_and(|due| due <= now);
+        if attempt {
+            copy.next_attempt = Some(later(fail_safe.recovery));
+        }
+        Some(Throttled { found, attempt })
     }
 
     /// The copy of `key` if it is younger than `max_age_ms` at `now_ms`;
@@ -135,6 +177,7 @@ impl Shard {
                 found,
                 created,
                 throttled_until,
+                next_attempt: None,
                 seq,
             },
         );

@@ -1,8 +1,10 @@
 //! Single-flight: one load per key at a time in this process. The first
-//! caller starts the load as a tokio task of its own; later callers join it
-//! and wait for its outcome. The task runs the loader, stores its result
+//! caller leads the load: as a tokio task of its own (a detached loader),
+//! or inside its own future (a borrowing loader); later callers join it
+//! and wait for its outcome. The leader runs the loader, stores its result
 //! (unless a write came after it started) and answers every caller.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -11,18 +13,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::backend::SetOptions;
 use crate::error::{Error, ErrorKind, Result};
 
-use super::clock::later;
 use super::codec::NAME;
 use super::entry::{Found, Freshness, Read};
 use super::inner::Inner;
 use super::keys::{Fingerprint, StoredKey};
-use super::loader::{Failure, LoadContext, Loader};
+use super::loader::{Adapted, Failure, LoadContext, Loader};
 use super::lock;
 use super::options::Resolved;
 use super::stats::bump;
@@ -84,6 +86,9 @@ pub(super) struct Job {
     /// A value fail-safe may serve if the load fails.
     pub(super) fallback: Option<Found>,
     pub(super) refresh: bool,
+    /// A fail-safe recovery attempt: reads the backend first, and adopts
+    /// a fresh value found there instead of loading.
+    pub(super) recovery: bool,
     generation: u64,
     epoch: u64,
     version: u64,
@@ -184,6 +189,7 @@ impl<C: Codec> Cache<C> {
             start,
             fallback,
             refresh,
+            recovery: false,
             generation: 0,
             epoch: 0,
             version: self.inner.keys.version(),
@@ -191,57 +197,123 @@ impl<C: Codec> Cache<C> {
         }
     }
 
-    /// Joins the load of `job.key` in flight, or starts one with `loader`;
-    /// says whether it started one. A `refresh` does not count as joining.
-    /// Errors when there is no tokio runtime.
+    /// Joins the load of `job.key` in flight, or starts one with `loader`
+    /// as a task of its own; says whether it started one. A refresh does
+    /// not count as joining. Errors when there is no tokio runtime. Only
+    /// for detached loaders: an in-place loader's flight would end here.
     pub(super) fn start_flight<T, L>(
         &self,
-        mut job: Job,
+        job: Job,
         loader: L,
-        refresh: bool,
     ) -> Result<(watch::Receiver<FlightState>, bool)>
     where
-        T: Serialize + Send + 'static,
-        L: Loader<T>,
+        T: Serialize,
+        L: Loader<C, T>,
     {
+        debug_assert!(
+            L::DETACHED,
+            "an in-place loader cannot start a background load"
+        );
+        match self.enter_flight(job)? {
+            Entered::Joined(rx, _) => Ok((rx, false)),
+            Entered::Leader(leader) => {
+                let rx = leader.tx.subscribe();
+                drop(loader.lead(leader));
+                Ok((rx, true))
+            }
+        }
+    }
+
+    /// Joins the load of `job.key` in flight (giving `job` back), or
+    /// registers a new one that the caller leads. Errors when there is no
+    /// tokio runtime.
+    pub(super) fn enter_flight(&self, mut job: Job) -> Result<Entered<C>> {
         let inner = &self.inner;
         let flight_key = job.key.identity(&job.user_key).into_owned();
         let mut flights = inner.flights.lock();
-        if let Some(flight) = flights.get(&flight_key) {
-            if !refresh {
+        // A flight whose leader is gone (an in-place caller dropped
+        // mid-load) is replaced rather than joined.
+        if let Some(flight) = flights.get(&flight_key)
+            && flight.rx.has_changed().is_ok()
+        {
+            if !job.refresh {
                 bump(&inner.counters.coalesced);
             }
-            return Ok((flight.rx.clone(), false));
+            return Ok(Entered::Joined(flight.rx.clone(), job));
         }
         Error::require_runtime(NAME, "get_or_load", "get_or_load (its loads run as tasks)")?;
-        let runtime = tokio::runtime::Handle::current();
         let (tx, rx) = watch::channel(FlightState::default());
         let gate = inner.gate(&job.key.full);
         job.generation = gate.generation.load(Ordering::Acquire);
         job.epoch = inner.epoch.load(Ordering::Acquire);
         job.id = inner.next_flight.fetch_add(1, Ordering::Relaxed);
-        flights.insert(
-            flight_key.clone(),
-            FlightHandle {
-                rx: rx.clone(),
-                id: job.id,
-            },
-        );
+        flights.insert(flight_key.clone(), FlightHandle { rx, id: job.id });
         drop(flights);
 
         let mut chain: Vec<(u64, String)> =
             LOADING.try_with(|chain| chain.to_vec()).unwrap_or_default();
         chain.push((inner.id, flight_key.clone()));
-        // The guard exists before the task: a task dropped before its first
-        // poll (its runtime shut down) still removes the flight.
+        // The guard exists before the load runs: a task dropped before its
+        // first poll (its runtime shut down), or a leader's caller dropped
+        // mid-load, still removes the flight.
         let guard = FlightGuard {
             inner: Arc::clone(inner),
             key: flight_key,
             id: job.id,
         };
-        let task = run_flight(guard, job, loader, tx);
-        runtime.spawn(LOADING.scope(chain.into(), task));
-        Ok((rx, true))
+        Ok(Entered::Leader(Leader {
+            guard,
+            job,
+            tx,
+            chain: chain.into(),
+        }))
+    }
+}
+
+/// What [`Cache::enter_flight`] found.
+pub(super) enum Entered<C: Codec> {
+    /// A load of the key is in flight: its outcome, and the job given back.
+    Joined(watch::Receiver<FlightState>, Job),
+    /// The caller leads a new load.
+    Leader(Leader<C>),
+}
+
+/// A load registered in the map of flights, not yet running: its leader
+/// runs it in place ([`run`](Self::run)) or as a task ([`spawn`](Self::spawn)).
+pub(super) struct Leader<C: Codec> {
+    guard: FlightGuard<C>,
+    job: Job,
+    tx: watch::Sender<FlightState>,
+    chain: Arc<[(u64, String)]>,
+}
+
+impl<C: Codec> Leader<C> {
+    /// The outcome of this load, for its leader.
+    pub(super) fn receiver(&self) -> watch::Receiver<FlightState> {
+        self.tx.subscribe()
+    }
+
+    /// Runs the load inside the caller's future. Dropping that future
+    /// ends the flight: its waiters see the channel close.
+    pub(super) async fn run<T: Serialize, L: Loader<C, T>>(self, loader: L) {
+        let Leader {
+            guard,
+            job,
+            tx,
+            chain,
+        } = self;
+        LOADING
+            .scope(chain, run_flight(guard, job, loader, tx))
+            .await;
+    }
+
+    /// Runs the load as a tokio task of its own.
+    pub(super) fn spawn<T, L>(self, loader: L)
+    where
+        T: Serialize + Send + 'static,
+        L: Loader<C, T, Running: Send + 'static, Error: Send + 'static> + Send + 'static,
+    {
+        tokio::spawn(self.run(loader));
     }
 }
 
@@ -272,26 +344,43 @@ pub(super) async fn wait(
     }
 }
 
-/// The task of one load: lock, load, store, answer.
+/// One load: lock, load, store, answer.
 async fn run_flight<C, T, L>(
     guard: FlightGuard<C>,
-    job: Job,
+    mut job: Job,
     loader: L,
     tx: watch::Sender<FlightState>,
 ) where
     C: Codec,
-    T: Serialize + Send + 'static,
-    L: Loader<T>,
+    T: Serialize,
+    L: Loader<C, T>,
 {
     let inner = Arc::clone(&guard.inner);
     // Double check: a load that finished between this caller's read and
-    // the start of this one has stored a fresh value already.
-    if job.start != Fingerprint::Unknown
-        && let Ok(Some(bytes)) = inner.backend.get(&job.key.full).await
-        && let Some(outcome) = fresh_outcome(&inner, &job, bytes)
-    {
-        guard.answer(&tx, FlightState::done(false, outcome));
-        return;
+    // the start of this one has stored a fresh value already. A recovery
+    // attempt reads here what its caller did not.
+    if job.start != Fingerprint::Unknown || job.recovery {
+        match inner.backend.get(&job.key.full).await {
+            Ok(bytes) => {
+                if let Some(outcome) = bytes.clone().and_then(|b| fresh_outcome(&inner, &job, b)) {
+                    if let (Outcome::Value(found), Some(_)) = (&outcome, job.resolved.fail_safe) {
+                        // Ends a throttle: the value is new.
+                        inner.copies.remember(&job.copy_key(), found);
+                    }
+                    guard.answer(&tx, FlightState::done(false, outcome));
+                    return;
+                }
+                if job.recovery {
+                    job.start = Fingerprint::of(bytes.as_deref());
+                }
+            }
+            Err(error) if job.recovery => {
+                let failure = Failure::of_backend(&job.user_key, &error);
+                fail(&guard, &job, &tx, failure);
+                return;
+            }
+            Err(_) => {}
+        }
     }
     let held_lock = match lock::take(&inner, &job, &tx).await {
         lock::Taken::Answered(outcome) => {
@@ -303,31 +392,60 @@ async fn run_flight<C, T, L>(
     };
 
     let outcome = load(&inner, &job, loader).await;
-    if let Outcome::Failed(_) = &outcome
-        && let (Some(fail_safe), Some(fallback)) = (job.resolved.fail_safe, &job.fallback)
-    {
-        inner
-            .copies
-            .throttle(&job.copy_key(), fallback, later(fail_safe.throttle));
-    }
     if let Some(held) = held_lock {
         held.release(&inner, &outcome).await;
     }
-    guard.answer(&tx, FlightState::done(false, outcome));
+    match outcome {
+        Outcome::Failed(failure) => fail(&guard, &job, &tx, failure),
+        outcome => {
+            guard.answer(&tx, FlightState::done(false, outcome));
+        }
+    }
 }
 
-/// Runs the loader and stores its result.
+/// Ends a failed load: throttles its key if fail-safe holds a fallback,
+/// then answers the callers.
+fn fail<C: Codec>(
+    guard: &FlightGuard<C>,
+    job: &Job,
+    tx: &watch::Sender<FlightState>,
+    failure: Failure,
+) {
+    if let (Some(fail_safe), Some(fallback)) = (job.resolved.fail_safe, &job.fallback) {
+        guard.inner.copies.throttle(&job.copy_key(), fallback, fail_safe);
+    }
+    guard.answer(tx, FlightState::done(false, Outcome::Failed(failure)));
+}
+
+/// Runs the loader and stores its result with the options in force: the
+/// call's, or the loader's over them.
 async fn load<C, T, L>(inner: &Arc<Inner<C>>, job: &Job, loader: L) -> Outcome
 where
     C: Codec,
-    T: Serialize + Send + 'static,
-    L: Loader<T>,
+    T: Serialize,
+    L: Loader<C, T>,
 {
     bump(&inner.counters.loads);
-    match run_loader(inner, job, loader).await {
-        Ok(Some(value)) => store_value(inner, job, value).await,
+    let adapted = Arc::new(Mutex::new(Adapted::default()));
+    let loaded = run_loader(inner, job, loader, &adapted).await;
+    let adapted = std::mem::take(&mut *adapted.lock());
+    let resolved = match (&loaded, adapted.options) {
+        (Ok(_), Some(options)) => match job.resolved.adapt(&options, &inner.keys) {
+            Ok(resolved) => Cow::Owned(resolved),
+            Err(message) => {
+                bump(&inner.counters.load_errors);
+                return Outcome::Failed(Failure::of_options(&job.user_key, &message));
+            }
+        },
+        _ => Cow::Borrowed(&job.resolved),
+    };
+    let store = !adapted.skip;
+    match loaded {
+        Ok(Some(value)) => store_value(inner, job, &resolved, store, value).await,
         Ok(None) => {
-            store_not_found(inner, job).await;
+            if store {
+                store_not_found(inner, job, &resolved).await;
+            }
             Outcome::NotFound
         }
         Err(failure) => {
@@ -342,16 +460,19 @@ async fn run_loader<C, T, L>(
     inner: &Inner<C>,
     job: &Job,
     loader: L,
+    adapted: &Arc<Mutex<Adapted>>,
 ) -> std::result::Result<Option<T>, Failure>
 where
     C: Codec,
-    L: Loader<T>,
+    T: Serialize,
+    L: Loader<C, T>,
 {
     let context = LoadContext {
         key: job.user_key.clone(),
         refresh: job.refresh,
         stale_created: job.fallback.as_ref().and_then(|f| f.created),
         now: inner.now(),
+        adapted: Arc::clone(adapted),
     };
     // A panic becomes this load's failure, with its message.
     let running = AssertUnwindSafe(async move { loader.start(context).await }).catch_unwind();
@@ -374,8 +495,15 @@ where
     }
 }
 
-/// Stores a loaded value; the outcome every caller decodes it from.
-async fn store_value<C: Codec, T: Serialize>(inner: &Inner<C>, job: &Job, value: T) -> Outcome {
+/// Stores a loaded value (unless `store` is off); the outcome every
+/// caller decodes it from.
+async fn store_value<C: Codec, T: Serialize>(
+    inner: &Inner<C>,
+    job: &Job,
+    resolved: &Resolved,
+    store_it: bool,
+    value: T,
+) -> Outcome {
     let now = inner.now();
     let payload = match inner.codec.encode(&value) {
         Ok(payload) => Bytes::from(payload),
@@ -384,45 +512,51 @@ async fn store_value<C: Codec, T: Serialize>(inner: &Inner<C>, job: &Job, value:
             return Outcome::Failed(Failure::of_encoding(&job.user_key, &error));
         }
     };
-    let plan = job.resolved.plan(now, false);
-    let bytes = inner.entry_bytes(
-        &job.key,
-        &job.user_key,
-        payload.clone(),
-        inner.codec.id(),
-        &job.resolved,
-        &plan,
-        now,
-        false,
-    );
-    let stored = store(inner, job, bytes, &plan.set_options).await;
+    let plan = resolved.plan(now, false);
     let found = Found {
-        payload,
+        payload: payload.clone(),
         codec: Some(inner.codec.id()),
         created: Some(now),
         soft_deadline: plan.soft_deadline,
         hard_deadline: plan.hard_deadline,
         negative: false,
     };
-    if stored && job.resolved.fail_safe.is_some() {
+    if !store_it {
+        return Outcome::Value(found);
+    }
+    let bytes = inner.entry_bytes(
+        &job.key,
+        &job.user_key,
+        payload,
+        inner.codec.id(),
+        resolved,
+        &plan,
+        now,
+        false,
+    );
+    let stored = store(inner, job, bytes, &plan.set_options).await;
+    // A value the backend could not take is still the newest this process
+    // has seen: kept, it ends a fail-safe throttle. A write that came
+    // after the load wins over it.
+    if stored != Stored::Superseded && resolved.fail_safe.is_some() {
         inner.copies.remember(&job.copy_key(), &found);
     }
     Outcome::Value(found)
 }
 
 /// Stores a loader's "not found", if the options cache it.
-async fn store_not_found<C: Codec>(inner: &Inner<C>, job: &Job) {
-    if job.resolved.negative_ttl.is_none() {
+async fn store_not_found<C: Codec>(inner: &Inner<C>, job: &Job, resolved: &Resolved) {
+    if resolved.negative_ttl.is_none() {
         return;
     }
     let now = inner.now();
-    let plan = job.resolved.plan(now, true);
+    let plan = resolved.plan(now, true);
     let bytes = inner.entry_bytes(
         &job.key,
         &job.user_key,
         Bytes::new(),
         inner.codec.id(),
-        &job.resolved,
+        resolved,
         &plan,
         now,
         true,
@@ -430,10 +564,26 @@ async fn store_not_found<C: Codec>(inner: &Inner<C>, job: &Job) {
     store(inner, job, bytes, &plan.set_options).await;
 }
 
+/// Whether a load's result was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    Yes,
+    /// A write, an invalidation or a version bump came after the load
+    /// started, or the entry changed in the backend meanwhile.
+    Superseded,
+    /// The backend failed.
+    Failed,
+}
+
 /// Stores a load's result unless a write of this process, an invalidation
 /// or a version bump came after the load started, or the entry changed in
-/// the backend meanwhile. Returns whether it stored.
-async fn store<C: Codec>(inner: &Inner<C>, job: &Job, bytes: Bytes, options: &SetOptions) -> bool {
+/// the backend meanwhile.
+async fn store<C: Codec>(
+    inner: &Inner<C>,
+    job: &Job,
+    bytes: Bytes,
+    options: &SetOptions,
+) -> Stored {
     let gate = inner.gate(&job.key.full);
     let _storing = gate.lock.write().await;
     if gate.generation.load(Ordering::Acquire) != job.generation
@@ -441,22 +591,22 @@ async fn store<C: Codec>(inner: &Inner<C>, job: &Job, bytes: Bytes, options: &Se
         || inner.keys.version() != job.version
     {
         tracing::debug!(key = %job.user_key, "a write came after the load started; not storing its result");
-        return false;
+        return Stored::Superseded;
     }
     if job.start != Fingerprint::Unknown {
         match inner.backend.get(&job.key.full).await {
             Ok(current) if Fingerprint::of(current.as_deref()) != job.start => {
                 tracing::debug!(key = %job.user_key, "the entry changed while loading; not storing the result");
-                return false;
+                return Stored::Superseded;
             }
             _ => {}
         }
     }
     match inner.backend.set(&job.key.full, bytes, options).await {
-        Ok(_) => true,
+        Ok(_) => Stored::Yes,
         Err(error) => {
             tracing::warn!(key = %job.user_key, %error, "could not store the loaded value");
-            false
+            Stored::Failed
         }
     }
 }

@@ -106,6 +106,15 @@ impl<C: Codec> Inner<C> {
         (self.gate_hasher.hash_one(stored) as usize) % WRITE_GATES
     }
 
+    /// The gates of several keys, each once, in index order: taken in that
+    /// order, two batches never wait on each other crosswise.
+    pub(super) fn gate_indices<'k>(&self, stored: impl Iterator<Item = &'k str>) -> Vec<usize> {
+        let mut indices: Vec<usize> = stored.map(|key| self.gate_index(key)).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        indices
+    }
+
     pub(super) fn gate(&self, stored: &str) -> &WriteGate {
         &self.gates[self.gate_index(stored)]
     }

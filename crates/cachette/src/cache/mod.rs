@@ -64,10 +64,13 @@
 //! | `negative_ttl` (per call, off: `no_negative_ttl`) | none (not cached) | yes | how long a loader's `Ok(None)` ("not found") is cached |
 //! | `jitter` | none | yes | a random extra of up to this much added to the TTL and soft TTL of each write; zero is none |
 //! | `fail_safe` (per call, off: `no_fail_safe`) | off | yes | the maximum age: when the loader or the backend fails, serve a stale value younger than this instead of the error; at least the soft TTL (or else the TTL) |
-//! | `fail_safe_throttle` | 30 s | no | after fail-safe served a key, serve that stale value this long without calling the loader or the backend |
+//! | `fail_safe_throttle` | 30 s | no | after fail-safe served a key, serve that stale value at once this long, without waiting for the loader or the backend |
+//! | `fail_safe_recovery` | 5 s | no | auto-recovery: during the throttle, one background attempt per this interval reads the backend and loads; the first success ends the throttle (an interval not below the throttle: no attempts) |
 //! | `fail_safe_capacity` | 10,000 | no | how many keys' last values this process keeps for the case where the backend itself fails |
 //! | `soft_timeout` | none | yes | a caller that holds a fail-safe value gets it after this long; the load finishes in the background and stores its result |
 //! | `hard_timeout` | none | yes | a load running longer is cancelled: [`ErrorKind::Timeout`], or the stale value if fail-safe has one; above `soft_timeout` |
+//! | `eager_refresh(fraction)` (per call, off: `no_eager_refresh`) | off | yes | a `get_or_load` hit past this fraction (above 0, below 1) of the entry's fresh life (to its soft TTL, else its TTL) returns the value and starts one background refresh; needs a soft TTL or a TTL |
+//! | the loader's [`LoadContext::set_options`] / `set_ttl` / `skip_caching` | none | per load | adaptive caching: the loader sets the options of the entry it stores (over the call's) from the value it loaded, or does not store it |
 //! | `compress_above` (feature `lz4`) | off | no | LZ4-compress payloads of at least this many bytes when that makes them smaller |
 //! | `max_decompressed_size` (feature `lz4`) | 64 MiB | no | a compressed value declaring a larger payload is corrupt (a miss, counted), never allocated |
 //! | `distributed_lock(lock_ttl, wait)` | off | no | one loader per key across processes (backends with atomic only-if-absent sets) |
@@ -123,10 +126,10 @@
 //! that other tools can read it.
 //!
 //! **Envelope.** Every entry of a cache with a soft TTL, fail-safe, a
-//! negative TTL or compression is an envelope, and so is an entry with a
-//! hashed key, a cached "not found", a per-call soft TTL or fail-safe, or a
-//! plain value that would begin with the magic bytes. Integers are
-//! little-endian:
+//! negative TTL, eager refresh or compression is an envelope, and so is an
+//! entry with a hashed key, a cached "not found", a per-call soft TTL,
+//! fail-safe or eager refresh, or a plain value that would begin with the
+//! magic bytes. Integers are little-endian:
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |
@@ -158,7 +161,9 @@
 //! **Single-flight.** Within one process, concurrent `get_or_load` calls
 //! for the same key of the same cache (or its clones) that find no usable
 //! value share one run of the loader: the first caller starts it as a tokio
-//! task, later callers wait for it, and every caller gets its result — the
+//! task (with [`get_or_load_borrowed`](Cache::get_or_load_borrowed), runs it
+//! in its own future), later callers wait for it, and every caller gets its
+//! result — the
 //! value (each decodes its own copy from the encoded bytes, so `T` needs no
 //! `Clone`), the "not found", or the error. The error is one shared
 //! instance: each caller gets its own [`Error`] whose source is
@@ -179,7 +184,20 @@
 //!
 //! **Freshness.** A fresh value is returned. A stale one (past its soft TTL)
 //! is returned at once, and one background load refreshes it. Past the hard
-//! deadline, or on a miss, the caller waits for the load.
+//! deadline, or on a miss, the caller waits for the load. With
+//! `eager_refresh(f)`, a hit past the fraction `f` of the value's fresh
+//! life also starts one background refresh, so that a hot key is refreshed
+//! before it goes stale.
+//!
+//! **The forms.** [`get_or_load`](Cache::get_or_load) takes a `'static +
+//! Send` loader returning `Result<Option<T>, E>`;
+//! [`get_with`](Cache::get_with) one returning `Option<T>` (no error type
+//! to name); [`get_or_load_borrowed`](Cache::get_or_load_borrowed) one that
+//! borrows from its caller and runs in the caller's future, so nothing
+//! runs in the background (stale values are refreshed in the foreground;
+//! its docs give the trade-off); [`get_many_or_load`](Cache::get_many_or_load)
+//! one batch loader for the keys of a batch without a fresh value. All
+//! share one code path and the options above.
 //!
 //! **Writes win over loads.** A [`set`](Cache::set), [`delete`](Cache::delete)
 //! or [`invalidate_tags`](Cache::invalidate_tags) through this cache (or a
@@ -197,8 +215,14 @@
 //! stale value younger than `max_age` is returned instead of the
 //! error, counted in [`CacheStats::fail_safe_activations`] and logged with
 //! `tracing::warn!`; for `fail_safe_throttle` afterwards that key is served
-//! from the kept value without calling the loader or the backend (a write
-//! of the key through this cache ends the throttle). When the backend fails
+//! from the kept value at once (a write of the key through this cache ends
+//! the throttle). Auto-recovery, as FusionCache's: during the throttle, the
+//! first call after each `fail_safe_recovery` interval starts one
+//! background attempt (counted in [`CacheStats::refreshes`]) that reads the
+//! backend — adopting a fresh value another process stored — and otherwise
+//! runs the loader; its first success stores the value and ends the
+//! throttle, and each failure restarts it. A recovered backend or database
+//! is thus noticed within about one interval. When the backend fails
 //! and no such value exists, the loader still runs and its value is
 //! returned (storing it fails with a warning). Plain [`get`](Cache::get)
 //! does not use fail-safe: it returns the backend's error.
@@ -209,7 +233,25 @@
 //! holds it). A loser's callers that hold a fail-safe value get it at once;
 //! the loser polls the key (10 ms, doubling up to 250 ms) until a new value
 //! appears or `wait` has passed, and then loads it itself.
+//!
+//! # Coming from moka, `cached` or FusionCache
+//!
+//! | there | here |
+//! | --- | --- |
+//! | moka `get_with(key, init)` | [`Cache::get_with`] (the loader returns `Option<T>`: `None` is "not found") |
+//! | moka `try_get_with`, `cached`'s `#[cached(result = true)]`, FusionCache `GetOrSet` | [`Cache::get_or_load`]; errors are shared like moka's `Arc<E>` ([`LoaderError`]) |
+//! | moka `get_with` with a borrowing `init` future | [`Cache::get_or_load_borrowed`] (no background refresh) |
+//! | moka `invalidate_all`, FusionCache `Clear()` | [`Cache::clear`] (a key-version bump, on every backend) |
+//! | moka `invalidate`, FusionCache `Remove` | [`Cache::delete`] |
+//! | FusionCache tags, `RemoveByTag` | [`EntryOptions::tags`], [`Cache::invalidate_tags`] |
+//! | moka `time_to_live`, FusionCache `Duration` | `default_ttl` / [`EntryOptions::ttl`] |
+//! | FusionCache `EagerRefreshThreshold` | `eager_refresh(fraction)` |
+//! | FusionCache fail-safe, `FailSafeThrottleDuration`, auto-recovery | `fail_safe(max_age)`, `fail_safe_throttle`, `fail_safe_recovery` |
+//! | FusionCache soft / hard timeouts | `soft_timeout`, `hard_timeout` |
+//! | FusionCache adaptive caching (`ctx.Options.Duration = ...`) | [`LoadContext::set_ttl`], [`LoadContext::set_options`], [`LoadContext::skip_caching`] |
+//! | `cached`'s batch loads by hand, DataLoader | [`Cache::get_many_or_load`] |
 
+mod batch;
 mod builder;
 mod clock;
 mod codec;
@@ -240,8 +282,8 @@ use crate::backend::{Backend, Expiry, KeyTtl};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use builder::{
-    CacheBuilder, DEFAULT_FAIL_SAFE_CAPACITY, DEFAULT_FAIL_SAFE_THROTTLE,
-    DEFAULT_MAX_DECOMPRESSED_SIZE, DEFAULT_NAMESPACE,
+    CacheBuilder, DEFAULT_FAIL_SAFE_CAPACITY, DEFAULT_FAIL_SAFE_RECOVERY,
+    DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_DECOMPRESSED_SIZE, DEFAULT_NAMESPACE,
 };
 pub(crate) use clock::saturating_after;
 pub use clock::{Clock, SystemClock, TokioClock};
@@ -436,14 +478,11 @@ impl<C: Codec> Cache<C> {
             );
             stored_entries.push((stored, bytes));
         }
-        let mut gate_indices: Vec<usize> = stored_entries
-            .iter()
-            .map(|(stored, _)| inner.gate_index(&stored.full))
-            .collect();
-        gate_indices.sort_unstable();
-        gate_indices.dedup();
-        // Taken in index order, so two batches never wait on each other
-        // crosswise.
+        let gate_indices = inner.gate_indices(
+            stored_entries
+                .iter()
+                .map(|(stored, _)| stored.full.as_str()),
+        );
         let mut guards = Vec::with_capacity(gate_indices.len());
         for index in gate_indices {
             let gate = &inner.gates[index];
@@ -533,6 +572,34 @@ impl<C: Codec> Cache<C> {
         inner.epoch.fetch_add(1, Ordering::AcqRel);
         inner.copies.clear();
         Ok(version)
+    }
+
+    /// Empties the cache, for every process and on every backend, in O(1)
+    /// (moka's `invalidate_all`, FusionCache's `Clear()`): a
+    /// [`bump_version`](Self::bump_version), so every key written before is
+    /// unreachable, loads in flight do not store their result, and this
+    /// process's fail-safe copies are dropped (nothing stale is served
+    /// after a clear). Old entries are not deleted: they expire with their
+    /// TTL. Another running process sees the clear after its
+    /// [`refresh_version`](Self::refresh_version); a cache built later
+    /// starts after it. For the backend's own wipe of every key, see
+    /// [`Backend::clear`].
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use cachette::MemoryBackend;
+    /// # use cachette::cache::{Cache, EntryOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cachette::Result<()> {
+    /// let cache = Cache::builder(Arc::new(MemoryBackend::default())).build().await?;
+    /// cache.set("a", &1_u32, &EntryOptions::new()).await?;
+    /// cache.clear().await?;
+    /// assert_eq!(cache.get::<u32>("a").await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn clear(&self) -> Result<()> {
+        self.bump_version().await.map(drop)
     }
 
     /// Reads the persisted key version and adopts it if it is newer (a bump

@@ -35,7 +35,21 @@ pub struct EntryOptions {
     fail_safe: Option<Option<Duration>>,
     soft_timeout: Option<Option<Duration>>,
     hard_timeout: Option<Option<Duration>>,
+    eager_refresh: Option<Option<Fraction>>,
 }
+
+/// A fraction of an entry's fresh life (checked to be above 0 and below 1
+/// when options are resolved).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fraction(pub(super) f64);
+
+impl PartialEq for Fraction {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Fraction {}
 
 impl EntryOptions {
     /// Every option at the cache's default.
@@ -139,6 +153,40 @@ impl EntryOptions {
         self.hard_timeout = Some(None);
         self
     }
+
+    /// Eager refresh for this call (as
+    /// [`CacheBuilder::eager_refresh`](super::CacheBuilder::eager_refresh),
+    /// which sets the default): a hit past this fraction of the entry's
+    /// fresh life starts one background refresh. Above 0 and below 1.
+    pub fn eager_refresh(mut self, fraction: f64) -> Self {
+        self.eager_refresh = Some(Some(Fraction(fraction)));
+        self
+    }
+
+    /// No eager refresh for this call, whatever the cache's default.
+    pub fn no_eager_refresh(mut self) -> Self {
+        self.eager_refresh = Some(None);
+        self
+    }
+
+    /// These options with `other`'s over them: each option `other` sets
+    /// replaces this one's; tags are added.
+    pub(super) fn overlay(&mut self, other: EntryOptions) {
+        fn over<V>(mine: &mut Option<V>, theirs: Option<V>) {
+            if theirs.is_some() {
+                *mine = theirs;
+            }
+        }
+        over(&mut self.expiry, other.expiry);
+        over(&mut self.soft_ttl, other.soft_ttl);
+        over(&mut self.negative_ttl, other.negative_ttl);
+        over(&mut self.jitter, other.jitter);
+        over(&mut self.fail_safe, other.fail_safe);
+        over(&mut self.soft_timeout, other.soft_timeout);
+        over(&mut self.hard_timeout, other.hard_timeout);
+        over(&mut self.eager_refresh, other.eager_refresh);
+        self.tags.extend(other.tags);
+    }
 }
 
 /// The fail-safe settings in force.
@@ -146,6 +194,8 @@ impl EntryOptions {
 pub(super) struct FailSafe {
     pub(super) max_age: Duration,
     pub(super) throttle: Duration,
+    /// How often a throttled key is tried again in the background.
+    pub(super) recovery: Duration,
 }
 
 /// The cache-wide defaults, and after [`Defaults::resolve`], the options of
@@ -159,8 +209,10 @@ pub(super) struct Defaults {
     /// The maximum age of values fail-safe serves; `None` = off.
     pub(super) fail_safe: Option<Duration>,
     pub(super) fail_safe_throttle: Duration,
+    pub(super) fail_safe_recovery: Duration,
     pub(super) soft_timeout: Option<Duration>,
     pub(super) hard_timeout: Option<Duration>,
+    pub(super) eager_refresh: Option<Fraction>,
 }
 
 /// The options of one call, checked.
@@ -175,6 +227,11 @@ pub(super) struct Resolved {
     pub(super) fail_safe: Option<FailSafe>,
     pub(super) soft_timeout: Option<Duration>,
     pub(super) hard_timeout: Option<Duration>,
+    /// The fraction of the fresh life after which a hit refreshes.
+    pub(super) eager_refresh: Option<Fraction>,
+    /// The defaults these options were resolved from, for a loader's
+    /// options over them.
+    base: Defaults,
 }
 
 /// How one entry is written: its envelope deadlines and the backend's TTL.
@@ -208,6 +265,9 @@ impl Defaults {
         if self.fail_safe.is_some() && self.fail_safe_throttle.is_zero() {
             return Err("fail_safe_throttle is zero".into());
         }
+        if self.fail_safe.is_some() && self.fail_safe_recovery.is_zero() {
+            return Err("fail_safe_recovery is zero".into());
+        }
         if let (Some(soft), Expiry::After(ttl)) = (self.soft_ttl, self.expiry)
             && soft >= ttl
         {
@@ -215,10 +275,20 @@ impl Defaults {
                 "soft_ttl ({soft:?}) must be shorter than ttl ({ttl:?})"
             ));
         }
-        let fresh_for = self.soft_ttl.or(match self.expiry {
-            Expiry::After(ttl) => Some(ttl),
-            Expiry::Default | Expiry::Never => None,
-        });
+        let fresh_for = fresh_for(self.soft_ttl, self.expiry);
+        if let Some(Fraction(fraction)) = self.eager_refresh {
+            if !(fraction > 0.0 && fraction < 1.0) {
+                return Err(format!(
+                    "eager_refresh ({fraction}) must be a fraction above 0 and below 1"
+                ));
+            }
+            if fresh_for.is_none() {
+                return Err(
+                    "eager_refresh needs a soft_ttl or a ttl (Expiry::After) to take a fraction of"
+                        .into(),
+                );
+            }
+        }
         if let (Some(max_age), Some(fresh_for)) = (self.fail_safe, fresh_for)
             && max_age < fresh_for
         {
@@ -265,6 +335,9 @@ impl Defaults {
         if let Some(hard) = options.hard_timeout {
             merged.hard_timeout = hard;
         }
+        if let Some(eager) = options.eager_refresh {
+            merged.eager_refresh = eager;
+        }
         merged.check()?;
         Ok(Resolved {
             expiry: merged.expiry,
@@ -275,17 +348,47 @@ impl Defaults {
             fail_safe: merged.fail_safe.map(|max_age| FailSafe {
                 max_age,
                 throttle: merged.fail_safe_throttle,
+                recovery: merged.fail_safe_recovery,
             }),
             soft_timeout: merged.soft_timeout,
             hard_timeout: merged.hard_timeout,
+            eager_refresh: merged.eager_refresh,
+            base: merged,
         })
     }
 }
 
+/// How long a value stays fresh: the soft TTL, or else the TTL.
+fn fresh_for(soft_ttl: Option<Duration>, expiry: Expiry) -> Option<Duration> {
+    soft_ttl.or(match expiry {
+        Expiry::After(ttl) => Some(ttl),
+        Expiry::Default | Expiry::Never => None,
+    })
+}
+
 impl Resolved {
+    /// These options with a loader's `options` over them (adaptive
+    /// caching), checked; the tags add up.
+    pub(super) fn adapt(
+        &self,
+        options: &EntryOptions,
+        keys: &KeySpace,
+    ) -> std::result::Result<Resolved, String> {
+        let mut adapted = self.base.resolve(options, keys)?;
+        let mut tags = self.tags.clone();
+        tags.append(&mut adapted.tags);
+        adapted.tags = tags;
+        Ok(adapted)
+    }
+
+    /// How long a value written with these options stays fresh.
+    pub(super) fn fresh_for(&self) -> Option<Duration> {
+        fresh_for(self.soft_ttl, self.expiry)
+    }
+
     /// Whether entries written with these options need an envelope.
     pub(super) fn needs_envelope(&self) -> bool {
-        self.soft_ttl.is_some() || self.fail_safe.is_some()
+        self.soft_ttl.is_some() || self.fail_safe.is_some() || self.eager_refresh.is_some()
     }
 
     /// The deadlines and backend options of an entry written `now` (Unix

@@ -25,7 +25,8 @@ pub struct CacheStats {
     pub loads: u64,
     /// Loader runs that failed (error, panic or hard timeout).
     pub load_errors: u64,
-    /// Background refreshes started by a stale read.
+    /// Background loads started by a read: refreshes of stale values,
+    /// eager refreshes, and fail-safe recovery attempts.
     pub refreshes: u64,
     /// Callers of `get_or_load` that joined a load already in flight
     /// instead of running the loader.
