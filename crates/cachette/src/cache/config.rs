@@ -59,7 +59,9 @@ impl Cache<DefaultCodec> {
 /// | `jitter` | duration | [`jitter`](CacheBuilder::jitter) |
 /// | `fail_safe` | duration: the maximum age | [`fail_safe`](CacheBuilder::fail_safe) |
 /// | `fail_safe_throttle` | duration | [`fail_safe_throttle`](CacheBuilder::fail_safe_throttle) |
+/// | `fail_safe_recovery` | duration | [`fail_safe_recovery`](CacheBuilder::fail_safe_recovery) |
 /// | `fail_safe_capacity` | whole number | [`fail_safe_capacity`](CacheBuilder::fail_safe_capacity) |
+/// | `eager_refresh` | number between 0 and 1, e.g. `0.8` | [`eager_refresh`](CacheBuilder::eager_refresh) |
 /// | `soft_timeout` | duration | [`soft_timeout`](CacheBuilder::soft_timeout) |
 /// | `hard_timeout` | duration | [`hard_timeout`](CacheBuilder::hard_timeout) |
 /// | `codec` | `"postcard"`, `"json"`, `"msgpack"` or `"raw"` | the codec the cache must be asked for (see [`builder`](Self::builder)) |
@@ -96,7 +98,7 @@ impl Cache<DefaultCodec> {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CacheOptions {
@@ -121,9 +123,16 @@ pub struct CacheOptions {
     /// [`CacheBuilder::fail_safe_throttle`].
     #[serde(default, with = "duration", skip_serializing_if = "Option::is_none")]
     pub fail_safe_throttle: Option<Duration>,
+    /// [`CacheBuilder::fail_safe_recovery`].
+    #[serde(default, with = "duration", skip_serializing_if = "Option::is_none")]
+    pub fail_safe_recovery: Option<Duration>,
     /// [`CacheBuilder::fail_safe_capacity`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_safe_capacity: Option<usize>,
+    /// [`CacheBuilder::eager_refresh`]: the fraction of an entry's fresh
+    /// life after which a hit refreshes it in the background.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eager_refresh: Option<f64>,
     /// [`CacheBuilder::soft_timeout`].
     #[serde(default, with = "duration", skip_serializing_if = "Option::is_none")]
     pub soft_timeout: Option<Duration>,
@@ -250,13 +259,14 @@ impl CacheOptions {
         if let Some(namespace) = &self.namespace {
             builder = builder.namespace(namespace.clone());
         }
-        let durations: [(Option<Duration>, DurationSetter<C>); 8] = [
+        let durations: [(Option<Duration>, DurationSetter<C>); 9] = [
             (self.ttl, CacheBuilder::default_ttl),
             (self.soft_ttl, CacheBuilder::soft_ttl),
             (self.negative_ttl, CacheBuilder::negative_ttl),
             (self.jitter, CacheBuilder::jitter),
             (self.fail_safe, CacheBuilder::fail_safe),
             (self.fail_safe_throttle, CacheBuilder::fail_safe_throttle),
+            (self.fail_safe_recovery, CacheBuilder::fail_safe_recovery),
             (self.soft_timeout, CacheBuilder::soft_timeout),
             (self.hard_timeout, CacheBuilder::hard_timeout),
         ];
@@ -267,6 +277,9 @@ impl CacheOptions {
         }
         if let Some(entries) = self.fail_safe_capacity {
             builder = builder.fail_safe_capacity(entries);
+        }
+        if let Some(fraction) = self.eager_refresh {
+            builder = builder.eager_refresh(fraction);
         }
         builder = compression(builder, self.compress_above, self.max_decompressed_size)?;
         if let Some(lock) = &self.distributed_lock {

@@ -412,7 +412,10 @@ fn fail<C: Codec>(
     failure: Failure,
 ) {
     if let (Some(fail_safe), Some(fallback)) = (job.resolved.fail_safe, &job.fallback) {
-        guard.inner.copies.throttle(&job.copy_key(), fallback, fail_safe);
+        guard
+            .inner
+            .copies
+            .throttle(&job.copy_key(), fallback, fail_safe);
     }
     guard.answer(tx, FlightState::done(false, Outcome::Failed(failure)));
 }

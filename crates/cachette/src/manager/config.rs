@@ -51,7 +51,7 @@ const ENV_SEPARATOR: &str = "__";
 /// the valid ones; a value of the wrong form is an error that names the
 /// setting (`caches.users.cache.ttl`). `Debug` output shows URLs with their
 /// passwords replaced by `***`.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CacheManagerConfig {
@@ -189,7 +189,7 @@ pub struct CacheManagerConfig {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CacheConfig {

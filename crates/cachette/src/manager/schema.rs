@@ -19,6 +19,8 @@ pub(super) enum Kind {
     Duration,
     /// A whole number.
     Count,
+    /// A number with a fraction, e.g. `0.8`.
+    Fraction,
     /// `true` or `false`.
     Flag,
     /// A byte size, a number or text with a unit.
@@ -37,7 +39,7 @@ pub(super) enum Kind {
 /// A key and what it holds.
 pub(super) type Setting = (&'static str, Kind);
 
-use Kind::{ByteSize, Choice, Count, Duration, Flag, Layer, Named, Text};
+use Kind::{ByteSize, Choice, Count, Duration, Flag, Fraction, Layer, Named, Text};
 
 /// The top level.
 pub(super) const TOP: &[Setting] = &[("default", Text), ("caches", Named(CACHE))];
@@ -102,7 +104,9 @@ const OPTIONS: &[Setting] = &[
     ("jitter", Duration),
     ("fail_safe", Duration),
     ("fail_safe_throttle", Duration),
+    ("fail_safe_recovery", Duration),
     ("fail_safe_capacity", Count),
+    ("eager_refresh", Fraction),
     ("soft_timeout", Duration),
     ("hard_timeout", Duration),
     ("codec", Choice(CodecName::NAMES)),
@@ -286,6 +290,13 @@ fn leaf(kind: Kind, text: &str) -> Result<Value, String> {
             .parse::<u32>()
             .map(|count| Value::Integer(i64::from(count)))
             .map_err(|_| format!("expected a whole number up to {}", u32::MAX)),
+        Fraction => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|number| number.is_finite())
+            .map(Value::Float)
+            .ok_or_else(|| "expected a number such as 0.8".to_owned()),
         Flag => parse_flag(text)
             .map(Value::Boolean)
             .ok_or_else(|| "expected `true` or `false`".to_owned()),
@@ -346,6 +357,7 @@ mod tests {
             Text => Value::String("app".into()),
             Duration => Value::String("1s".into()),
             Count => Value::Integer(2),
+            Fraction => Value::Float(0.5),
             Flag => Value::Boolean(true),
             ByteSize => Value::String("4KiB".into()),
             Choice(names) => Value::String(names[0].into()),
