@@ -30,6 +30,8 @@
 
 mod builder;
 mod ghost;
+mod idle;
+mod listener;
 mod shard;
 mod sketch;
 #[cfg(test)]
@@ -56,7 +58,12 @@ use crate::error::{Error, Result};
 use crate::glob;
 
 pub use builder::{MemoryBuilder, Policy};
-use shard::{DeadlineUpdate, Removal, ShardInner, Stored};
+pub use listener::RemovalCause;
+use listener::Listener;
+use shard::{DeadlineUpdate, Removal, ShardConfig, ShardInner, Stored};
+
+/// A custom weigher as the engine keeps it.
+type Weigher = Arc<dyn Fn(&str, &[u8]) -> u64 + Send + Sync>;
 
 pub(crate) const NAME: &str = "memory";
 
@@ -78,6 +85,9 @@ struct Inner {
     limits: Limits,
     max_entries: Option<u64>,
     max_bytes: Option<u64>,
+    listener: Option<Listener>,
+    weigher: Option<Weigher>,
+    time_to_idle: Option<Duration>,
     sweeper: PurgeTask,
 }
 
@@ -104,6 +114,9 @@ impl fmt::Debug for MemoryBackend {
             .field("max_entries", &self.inner.max_entries)
             .field("max_bytes", &self.inner.max_bytes)
             .field("default_ttl", &self.inner.limits.default_ttl)
+            .field("time_to_idle", &self.inner.time_to_idle)
+            .field("removal_listener", &self.inner.listener.is_some())
+            .field("weigher", &self.inner.weigher.is_some())
             .finish()
     }
 }
@@ -131,21 +144,27 @@ impl MemoryBackend {
 
     fn from_builder(builder: MemoryBuilder) -> Self {
         let count = builder.shard_count();
+        let time_to_idle = builder.time_to_idle.map_or(0, builder::millis);
         let shards = (0..count)
             .map(|i| Shard {
-                inner: RwLock::new(ShardInner::new(
-                    builder.policy,
-                    builder::share(builder.limits.max_entries, count, i),
-                    builder::share(builder.limits.max_bytes, count, i),
-                )),
+                inner: RwLock::new(ShardInner::new(ShardConfig {
+                    policy: builder.policy,
+                    max_entries: builder::share(builder.limits.max_entries, count, i),
+                    max_weight: builder::share(builder.limits.max_bytes, count, i),
+                    time_to_idle,
+                    notify: builder.listener.is_some(),
+                })),
             })
             .collect();
         // Under a byte bound every key within the key limit and every value
         // within the value limit must fit in the smallest shard: a quarter
         // of it at most for the key, the rest less overhead for the value.
+        // A custom weigher's weight says nothing about lengths: its entries
+        // are checked by weight alone.
         let bounds = builder.limits;
         let (max_key_len, max_value_len) = match bounds.max_bytes {
             None => (bounds.max_key_len, None),
+            Some(_) if builder.weigher.is_some() => (bounds.max_key_len, None),
             Some(_) => {
                 let smallest_share = builder::share(bounds.max_bytes, count, count - 1);
                 let key = bounds
@@ -175,6 +194,9 @@ impl MemoryBackend {
             },
             max_entries: bounds.max_entries,
             max_bytes: bounds.max_bytes,
+            listener: builder.listener,
+            weigher: builder.weigher,
+            time_to_idle: builder.time_to_idle,
             sweeper: PurgeTask::default(),
         });
         inner.sweeper.start(
@@ -225,13 +247,17 @@ impl MemoryBackend {
             return Ok(None);
         };
         let entry = guard.entry(index);
-        if entry.deadline != 0 && entry.is_expired(self.inner.clock.now_ms()) {
-            drop(guard);
-            let mut guard = shard.inner.write();
-            guard.find_live(hash, key, self.inner.clock.now_ms());
-            drop(guard);
-            self.inner.reads.miss();
-            return Ok(None);
+        if entry.deadline != 0 || guard.idle().is_some() {
+            let now = self.inner.clock.now_ms();
+            if guard.is_expired(index, now) {
+                drop(guard);
+                self.write(shard, |guard| guard.find_live(hash, key, now));
+                self.inner.reads.miss();
+                return Ok(None);
+            }
+            if let Some(idle) = guard.idle() {
+                idle.touch(index, now);
+            }
         }
         entry.record_hit(self.inner.policy);
         let value = entry.value.clone();
@@ -255,32 +281,59 @@ impl MemoryBackend {
         self.check_key(key)?;
         self.inner.limits.check_value(&value)?;
         let deadline = self.deadline(options.expiry)?;
+        let weight = self.custom_weight(key, &value);
         let (hash, shard) = self.locate(key);
-        let stored = shard.inner.write().store(
-            hash,
-            key,
-            value,
-            DeadlineUpdate::Set(deadline),
-            Some(&options.tags),
-            options.condition,
-            self.inner.clock.now_ms(),
-        );
+        let stored = self.write(shard, |guard| {
+            guard.store(
+                hash,
+                key,
+                value,
+                weight,
+                DeadlineUpdate::Set(deadline),
+                Some(&options.tags),
+                options.condition,
+                self.inner.clock.now_ms(),
+            )
+        });
         self.written(stored)
+    }
+
+    /// The custom weigher's weight of an entry, if there is one.
+    fn custom_weight(&self, key: &str, value: &[u8]) -> Option<u64> {
+        self.inner.weigher.as_ref().map(|weigh| weigh(key, value))
+    }
+
+    /// Runs `change` under the shard's write lock, then tells the removal
+    /// listener what it removed, after releasing the lock.
+    fn write<R>(&self, shard: &Shard, change: impl FnOnce(&mut ShardInner) -> R) -> R {
+        let mut guard = shard.inner.write();
+        let out = change(&mut guard);
+        if let Some(listener) = &self.inner.listener {
+            let removed = guard.take_removed();
+            drop(guard);
+            listener::report(listener, removed);
+        }
+        out
     }
 
     fn written(&self, stored: Stored) -> Result<bool> {
         match stored {
             Stored::Written => Ok(true),
             Stored::ConditionFailed => Ok(false),
-            Stored::TooHeavy { weight, limit } => Err(Error::invalid_input(
-                NAME,
-                format!(
-                    "the entry weighs {weight} bytes (key + value + tags + {} overhead); \
-                     the limit is {limit} bytes (max_bytes divided over {} shards)",
-                    shard::ENTRY_OVERHEAD,
-                    self.inner.shards.len()
-                ),
-            )),
+            Stored::TooHeavy { weight, limit } => {
+                let weighed_as = match self.inner.weigher {
+                    Some(_) => "by the custom weigher".to_owned(),
+                    None => format!("key + value + tags + {} overhead", shard::ENTRY_OVERHEAD),
+                };
+                Err(Error::invalid_input(
+                    NAME,
+                    format!(
+                        "the entry weighs {weight} bytes ({weighed_as}); \
+                         the limit is {limit} bytes (max_bytes divided over {} shards)",
+                        self.inner.shards.len()
+                    ),
+                ))
+            }
         }
     }
 
@@ -288,14 +341,14 @@ impl MemoryBackend {
     pub fn delete_sync(&self, key: &str) -> Result<bool> {
         self.check_key(key)?;
         let (hash, shard) = self.locate(key);
-        let mut guard = shard.inner.write();
-        match guard.find_live(hash, key, self.inner.clock.now_ms()) {
+        let now = self.inner.clock.now_ms();
+        Ok(self.write(shard, |guard| match guard.find_live(hash, key, now) {
             Some(index) => {
                 guard.remove(index, Removal::Deleted);
-                Ok(true)
+                true
             }
-            None => Ok(false),
-        }
+            None => false,
+        }))
     }
 
     /// Adds `delta` to a counter atomically; see [`Backend::incr`].
@@ -304,21 +357,28 @@ impl MemoryBackend {
         let deadline = self.deadline(expiry)?;
         let (hash, shard) = self.locate(key);
         let now = self.inner.clock.now_ms();
-        let mut guard = shard.inner.write();
-        let next = match guard.find_live(hash, key, now) {
-            Some(index) => add_to_counter(NAME, &guard.entry(index).value, delta)?,
-            None => delta,
-        };
-        let stored = guard.store(
-            hash,
-            key,
-            format_counter(next),
-            DeadlineUpdate::KeepOr(deadline),
-            None,
-            SetCondition::Always,
-            now,
-        );
-        drop(guard);
+        let stored = self.write(shard, |guard| {
+            let next = match guard.find_live(hash, key, now) {
+                Some(index) => add_to_counter(NAME, &guard.entry(index).value, delta)?,
+                None => delta,
+            };
+            let value = format_counter(next);
+            // The new value is known only here: the weigher runs under the
+            // lock for counters (see `MemoryBuilder::weigher`).
+            let weight = self.custom_weight(key, &value);
+            let stored = guard.store(
+                hash,
+                key,
+                value,
+                weight,
+                DeadlineUpdate::KeepOr(deadline),
+                None,
+                SetCondition::Always,
+                now,
+            );
+            Ok::<_, Error>((stored, next))
+        });
+        let (stored, next) = stored?;
         self.written(stored).map(|_| next)
     }
 
@@ -329,10 +389,8 @@ impl MemoryBackend {
         let mut removed = 0;
         for shard in self.inner.shards.iter() {
             loop {
-                let (count, more) = shard
-                    .inner
-                    .write()
-                    .purge_expired(self.inner.clock.now_ms(), BATCH);
+                let now = self.inner.clock.now_ms();
+                let (count, more) = self.write(shard, |guard| guard.purge_expired(now, BATCH));
                 removed += count;
                 if !more || removed >= limit {
                     break;
@@ -441,7 +499,7 @@ impl Backend for MemoryBackend {
         let guard = shard.inner.read();
         Ok(guard
             .find(hash, key)
-            .is_some_and(|i| !guard.entry(i).is_expired(self.inner.clock.now_ms())))
+            .is_some_and(|i| !guard.is_expired(i, self.inner.clock.now_ms())))
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
@@ -474,11 +532,13 @@ impl Backend for MemoryBackend {
         let (hash, shard) = self.locate(key);
         let guard = shard.inner.read();
         let now = self.inner.clock.now_ms();
-        Ok(match guard.find(hash, key).map(|i| guard.entry(i)) {
+        Ok(match guard.find(hash, key) {
             None => KeyTtl::Missing,
-            Some(entry) if entry.is_expired(now) => KeyTtl::Missing,
-            Some(entry) if entry.deadline == 0 => KeyTtl::Persistent,
-            Some(entry) => KeyTtl::ExpiresIn(Duration::from_millis((entry.deadline - now).max(1))),
+            Some(index) if guard.is_expired(index, now) => KeyTtl::Missing,
+            Some(index) => match guard.due(index) {
+                0 => KeyTtl::Persistent,
+                due => KeyTtl::ExpiresIn(Duration::from_millis(due.saturating_sub(now).max(1))),
+            },
         })
     }
 
@@ -486,21 +546,23 @@ impl Backend for MemoryBackend {
         self.check_key(key)?;
         let deadline = self.deadline(expiry)?;
         let (hash, shard) = self.locate(key);
-        let mut guard = shard.inner.write();
-        match guard.find_live(hash, key, self.inner.clock.now_ms()) {
+        let now = self.inner.clock.now_ms();
+        Ok(self.write(shard, |guard| match guard.find_live(hash, key, now) {
             Some(index) => {
-                guard.set_deadline(index, deadline);
-                Ok(true)
+                guard.set_deadline(index, deadline, now);
+                true
             }
-            None => Ok(false),
-        }
+            None => false,
+        }))
     }
 
     async fn clear(&self) -> Result<()> {
         for shard in self.inner.shards.iter() {
             let old = shard.inner.write().take_all();
-            // Freed after the lock is released.
-            drop(old);
+            // Freed, and told to the listener, after the lock is released.
+            if let Some(listener) = &self.inner.listener {
+                listener::report(listener, old.into_cleared(self.inner.clock.now_ms()));
+            }
         }
         Ok(())
     }
@@ -529,10 +591,10 @@ impl Backend for MemoryBackend {
     async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {
         let mut removed = 0;
         for shard in self.inner.shards.iter() {
-            let mut guard = shard.inner.write();
-            for tag in tags {
-                removed += guard.invalidate_tag(tag, self.inner.clock.now_ms());
-            }
+            let now = self.inner.clock.now_ms();
+            removed += self.write(shard, |guard| {
+                tags.iter().map(|tag| guard.invalidate_tag(tag, now)).sum::<u64>()
+            });
         }
         Ok(removed)
     }
@@ -549,7 +611,7 @@ impl Backend for MemoryBackend {
             let guard = shard.inner.read();
             tally.merge(&guard.counters);
             stats.entries += guard.len();
-            stats.bytes += guard.weight();
+            stats.bytes = stats.bytes.saturating_add(guard.weight());
             tags += guard.tag_count() as u64;
         }
         let (hits, misses) = self.inner.reads.totals();
