@@ -247,17 +247,13 @@ impl MemoryBackend {
             return Ok(None);
         };
         let entry = guard.entry(index);
-        if entry.deadline != 0 || guard.idle().is_some() {
-            let now = self.inner.clock.now_ms();
-            if guard.is_expired(index, now) {
-                drop(guard);
-                self.write(shard, |guard| guard.find_live(hash, key, now));
-                self.inner.reads.miss();
-                return Ok(None);
-            }
-            if let Some(idle) = guard.idle() {
-                idle.touch(index, now);
-            }
+        if (entry.deadline != 0 || guard.idle().is_some())
+            && let Some(now) = self.expired_on_read(&guard, index)
+        {
+            drop(guard);
+            self.write(shard, |guard| guard.find_live(hash, key, now));
+            self.inner.reads.miss();
+            return Ok(None);
         }
         entry.record_hit(self.inner.policy);
         let value = entry.value.clone();
@@ -274,6 +270,22 @@ impl MemoryBackend {
             }
         }
         Ok(Some(value))
+    }
+
+    /// On a read of an entry with a deadline or a time-to-idle: the time
+    /// if the entry has expired, otherwise `None` after restarting its idle
+    /// time. Out of line, so that reads of entries without either keep a
+    /// short path.
+    #[inline(never)]
+    fn expired_on_read(&self, shard: &ShardInner, index: shard::Index) -> Option<u64> {
+        let now = self.inner.clock.now_ms();
+        if shard.is_expired(index, now) {
+            return Some(now);
+        }
+        if let Some(idle) = shard.idle() {
+            idle.touch(index, now);
+        }
+        None
     }
 
     /// Writes a key without dynamic dispatch or a future.
