@@ -46,7 +46,11 @@ fn removal(key: &str, value: &str, cause: RemovalCause) -> (String, String, Remo
 }
 
 fn set(cache: &MemoryBackend, key: &str, value: &str) {
-    let stored = cache.set_sync(key, Bytes::copy_from_slice(value.as_bytes()), &SetOptions::new());
+    let stored = cache.set_sync(
+        key,
+        Bytes::copy_from_slice(value.as_bytes()),
+        &SetOptions::new(),
+    );
     assert!(stored.unwrap(), "{key} was not stored");
 }
 
@@ -106,7 +110,10 @@ async fn entries_of_an_invalidated_tag_are_reported_as_invalidated() {
     let cache = builder.build().unwrap();
     let tagged = SetOptions::new().tags(["team:1"]);
     cache.set("a", "1".into(), &tagged).await.unwrap();
-    cache.set("b", "2".into(), &SetOptions::new()).await.unwrap();
+    cache
+        .set("b", "2".into(), &SetOptions::new())
+        .await
+        .unwrap();
     assert_eq!(cache.invalidate_tags(&["team:1"]).await.unwrap(), 1);
     assert_eq!(cache.invalidate_tags(&["team:1"]).await.unwrap(), 0);
     assert_eq!(seen(&log), [removal("a", "1", RemovalCause::Invalidated)]);
@@ -252,7 +259,10 @@ async fn a_weigher_bounds_the_store_by_its_weights() {
     let cache = by_value_length().max_bytes(100).build().unwrap();
     for i in 0..10 {
         let key = format!("k{i}");
-        cache.set(&key, vec![b'x'; 30].into(), &SetOptions::new()).await.unwrap();
+        cache
+            .set(&key, vec![b'x'; 30].into(), &SetOptions::new())
+            .await
+            .unwrap();
     }
     let stats = cache.stats().await.unwrap();
     assert_eq!((stats.entries, stats.bytes), (3, 90));
@@ -260,7 +270,10 @@ async fn a_weigher_bounds_the_store_by_its_weights() {
     // Long keys weigh nothing to this weigher: the default weight would
     // have kept no 30-byte value with a 60-byte key in 100 bytes.
     let long_key = "k".repeat(60);
-    cache.set(&long_key, vec![b'x'; 30].into(), &SetOptions::new()).await.unwrap();
+    cache
+        .set(&long_key, vec![b'x'; 30].into(), &SetOptions::new())
+        .await
+        .unwrap();
     assert!(cache.get(&long_key).await.unwrap().is_some());
 }
 
@@ -421,7 +434,10 @@ fn a_zero_time_to_idle_is_refused() {
 #[tokio::test(start_paused = true)]
 async fn the_time_to_idle_url_parameter_sets_the_time_to_idle() {
     let cache = cachette::open("memory://?time_to_idle=30s").await.unwrap();
-    cache.set("k", "v".into(), &SetOptions::new()).await.unwrap();
+    cache
+        .set("k", "v".into(), &SetOptions::new())
+        .await
+        .unwrap();
     assert_eq!(
         cache.ttl("k").await.unwrap(),
         KeyTtl::ExpiresIn(Duration::from_secs(30))

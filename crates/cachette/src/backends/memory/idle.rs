@@ -46,7 +46,8 @@ impl IdleTimes {
     pub(super) fn insert(&mut self, index: Index, now: u64) {
         let index = index as usize;
         if self.last_access.len() <= index {
-            self.last_access.resize_with(index + 1, || AtomicU64::new(0));
+            self.last_access
+                .resize_with(index + 1, || AtomicU64::new(0));
             self.scheduled.resize(index + 1, 0);
         }
         self.last_access[index].store(now, Ordering::Relaxed);

@@ -1,14 +1,15 @@
 //! The in-process memory engine: the default backend and the L1 of the
 //! tiered and near caches.
 //!
-//! - **URL:** `memory://?max_entries=10000&max_bytes=64MiB&policy=s3fifo&default_ttl=5m&shards=8`
+//! - **URL:** `memory://?max_entries=10000&max_bytes=64MiB&policy=s3fifo&default_ttl=5m&time_to_idle=30m&shards=8`
 //!   (every parameter optional).
 //! - **Policies:** [`Policy::Lru`], [`Policy::Fifo`], [`Policy::Sieve`],
 //!   [`Policy::S3Fifo`] (default, with a frequency sketch for admission to
 //!   its main queue). Reads of the FIFO family take the shard's read lock
 //!   only; a hit sets a bit or bumps a 2-bit counter.
 //! - **Bounds:** by entries and/or by bytes. An entry's weight is its key,
-//!   its value, its tags and [`MemoryBackend::ENTRY_OVERHEAD`]. The bound
+//!   its value, its tags and [`MemoryBackend::ENTRY_OVERHEAD`], or what a
+//!   [custom weigher](MemoryBuilder::weigher) says. The bound
 //!   is split evenly over the shards and is never exceeded after an
 //!   operation returns. Overwriting a key never evicts another entry unless
 //!   the new value is heavier, and then only to make room for the
@@ -16,10 +17,15 @@
 //! - **TTL:** millisecond deadlines, checked lazily on every read, removed
 //!   incrementally by writes (two per write) and by a background task
 //!   (when built inside a tokio runtime) that takes each shard's lock for at
-//!   most 256 removals at a time.
+//!   most 256 removals at a time. A [time-to-idle](MemoryBuilder::time_to_idle)
+//!   also expires entries not read or written for that long.
+//! - **Removal listener:** [`MemoryBuilder::removal_listener`] is told of
+//!   each entry that leaves, with its [`RemovalCause`], on the calling
+//!   thread after the shard's lock is released.
 //! - **Tags:** an exact index from tag to entries, per shard, updated on
 //!   insert, overwrite, delete, eviction, expiry and clear.
-//! - **Stats:** the counters of [`Stats`], and in `details`: `tags`, the
+//! - **Stats:** the counters of [`Stats`] (`bytes` is the total weight, by
+//!   the custom weigher if there is one), and in `details`: `tags`, the
 //!   distinct tags in the index.
 //! - **Limits:** keys up to 4096 bytes by default; an entry must fit in one
 //!   shard's share of `max_bytes`.
@@ -58,8 +64,8 @@ use crate::error::{Error, Result};
 use crate::glob;
 
 pub use builder::{MemoryBuilder, Policy};
-pub use listener::RemovalCause;
 use listener::Listener;
+pub use listener::RemovalCause;
 use shard::{DeadlineUpdate, Removal, ShardConfig, ShardInner, Stored};
 
 /// A custom weigher as the engine keeps it.
@@ -354,13 +360,15 @@ impl MemoryBackend {
         self.check_key(key)?;
         let (hash, shard) = self.locate(key);
         let now = self.inner.clock.now_ms();
-        Ok(self.write(shard, |guard| match guard.find_live(hash, key, now) {
-            Some(index) => {
-                guard.remove(index, Removal::Deleted);
-                true
-            }
-            None => false,
-        }))
+        Ok(
+            self.write(shard, |guard| match guard.find_live(hash, key, now) {
+                Some(index) => {
+                    guard.remove(index, Removal::Deleted);
+                    true
+                }
+                None => false,
+            }),
+        )
     }
 
     /// Adds `delta` to a counter atomically; see [`Backend::incr`].
@@ -559,13 +567,15 @@ impl Backend for MemoryBackend {
         let deadline = self.deadline(expiry)?;
         let (hash, shard) = self.locate(key);
         let now = self.inner.clock.now_ms();
-        Ok(self.write(shard, |guard| match guard.find_live(hash, key, now) {
-            Some(index) => {
-                guard.set_deadline(index, deadline, now);
-                true
-            }
-            None => false,
-        }))
+        Ok(
+            self.write(shard, |guard| match guard.find_live(hash, key, now) {
+                Some(index) => {
+                    guard.set_deadline(index, deadline, now);
+                    true
+                }
+                None => false,
+            }),
+        )
     }
 
     async fn clear(&self) -> Result<()> {
@@ -605,7 +615,9 @@ impl Backend for MemoryBackend {
         for shard in self.inner.shards.iter() {
             let now = self.inner.clock.now_ms();
             removed += self.write(shard, |guard| {
-                tags.iter().map(|tag| guard.invalidate_tag(tag, now)).sum::<u64>()
+                tags.iter()
+                    .map(|tag| guard.invalidate_tag(tag, now))
+                    .sum::<u64>()
             });
         }
         Ok(removed)

@@ -13,7 +13,7 @@ use hashbrown::{HashMap, HashSet, HashTable};
 use super::Policy;
 use super::ghost::Ghost;
 use super::idle::IdleTimes;
-use super::listener::{Removed, RemovalCause};
+use super::listener::{RemovalCause, Removed};
 use super::sketch::FrequencySketch;
 use crate::backends::common::{Event, Tally};
 
@@ -261,7 +261,10 @@ impl ShardInner {
     /// or, with a time-to-idle, not accessed for that long.
     pub(super) fn is_expired(&self, index: Index, now: u64) -> bool {
         self.slot(index).is_expired(now)
-            || self.idle.as_ref().is_some_and(|idle| idle.idle_at(index) < now)
+            || self
+                .idle
+                .as_ref()
+                .is_some_and(|idle| idle.idle_at(index) < now)
     }
 
     /// When the entry in `index` expires unless accessed meanwhile (0 =
