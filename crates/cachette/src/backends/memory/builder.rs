@@ -296,11 +296,11 @@ impl MemoryBuilder {
     /// Under a typed [`Cache`](crate::Cache) the listener sees the stored
     /// keys, `{namespace}:v{version}:{key}` (`v0` until the first
     /// [`bump_version`](crate::Cache::bump_version)), and the stored bytes
-    /// (the cache's envelope around the encoded value):
+    /// (the encoded value, in the cache's envelope when it uses one):
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
-    /// use cachette::{Cache, MemoryBackend, RemovalCause};
+    /// use cachette::{Cache, EntryOptions, MemoryBackend};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> cachette::Result<()> {
@@ -311,8 +311,11 @@ impl MemoryBuilder {
     ///         log.lock().unwrap().push(format!("{cause} {key}"));
     ///     })
     ///     .build()?;
-    /// let users = Cache::builder(Arc::new(backend)).namespace("users").build()?;
-    /// users.set("42", &"Ada".to_owned()).await?;
+    /// let users = Cache::builder(Arc::new(backend))
+    ///     .namespace("users")
+    ///     .build()
+    ///     .await?;
+    /// users.set("42", "Ada", &EntryOptions::new()).await?;
     /// users.delete("42").await?;
     /// assert_eq!(*removed.lock().unwrap(), ["removed users:v0:42"]);
     /// # Ok(())
