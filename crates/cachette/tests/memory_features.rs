@@ -169,6 +169,20 @@ async fn an_entry_past_its_ttl_is_reported_as_expired_by_the_purge_without_a_rea
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_background_purge_reports_expired_entries_without_a_read() {
+    let (builder, log) = recorded();
+    let cache = builder
+        .purge_interval(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    ttl(&cache, "k", "v", Duration::from_secs(1));
+    // The paused clock moves on to each timer: the purge runs meanwhile.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(seen(&log), [removal("k", "v", RemovalCause::Expired)]);
+    assert_eq!(cache.stats().await.unwrap().entries, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_idle_entry_is_reported_once_as_expired() {
     let (builder, log) = recorded();
     let cache = builder

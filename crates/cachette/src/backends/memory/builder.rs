@@ -265,6 +265,10 @@ impl MemoryBuilder {
     /// - **A panicking listener** is caught and logged (`tracing` warning);
     ///   the removal stands, the engine stays usable, and the other
     ///   removals of the same call are still reported.
+    /// - **A listener that owns a clone of the backend** keeps it alive,
+    ///   background purge included, for as long as the listener lives: a
+    ///   reference cycle. Send the removals to a channel instead, or hold
+    ///   the backend through something the owner can empty.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};

@@ -68,10 +68,16 @@ pub(super) type Removed = (Box<str>, Bytes, RemovalCause);
 pub(super) fn report(listener: &Listener, removed: Vec<Removed>) {
     for (key, value, cause) in removed {
         let call = AssertUnwindSafe(|| listener(&key, value, cause));
-        if catch_unwind(call).is_err() {
+        if let Err(panic) = catch_unwind(call) {
+            let message = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("a non-text payload");
             tracing::warn!(
                 backend = super::NAME,
                 cause = cause.as_str(),
+                panic = message,
                 "the removal listener panicked; the entry is removed all the same"
             );
         }
