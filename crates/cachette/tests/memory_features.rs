@@ -259,6 +259,32 @@ async fn a_panicking_listener_loses_no_entry_and_stops_no_report() {
     assert!(cache.get_sync("d").unwrap().is_some());
 }
 
+#[tokio::test]
+async fn a_typed_cache_over_the_engine_reports_its_stored_keys() {
+    let (builder, log) = recorded();
+    let backend = builder.build().unwrap();
+    let users = cachette::cache::Cache::builder(Arc::new(backend))
+        .namespace("users")
+        .build()
+        .await
+        .unwrap();
+    let options = cachette::EntryOptions::new();
+    users.set("42", "Ada", &options).await.unwrap();
+    users.set("42", "Grace", &options).await.unwrap();
+    assert!(users.delete("42").await.unwrap());
+    let removed: Vec<(String, RemovalCause)> = seen(&log)
+        .into_iter()
+        .map(|(key, _, cause)| (key, cause))
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            ("users:v0:42".to_owned(), RemovalCause::Replaced),
+            ("users:v0:42".to_owned(), RemovalCause::Removed),
+        ]
+    );
+}
+
 // --- custom weigher --------------------------------------------------------
 
 fn by_value_length() -> MemoryBuilder {
@@ -346,6 +372,53 @@ async fn counters_are_weighed_by_the_weigher() {
         .await
         .unwrap();
     assert_eq!(cache.stats().await.unwrap().bytes, 5);
+}
+
+#[test]
+fn concurrent_increments_with_a_weigher_lose_no_update() {
+    let cache = by_value_length().max_bytes(1 << 20).build().unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    cache.incr_sync("n", 1, cachette::Expiry::Never).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(cache.get_sync("n").unwrap().as_deref(), Some(&b"2000"[..]));
+}
+
+#[test]
+fn a_weigher_may_call_back_into_the_cache() {
+    let cache = Arc::new(OnceLock::<MemoryBackend>::new());
+    let handle = Arc::clone(&cache);
+    let built = MemoryBackend::builder()
+        .shards(1)
+        .max_bytes(1 << 20)
+        .weigher(move |key, value| {
+            // Same shard, same lock: this deadlocks under the lock.
+            if let Some(cache) = handle.get() {
+                let _ = cache.get_sync(key);
+            }
+            value.len() as u64
+        })
+        .build()
+        .unwrap();
+    cache.set(built.clone()).unwrap();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        set(&built, "k", "v");
+        let counted = built.incr_sync("n", 5, cachette::Expiry::Never);
+        done.send(counted.unwrap()).unwrap();
+    });
+    // Generous: this takes microseconds unless it deadlocks.
+    let counted = finished.recv_timeout(Duration::from_secs(60));
+    assert_eq!(counted, Ok(5), "a weigher calling the cache deadlocked");
 }
 
 // --- time-to-idle ----------------------------------------------------------

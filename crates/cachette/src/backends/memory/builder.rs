@@ -344,11 +344,11 @@ impl MemoryBuilder {
     /// oversize value is without a weigher; the value-length limit derived
     /// from `max_bytes` no longer applies. Weights add up without overflow.
     ///
-    /// The weigher runs on the writing thread, before the shard's lock is
-    /// taken for `set`, and under it for `incr` (the new value is known
-    /// only there): it must be a quick, pure function of its arguments and
-    /// must not call the cache. If it panics, the write panics and changes
-    /// nothing.
+    /// The weigher runs on the writing thread before the shard's lock is
+    /// taken (`incr` weighs the new value of the counter as read, and reads
+    /// again if another write changed it meanwhile), so it may call the
+    /// cache; it should be quick, and give the same weight for the same
+    /// key and value. If it panics, the write panics and changes nothing.
     ///
     /// ```
     /// use cachette::{Backend, MemoryBackend, SetOptions};

@@ -376,30 +376,56 @@ impl MemoryBackend {
         self.check_key(key)?;
         let deadline = self.deadline(expiry)?;
         let (hash, shard) = self.locate(key);
-        let now = self.inner.clock.now_ms();
-        let stored = self.write(shard, |guard| {
-            let next = match guard.find_live(hash, key, now) {
-                Some(index) => add_to_counter(NAME, &guard.entry(index).value, delta)?,
-                None => delta,
+        loop {
+            // A custom weigher runs outside the lock: the new value is
+            // computed and weighed from the counter as read, and written
+            // only if the counter still holds that value (else read again).
+            let weighed = match &self.inner.weigher {
+                None => None,
+                Some(weigh) => {
+                    let seen = self.live_value(shard, hash, key);
+                    let next = next_counter(seen.as_ref(), delta)?;
+                    let value = format_counter(next);
+                    Some((weigh(key, &value), seen, next, value))
+                }
             };
-            let value = format_counter(next);
-            // The new value is known only here: the weigher runs under the
-            // lock for counters (see `MemoryBuilder::weigher`).
-            let weight = self.custom_weight(key, &value);
-            let stored = guard.store(
-                hash,
-                key,
-                value,
-                weight,
-                DeadlineUpdate::KeepOr(deadline),
-                None,
-                SetCondition::Always,
-                now,
-            );
-            Ok::<_, Error>((stored, next))
-        });
-        let (stored, next) = stored?;
-        self.written(stored).map(|_| next)
+            let now = self.inner.clock.now_ms();
+            let outcome = self.write(shard, |guard| {
+                let current = guard
+                    .find_live(hash, key, now)
+                    .map(|index| &guard.entry(index).value);
+                let (weight, next, value) = match &weighed {
+                    None => {
+                        let next = next_counter(current, delta)?;
+                        (None, next, format_counter(next))
+                    }
+                    Some((_, seen, _, _)) if current != seen.as_ref() => return Ok(None),
+                    Some((weight, _, next, value)) => (Some(*weight), *next, value.clone()),
+                };
+                let stored = guard.store(
+                    hash,
+                    key,
+                    value,
+                    weight,
+                    DeadlineUpdate::KeepOr(deadline),
+                    None,
+                    SetCondition::Always,
+                    now,
+                );
+                Ok::<_, Error>(Some((stored, next)))
+            })?;
+            if let Some((stored, next)) = outcome {
+                return self.written(stored).map(|_| next);
+            }
+        }
+    }
+
+    /// The value of a live entry, read under the read lock.
+    fn live_value(&self, shard: &Shard, hash: u64, key: &str) -> Option<Bytes> {
+        let guard = shard.inner.read();
+        let index = guard.find(hash, key)?;
+        let now = self.inner.clock.now_ms();
+        (!guard.is_expired(index, now)).then(|| guard.entry(index).value.clone())
     }
 
     /// Removes up to `limit` expired entries from every shard, taking each
@@ -445,6 +471,14 @@ impl MemoryBackend {
         }
         all.sort();
         all
+    }
+}
+
+/// A counter's next value: `current` (none for a missing key) plus `delta`.
+fn next_counter(current: Option<&Bytes>, delta: i64) -> Result<i64> {
+    match current {
+        Some(value) => add_to_counter(NAME, value, delta),
+        None => Ok(delta),
     }
 }
 

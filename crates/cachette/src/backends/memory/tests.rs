@@ -468,7 +468,7 @@ async fn run_against_model(policy: Policy, ops: Vec<Op>) -> Result<(), TestCaseE
 }
 
 /// Runs random operations on a small cache with TTLs (and perhaps a
-/// time-to-idle) and checks the invariants after every step: the bounds
+/// time-to-idle and a custom weigher) and checks the invariants after every step: the bounds
 /// hold, the tag index is exactly the tags of the live entries, the
 /// counters add up, and the removal listener was told of exactly what the
 /// counters counted.
@@ -477,6 +477,7 @@ async fn run_with_small_bounds(
     max_entries: Option<u64>,
     max_bytes: Option<u64>,
     time_to_idle: Option<u64>,
+    weighed: bool,
     ops: Vec<Op>,
 ) -> Result<(), TestCaseError> {
     let told: Arc<Mutex<HashMap<RemovalCause, u64>>> = Arc::default();
@@ -495,6 +496,11 @@ async fn run_with_small_bounds(
     }
     if let Some(idle) = time_to_idle {
         builder = builder.time_to_idle(Duration::from_millis(idle));
+    }
+    if weighed {
+        // Heavier than the default weight for values, so that the byte
+        // bound still evicts; every generated entry fits in 200.
+        builder = builder.weigher(|key, value| (key.len() + value.len() * 8) as u64);
     }
     let cache = builder.build().unwrap();
     // The tags each key was last written with.
@@ -668,8 +674,10 @@ proptest! {
         max_entries in proptest::option::of(1u64..8),
         max_bytes in proptest::option::of(200u64..900),
         time_to_idle in proptest::option::of(50u64..400),
+        weighed in any::<bool>(),
         ops in proptest::collection::vec(op_strategy(false), 1..80),
     ) {
-        runtime().block_on(run_with_small_bounds(policy, max_entries, max_bytes, time_to_idle, ops))?;
+        let bounds = run_with_small_bounds(policy, max_entries, max_bytes, time_to_idle, weighed, ops);
+        runtime().block_on(bounds)?;
     }
 }
