@@ -60,6 +60,14 @@ fn ttl(cache: &MemoryBackend, key: &str, value: &str, ttl: Duration) {
     assert!(stored.unwrap(), "{key} was not stored");
 }
 
+/// Runs `work` on its own thread and returns its result, or `None` if it
+/// has not finished within a minute (a deadlock: it takes microseconds).
+fn unless_deadlocked<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || done.send(work()));
+    finished.recv_timeout(Duration::from_secs(60)).ok()
+}
+
 // --- removal listener ------------------------------------------------------
 
 #[test]
@@ -219,16 +227,15 @@ fn a_listener_may_call_back_into_the_cache() {
         .build()
         .unwrap();
     cache.set(built.clone()).unwrap();
-    let (done, finished) = mpsc::channel();
-    std::thread::spawn(move || {
+    let finished = unless_deadlocked(move || {
         for key in ["a", "b", "c", "d"] {
             set(&built, key, "v");
         }
-        done.send(built.get_sync("d").unwrap()).unwrap();
     });
-    // Generous: the loop takes microseconds unless it deadlocks.
-    let last = finished.recv_timeout(Duration::from_secs(60));
-    assert!(last.is_ok(), "a listener calling the cache deadlocked");
+    assert!(
+        finished.is_some(),
+        "a listener calling the cache deadlocked"
+    );
 }
 
 #[tokio::test]
@@ -410,15 +417,11 @@ fn a_weigher_may_call_back_into_the_cache() {
         .build()
         .unwrap();
     cache.set(built.clone()).unwrap();
-    let (done, finished) = mpsc::channel();
-    std::thread::spawn(move || {
+    let counted = unless_deadlocked(move || {
         set(&built, "k", "v");
-        let counted = built.incr_sync("n", 5, cachette::Expiry::Never);
-        done.send(counted.unwrap()).unwrap();
+        built.incr_sync("n", 5, cachette::Expiry::Never).unwrap()
     });
-    // Generous: this takes microseconds unless it deadlocks.
-    let counted = finished.recv_timeout(Duration::from_secs(60));
-    assert_eq!(counted, Ok(5), "a weigher calling the cache deadlocked");
+    assert_eq!(counted, Some(5), "a weigher calling the cache deadlocked");
 }
 
 // --- time-to-idle ----------------------------------------------------------
