@@ -251,7 +251,8 @@ impl MemoryBuilder {
     /// - **Expired entries** are reported when the engine removes them,
     ///   never before their deadline and possibly after it: when a `get`,
     ///   `set`, `delete`, `incr` or `touch` of that key finds it expired,
-    ///   when a write to its shard removes up to two overdue entries, when
+    ///   when a `set` or `incr` of another key in its shard removes up to
+    ///   two overdue entries (earliest first), when
     ///   the background task purges (every `purge_interval`, only if the
     ///   backend was built inside a tokio runtime), on
     ///   [`purge_expired`](crate::Backend::purge_expired), and when
