@@ -53,7 +53,7 @@ pub use backend::{
     Stats, TtlPrecision,
 };
 #[cfg(feature = "memory")]
-pub use backends::memory::{MemoryBackend, MemoryBuilder, Policy};
+pub use backends::memory::{MemoryBackend, MemoryBuilder, Policy, RemovalCause};
 pub use cache::{Cache, CacheBuilder, CacheStats, Codec, DefaultCodec, EntryOptions, LoadContext};
 pub use error::{Error, ErrorKind, Result};
 pub use manager::CacheManager;

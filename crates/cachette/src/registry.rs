@@ -220,6 +220,7 @@ fn compiled(scheme: &str) -> Option<&'static Scheme> {
 /// | `max_bytes`       | a byte size: `64MiB`, `1GB`, `4096`                           |
 /// | `policy`          | `lru`, `fifo`, `sieve` or `s3fifo`                            |
 /// | `default_ttl`     | a duration: `150ms`, `30s`, `5m`, `1h 30m`                    |
+/// | `time_to_idle`    | a duration: an entry not read or written for that long expires |
 /// | `shards`          | a power of two up to 1024                                     |
 /// | `purge_interval`  | a duration                                                    |
 /// | `max_key_len`     | a byte size                                                   |

@@ -1,14 +1,15 @@
 //! The in-process memory engine: the default backend and the L1 of the
 //! tiered and near caches.
 //!
-//! - **URL:** `memory://?max_entries=10000&max_bytes=64MiB&policy=s3fifo&default_ttl=5m&shards=8`
+//! - **URL:** `memory://?max_entries=10000&max_bytes=64MiB&policy=s3fifo&default_ttl=5m&time_to_idle=30m&shards=8`
 //!   (every parameter optional).
 //! - **Policies:** [`Policy::Lru`], [`Policy::Fifo`], [`Policy::Sieve`],
 //!   [`Policy::S3Fifo`] (default, with a frequency sketch for admission to
 //!   its main queue). Reads of the FIFO family take the shard's read lock
 //!   only; a hit sets a bit or bumps a 2-bit counter.
 //! - **Bounds:** by entries and/or by bytes. An entry's weight is its key,
-//!   its value, its tags and [`MemoryBackend::ENTRY_OVERHEAD`]. The bound
+//!   its value, its tags and [`MemoryBackend::ENTRY_OVERHEAD`], or what a
+//!   [custom weigher](MemoryBuilder::weigher) says. The bound
 //!   is split evenly over the shards and is never exceeded after an
 //!   operation returns. Overwriting a key never evicts another entry unless
 //!   the new value is heavier, and then only to make room for the
@@ -16,10 +17,15 @@
 //! - **TTL:** millisecond deadlines, checked lazily on every read, removed
 //!   incrementally by writes (two per write) and by a background task
 //!   (when built inside a tokio runtime) that takes each shard's lock for at
-//!   most 256 removals at a time.
+//!   most 256 removals at a time. A [time-to-idle](MemoryBuilder::time_to_idle)
+//!   also expires entries not read or written for that long.
+//! - **Removal listener:** [`MemoryBuilder::removal_listener`] is told of
+//!   each entry that leaves, with its [`RemovalCause`], on the calling
+//!   thread after the shard's lock is released.
 //! - **Tags:** an exact index from tag to entries, per shard, updated on
 //!   insert, overwrite, delete, eviction, expiry and clear.
-//! - **Stats:** the counters of [`Stats`], and in `details`: `tags`, the
+//! - **Stats:** the counters of [`Stats`] (`bytes` is the total weight, by
+//!   the custom weigher if there is one), and in `details`: `tags`, the
 //!   distinct tags in the index.
 //! - **Limits:** keys up to 4096 bytes by default; an entry must fit in one
 //!   shard's share of `max_bytes`.
@@ -30,6 +36,8 @@
 
 mod builder;
 mod ghost;
+mod idle;
+mod listener;
 mod shard;
 mod sketch;
 #[cfg(test)]
@@ -56,7 +64,12 @@ use crate::error::{Error, Result};
 use crate::glob;
 
 pub use builder::{MemoryBuilder, Policy};
-use shard::{DeadlineUpdate, Removal, ShardInner, Stored};
+use listener::Listener;
+pub use listener::RemovalCause;
+use shard::{DeadlineUpdate, Removal, ShardConfig, ShardInner, Stored};
+
+/// A custom weigher as the engine keeps it.
+type Weigher = Arc<dyn Fn(&str, &[u8]) -> u64 + Send + Sync>;
 
 pub(crate) const NAME: &str = "memory";
 
@@ -78,6 +91,9 @@ struct Inner {
     limits: Limits,
     max_entries: Option<u64>,
     max_bytes: Option<u64>,
+    listener: Option<Listener>,
+    weigher: Option<Weigher>,
+    time_to_idle: Option<Duration>,
     sweeper: PurgeTask,
 }
 
@@ -104,6 +120,9 @@ impl fmt::Debug for MemoryBackend {
             .field("max_entries", &self.inner.max_entries)
             .field("max_bytes", &self.inner.max_bytes)
             .field("default_ttl", &self.inner.limits.default_ttl)
+            .field("time_to_idle", &self.inner.time_to_idle)
+            .field("removal_listener", &self.inner.listener.is_some())
+            .field("weigher", &self.inner.weigher.is_some())
             .finish()
     }
 }
@@ -131,21 +150,27 @@ impl MemoryBackend {
 
     fn from_builder(builder: MemoryBuilder) -> Self {
         let count = builder.shard_count();
+        let time_to_idle = builder.time_to_idle.map_or(0, builder::millis);
         let shards = (0..count)
             .map(|i| Shard {
-                inner: RwLock::new(ShardInner::new(
-                    builder.policy,
-                    builder::share(builder.limits.max_entries, count, i),
-                    builder::share(builder.limits.max_bytes, count, i),
-                )),
+                inner: RwLock::new(ShardInner::new(ShardConfig {
+                    policy: builder.policy,
+                    max_entries: builder::share(builder.limits.max_entries, count, i),
+                    max_weight: builder::share(builder.limits.max_bytes, count, i),
+                    time_to_idle,
+                    notify: builder.listener.is_some(),
+                })),
             })
             .collect();
         // Under a byte bound every key within the key limit and every value
         // within the value limit must fit in the smallest shard: a quarter
         // of it at most for the key, the rest less overhead for the value.
+        // A custom weigher's weight says nothing about lengths: its entries
+        // are checked by weight alone.
         let bounds = builder.limits;
         let (max_key_len, max_value_len) = match bounds.max_bytes {
             None => (bounds.max_key_len, None),
+            Some(_) if builder.weigher.is_some() => (bounds.max_key_len, None),
             Some(_) => {
                 let smallest_share = builder::share(bounds.max_bytes, count, count - 1);
                 let key = bounds
@@ -175,6 +200,9 @@ impl MemoryBackend {
             },
             max_entries: bounds.max_entries,
             max_bytes: bounds.max_bytes,
+            listener: builder.listener,
+            weigher: builder.weigher,
+            time_to_idle: builder.time_to_idle,
             sweeper: PurgeTask::default(),
         });
         inner.sweeper.start(
@@ -225,11 +253,11 @@ impl MemoryBackend {
             return Ok(None);
         };
         let entry = guard.entry(index);
-        if entry.deadline != 0 && entry.is_expired(self.inner.clock.now_ms()) {
+        if (entry.deadline != 0 || guard.idle().is_some())
+            && let Some(now) = self.expired_on_read(&guard, index)
+        {
             drop(guard);
-            let mut guard = shard.inner.write();
-            guard.find_live(hash, key, self.inner.clock.now_ms());
-            drop(guard);
+            self.write(shard, |guard| guard.find_live(hash, key, now));
             self.inner.reads.miss();
             return Ok(None);
         }
@@ -250,37 +278,80 @@ impl MemoryBackend {
         Ok(Some(value))
     }
 
+    /// On a read of an entry with a deadline or a time-to-idle: the time
+    /// if the entry has expired, otherwise `None` after restarting its idle
+    /// time. Out of line, so that reads of entries without either keep a
+    /// short path.
+    #[inline(never)]
+    fn expired_on_read(&self, shard: &ShardInner, index: shard::Index) -> Option<u64> {
+        let now = self.inner.clock.now_ms();
+        if shard.is_expired(index, now) {
+            return Some(now);
+        }
+        if let Some(idle) = shard.idle() {
+            idle.touch(index, now);
+        }
+        None
+    }
+
     /// Writes a key without dynamic dispatch or a future.
     pub fn set_sync(&self, key: &str, value: Bytes, options: &SetOptions) -> Result<bool> {
         self.check_key(key)?;
         self.inner.limits.check_value(&value)?;
         let deadline = self.deadline(options.expiry)?;
+        let weight = self.custom_weight(key, &value);
         let (hash, shard) = self.locate(key);
-        let stored = shard.inner.write().store(
-            hash,
-            key,
-            value,
-            DeadlineUpdate::Set(deadline),
-            Some(&options.tags),
-            options.condition,
-            self.inner.clock.now_ms(),
-        );
+        let stored = self.write(shard, |guard| {
+            guard.store(
+                hash,
+                key,
+                value,
+                weight,
+                DeadlineUpdate::Set(deadline),
+                Some(&options.tags),
+                options.condition,
+                self.inner.clock.now_ms(),
+            )
+        });
         self.written(stored)
+    }
+
+    /// The custom weigher's weight of an entry, if there is one.
+    fn custom_weight(&self, key: &str, value: &[u8]) -> Option<u64> {
+        self.inner.weigher.as_ref().map(|weigh| weigh(key, value))
+    }
+
+    /// Runs `change` under the shard's write lock, then tells the removal
+    /// listener what it removed, after releasing the lock.
+    fn write<R>(&self, shard: &Shard, change: impl FnOnce(&mut ShardInner) -> R) -> R {
+        let mut guard = shard.inner.write();
+        let out = change(&mut guard);
+        if let Some(listener) = &self.inner.listener {
+            let removed = guard.take_removed();
+            drop(guard);
+            listener::report(listener, removed);
+        }
+        out
     }
 
     fn written(&self, stored: Stored) -> Result<bool> {
         match stored {
             Stored::Written => Ok(true),
             Stored::ConditionFailed => Ok(false),
-            Stored::TooHeavy { weight, limit } => Err(Error::invalid_input(
-                NAME,
-                format!(
-                    "the entry weighs {weight} bytes (key + value + tags + {} overhead); \
-                     the limit is {limit} bytes (max_bytes divided over {} shards)",
-                    shard::ENTRY_OVERHEAD,
-                    self.inner.shards.len()
-                ),
-            )),
+            Stored::TooHeavy { weight, limit } => {
+                let weighed_as = match self.inner.weigher {
+                    Some(_) => "by the custom weigher".to_owned(),
+                    None => format!("key + value + tags + {} overhead", shard::ENTRY_OVERHEAD),
+                };
+                Err(Error::invalid_input(
+                    NAME,
+                    format!(
+                        "the entry weighs {weight} bytes ({weighed_as}); \
+                         the limit is {limit} bytes (max_bytes divided over {} shards)",
+                        self.inner.shards.len()
+                    ),
+                ))
+            }
         }
     }
 
@@ -288,14 +359,16 @@ impl MemoryBackend {
     pub fn delete_sync(&self, key: &str) -> Result<bool> {
         self.check_key(key)?;
         let (hash, shard) = self.locate(key);
-        let mut guard = shard.inner.write();
-        match guard.find_live(hash, key, self.inner.clock.now_ms()) {
-            Some(index) => {
-                guard.remove(index, Removal::Deleted);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let now = self.inner.clock.now_ms();
+        Ok(
+            self.write(shard, |guard| match guard.find_live(hash, key, now) {
+                Some(index) => {
+                    guard.remove(index, Removal::Deleted);
+                    true
+                }
+                None => false,
+            }),
+        )
     }
 
     /// Adds `delta` to a counter atomically; see [`Backend::incr`].
@@ -303,23 +376,56 @@ impl MemoryBackend {
         self.check_key(key)?;
         let deadline = self.deadline(expiry)?;
         let (hash, shard) = self.locate(key);
+        loop {
+            // A custom weigher runs outside the lock: the new value is
+            // computed and weighed from the counter as read, and written
+            // only if the counter still holds that value (else read again).
+            let weighed = match &self.inner.weigher {
+                None => None,
+                Some(weigh) => {
+                    let seen = self.live_value(shard, hash, key);
+                    let next = next_counter(seen.as_ref(), delta)?;
+                    let value = format_counter(next);
+                    Some((weigh(key, &value), seen, next, value))
+                }
+            };
+            let now = self.inner.clock.now_ms();
+            let outcome = self.write(shard, |guard| {
+                let current = guard
+                    .find_live(hash, key, now)
+                    .map(|index| &guard.entry(index).value);
+                let (weight, next, value) = match &weighed {
+                    None => {
+                        let next = next_counter(current, delta)?;
+                        (None, next, format_counter(next))
+                    }
+                    Some((_, seen, _, _)) if current != seen.as_ref() => return Ok(None),
+                    Some((weight, _, next, value)) => (Some(*weight), *next, value.clone()),
+                };
+                let stored = guard.store(
+                    hash,
+                    key,
+                    value,
+                    weight,
+                    DeadlineUpdate::KeepOr(deadline),
+                    None,
+                    SetCondition::Always,
+                    now,
+                );
+                Ok::<_, Error>(Some((stored, next)))
+            })?;
+            if let Some((stored, next)) = outcome {
+                return self.written(stored).map(|_| next);
+            }
+        }
+    }
+
+    /// The value of a live entry, read under the read lock.
+    fn live_value(&self, shard: &Shard, hash: u64, key: &str) -> Option<Bytes> {
+        let guard = shard.inner.read();
+        let index = guard.find(hash, key)?;
         let now = self.inner.clock.now_ms();
-        let mut guard = shard.inner.write();
-        let next = match guard.find_live(hash, key, now) {
-            Some(index) => add_to_counter(NAME, &guard.entry(index).value, delta)?,
-            None => delta,
-        };
-        let stored = guard.store(
-            hash,
-            key,
-            format_counter(next),
-            DeadlineUpdate::KeepOr(deadline),
-            None,
-            SetCondition::Always,
-            now,
-        );
-        drop(guard);
-        self.written(stored).map(|_| next)
+        (!guard.is_expired(index, now)).then(|| guard.entry(index).value.clone())
     }
 
     /// Removes up to `limit` expired entries from every shard, taking each
@@ -329,10 +435,8 @@ impl MemoryBackend {
         let mut removed = 0;
         for shard in self.inner.shards.iter() {
             loop {
-                let (count, more) = shard
-                    .inner
-                    .write()
-                    .purge_expired(self.inner.clock.now_ms(), BATCH);
+                let now = self.inner.clock.now_ms();
+                let (count, more) = self.write(shard, |guard| guard.purge_expired(now, BATCH));
                 removed += count;
                 if !more || removed >= limit {
                     break;
@@ -367,6 +471,14 @@ impl MemoryBackend {
         }
         all.sort();
         all
+    }
+}
+
+/// A counter's next value: `current` (none for a missing key) plus `delta`.
+fn next_counter(current: Option<&Bytes>, delta: i64) -> Result<i64> {
+    match current {
+        Some(value) => add_to_counter(NAME, value, delta),
+        None => Ok(delta),
     }
 }
 
@@ -441,7 +553,7 @@ impl Backend for MemoryBackend {
         let guard = shard.inner.read();
         Ok(guard
             .find(hash, key)
-            .is_some_and(|i| !guard.entry(i).is_expired(self.inner.clock.now_ms())))
+            .is_some_and(|i| !guard.is_expired(i, self.inner.clock.now_ms())))
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
@@ -474,11 +586,13 @@ impl Backend for MemoryBackend {
         let (hash, shard) = self.locate(key);
         let guard = shard.inner.read();
         let now = self.inner.clock.now_ms();
-        Ok(match guard.find(hash, key).map(|i| guard.entry(i)) {
+        Ok(match guard.find(hash, key) {
             None => KeyTtl::Missing,
-            Some(entry) if entry.is_expired(now) => KeyTtl::Missing,
-            Some(entry) if entry.deadline == 0 => KeyTtl::Persistent,
-            Some(entry) => KeyTtl::ExpiresIn(Duration::from_millis((entry.deadline - now).max(1))),
+            Some(index) if guard.is_expired(index, now) => KeyTtl::Missing,
+            Some(index) => match guard.due(index) {
+                0 => KeyTtl::Persistent,
+                due => KeyTtl::ExpiresIn(Duration::from_millis(due.saturating_sub(now).max(1))),
+            },
         })
     }
 
@@ -486,21 +600,25 @@ impl Backend for MemoryBackend {
         self.check_key(key)?;
         let deadline = self.deadline(expiry)?;
         let (hash, shard) = self.locate(key);
-        let mut guard = shard.inner.write();
-        match guard.find_live(hash, key, self.inner.clock.now_ms()) {
-            Some(index) => {
-                guard.set_deadline(index, deadline);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let now = self.inner.clock.now_ms();
+        Ok(
+            self.write(shard, |guard| match guard.find_live(hash, key, now) {
+                Some(index) => {
+                    guard.set_deadline(index, deadline, now);
+                    true
+                }
+                None => false,
+            }),
+        )
     }
 
     async fn clear(&self) -> Result<()> {
         for shard in self.inner.shards.iter() {
             let old = shard.inner.write().take_all();
-            // Freed after the lock is released.
-            drop(old);
+            // Freed, and told to the listener, after the lock is released.
+            if let Some(listener) = &self.inner.listener {
+                listener::report(listener, old.into_cleared(self.inner.clock.now_ms()));
+            }
         }
         Ok(())
     }
@@ -529,10 +647,12 @@ impl Backend for MemoryBackend {
     async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {
         let mut removed = 0;
         for shard in self.inner.shards.iter() {
-            let mut guard = shard.inner.write();
-            for tag in tags {
-                removed += guard.invalidate_tag(tag, self.inner.clock.now_ms());
-            }
+            let now = self.inner.clock.now_ms();
+            removed += self.write(shard, |guard| {
+                tags.iter()
+                    .map(|tag| guard.invalidate_tag(tag, now))
+                    .sum::<u64>()
+            });
         }
         Ok(removed)
     }
@@ -549,7 +669,7 @@ impl Backend for MemoryBackend {
             let guard = shard.inner.read();
             tally.merge(&guard.counters);
             stats.entries += guard.len();
-            stats.bytes += guard.weight();
+            stats.bytes = stats.bytes.saturating_add(guard.weight());
             tags += guard.tag_count() as u64;
         }
         let (hits, misses) = self.inner.reads.totals();

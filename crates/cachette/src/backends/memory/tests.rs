@@ -2,13 +2,14 @@
 //! by the conformance suite in `tests/conformance_memory.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use proptest::prelude::*;
 
-use super::{MemoryBackend, Policy};
+use super::{MemoryBackend, Policy, RemovalCause};
 use crate::{Backend, ErrorKind, Expiry, KeyTtl, SetOptions};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -466,21 +467,40 @@ async fn run_against_model(policy: Policy, ops: Vec<Op>) -> Result<(), TestCaseE
     Ok(())
 }
 
-/// Runs random operations on a small cache with TTLs and checks the
-/// invariants after every step: the bounds hold, the tag index is exactly
-/// the tags of the live entries, and the counters add up.
+/// Runs random operations on a small cache with TTLs (and perhaps a
+/// time-to-idle and a custom weigher) and checks the invariants after every step: the bounds
+/// hold, the tag index is exactly the tags of the live entries, the
+/// counters add up, and the removal listener was told of exactly what the
+/// counters counted.
 async fn run_with_small_bounds(
     policy: Policy,
     max_entries: Option<u64>,
     max_bytes: Option<u64>,
+    time_to_idle: Option<u64>,
+    weighed: bool,
     ops: Vec<Op>,
 ) -> Result<(), TestCaseError> {
-    let mut builder = MemoryBackend::builder().policy(policy).shards(1);
+    let told: Arc<Mutex<HashMap<RemovalCause, u64>>> = Arc::default();
+    let log = Arc::clone(&told);
+    let mut builder = MemoryBackend::builder()
+        .policy(policy)
+        .shards(1)
+        .removal_listener(move |_key, _value, cause| {
+            *log.lock().unwrap().entry(cause).or_default() += 1;
+        });
     if let Some(max) = max_entries {
         builder = builder.max_entries(max);
     }
     if let Some(max) = max_bytes {
         builder = builder.max_bytes(max);
+    }
+    if let Some(idle) = time_to_idle {
+        builder = builder.time_to_idle(Duration::from_millis(idle));
+    }
+    if weighed {
+        // Heavier than the default weight for values, so that the byte
+        // bound still evicts; every generated entry fits in 200.
+        builder = builder.weigher(|key, value| (key.len() + value.len() * 8) as u64);
     }
     let cache = builder.build().unwrap();
     // The tags each key was last written with.
@@ -600,6 +620,12 @@ async fn run_with_small_bounds(
             stats
         );
         prop_assert_eq!(stats.hits + stats.misses, reads);
+        let told_of = |cause| told.lock().unwrap().get(&cause).copied().unwrap_or(0);
+        prop_assert_eq!(told_of(RemovalCause::Evicted), stats.evictions);
+        prop_assert_eq!(told_of(RemovalCause::Expired), stats.expirations);
+        prop_assert_eq!(told_of(RemovalCause::Removed), stats.deletes);
+        prop_assert_eq!(told_of(RemovalCause::Invalidated), stats.invalidations);
+        prop_assert_eq!(told_of(RemovalCause::Replaced), stats.updates);
         // The tag index holds exactly the tags of the entries present
         // (expired-but-not-yet-removed entries are still present here).
         let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -647,8 +673,11 @@ proptest! {
         policy in policy_strategy(),
         max_entries in proptest::option::of(1u64..8),
         max_bytes in proptest::option::of(200u64..900),
+        time_to_idle in proptest::option::of(50u64..400),
+        weighed in any::<bool>(),
         ops in proptest::collection::vec(op_strategy(false), 1..80),
     ) {
-        runtime().block_on(run_with_small_bounds(policy, max_entries, max_bytes, ops))?;
+        let bounds = run_with_small_bounds(policy, max_entries, max_bytes, time_to_idle, weighed, ops);
+        runtime().block_on(bounds)?;
     }
 }

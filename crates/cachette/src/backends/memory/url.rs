@@ -25,6 +25,7 @@ const PARAMS: &[&str] = &[
     "max_bytes",
     "policy",
     "default_ttl",
+    "time_to_idle",
     "shards",
     "purge_interval",
     "max_key_len",
@@ -66,6 +67,9 @@ pub(crate) fn builder(url: &Url) -> Result<super::MemoryBuilder> {
     }
     if let Some(ttl) = params.duration("default_ttl")? {
         builder = builder.default_ttl(ttl);
+    }
+    if let Some(idle) = params.duration("time_to_idle")? {
+        builder = builder.time_to_idle(idle);
     }
     if let Some(shards) = params.integer("shards")? {
         builder = builder.shards(shards);
