@@ -218,6 +218,7 @@ pub(crate) mod envelope;
 mod failsafe;
 mod flight;
 mod inner;
+mod inspect;
 mod keys;
 mod load;
 mod loader;
@@ -249,6 +250,7 @@ pub use codec::Json;
 #[cfg(feature = "msgpack")]
 pub use codec::MessagePack;
 pub use codec::{Codec, DefaultCodec, Postcard, RawBytes};
+pub use inspect::{EnvelopeHeader, StoredValue};
 pub use loader::{LoadContext, LoaderError};
 pub use options::EntryOptions;
 pub use stats::CacheStats;
