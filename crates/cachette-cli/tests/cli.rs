@@ -613,28 +613,723 @@ fn completions_name_the_commands() {
     assert_eq!(output.status.code(), Some(2));
 }
 
-/// `stats --prometheus` prints the text exposition format: a TYPE line
-/// and a labelled sample for every counter.
+/// `stats --prometheus` prints valid text exposition format: every line
+/// parses by the format's rules (below), every sample has a declared type,
+/// and the counters, gauges and details are there.
 #[test]
 fn stats_prints_prometheus_text() {
     let output = cachette(&["stats", "--prometheus"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(
-        text.contains("# TYPE cachette_hits_total counter\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("cachette_hits_total{backend=\"memory\"} 0\n"),
-        "{text}"
-    );
-    assert!(text.contains("# TYPE cachette_entries gauge\n"), "{text}");
-    for line in text.lines().filter(|line| !line.starts_with('#')) {
-        let (series, value) = line.rsplit_once(' ').expect("a sample line");
-        assert!(
-            series.starts_with("cachette_") && series.ends_with('}'),
-            "{line}"
-        );
-        value.parse::<u64>().expect("an integer sample");
+    let families = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let hits = &families["cachette_hits_total"];
+    assert_eq!(hits.kind, "counter");
+    assert_eq!(hits.samples.len(), 1, "{text}");
+    assert_eq!(hits.samples[0].labels["backend"], "memory");
+    assert_eq!(hits.samples[0].value, 0.0);
+    assert_eq!(families["cachette_entries"].kind, "gauge");
+    assert_eq!(families["cachette_bytes"].kind, "gauge");
+    for (name, family) in &families {
+        assert!(!family.help.is_empty(), "{name} has no HELP");
+        assert!(!family.samples.is_empty(), "{name} has no sample");
     }
+    // The memory engine's own figure (`tags`) is a detail.
+    let detail = &families["cachette_detail"];
+    assert_eq!(detail.kind, "untyped");
+    assert!(
+        detail.samples.iter().any(|s| s.labels["name"] == "tags"),
+        "{text}"
+    );
+}
+
+/// The parser checks itself: what the format forbids is refused.
+#[test]
+fn the_exposition_parser_refuses_what_the_format_forbids() {
+    for bad in [
+        "cachette_x{backend=\"a\"} 1\n# TYPE cachette_x counter\n",
+        "# TYPE x counter\n# TYPE x gauge\nx 1\n",
+        "# TYPE x counter\nx{a=\"1\",a=\"2\"} 1\n",
+        "# TYPE x counter\nx{a=\"1} 1\n",
+        "# TYPE x counter\nx{1a=\"1\"} 1\n",
+        "# TYPE x counter\nx one\n",
+        "# TYPE x counter\nx 1\nx 2\n",
+        "# TYPE x counter\n# TYPE y counter\nx 1\ny 1\nx{a=\"b\"} 1\n",
+        "# TYPE x meter\nx 1\n",
+        "# TYPE x counter\nx{a=\"\\q\"} 1\n",
+    ] {
+        assert!(exposition::parse(bad).is_err(), "accepted: {bad:?}");
+    }
+    let good = "# HELP x a \\\\ b\n# TYPE x counter\nx{a=\"q\\\"\\n\\\\\"} +Inf 123\n\n";
+    exposition::parse(good).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A strict parser of Prometheus' text exposition format 0.0.4
+/// (<https://prometheus.io/docs/instrumenting/exposition_formats/>).
+mod exposition {
+    use std::collections::{BTreeMap, HashSet};
+
+    /// The samples of one metric, with its TYPE and HELP.
+    #[derive(Debug, Default)]
+    pub(super) struct Family {
+        pub(super) kind: String,
+        pub(super) help: String,
+        pub(super) samples: Vec<Sample>,
+    }
+
+    #[derive(Debug)]
+    pub(super) struct Sample {
+        pub(super) labels: BTreeMap<String, String>,
+        pub(super) value: f64,
+    }
+
+    fn is_metric_name(name: &str) -> bool {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+
+    fn is_label_name(name: &str) -> bool {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }
+
+    fn parse_value(text: &str) -> Result<f64, String> {
+        match text {
+            "+Inf" => Ok(f64::INFINITY),
+            "-Inf" => Ok(f64::NEG_INFINITY),
+            "NaN" => Ok(f64::NAN),
+            _ => text.parse().map_err(|_| format!("bad value `{text}`")),
+        }
+    }
+
+    /// Parses `{a="x",b="y"}` at the start of `text`; returns the labels
+    /// and the rest.
+    fn parse_labels(text: &str) -> Result<(BTreeMap<String, String>, &str), String> {
+        let mut labels = BTreeMap::new();
+        let mut rest = text.strip_prefix('{').ok_or("no `{`")?;
+        loop {
+            if let Some(after) = rest.strip_prefix('}') {
+                return Ok((labels, after));
+            }
+            let (name, after) = rest.split_once("=\"").ok_or("a label without `=\"`")?;
+            if !is_label_name(name) {
+                return Err(format!("bad label name `{name}`"));
+            }
+            let mut value = String::new();
+            let mut chars = after.char_indices();
+            let end = loop {
+                match chars.next() {
+                    None => return Err("an unterminated label value".into()),
+                    Some((i, '"')) => break i,
+                    Some((_, '\\')) => match chars.next() {
+                        Some((_, '\\')) => value.push('\\'),
+                        Some((_, '"')) => value.push('"'),
+                        Some((_, 'n')) => value.push('\n'),
+                        other => return Err(format!("bad escape {other:?} in a label value")),
+                    },
+                    Some((_, '\n')) => return Err("a newline in a label value".into()),
+                    Some((_, c)) => value.push(c),
+                }
+            };
+            if labels.insert(name.to_owned(), value).is_some() {
+                return Err(format!("label `{name}` twice"));
+            }
+            rest = &after[end + 1..];
+            rest = rest.strip_prefix(',').unwrap_or(rest);
+        }
+    }
+
+    /// Checks the HELP docstring's escapes (`\\` and `\n` only).
+    fn check_help(text: &str) -> Result<(), String> {
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' && !matches!(chars.next(), Some('\\' | 'n')) {
+                return Err(format!("bad escape in HELP `{text}`"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The metric families of `text`, by name.
+    pub(super) fn parse(text: &str) -> Result<BTreeMap<String, Family>, String> {
+        let mut families: BTreeMap<String, Family> = BTreeMap::new();
+        let mut finished: HashSet<String> = HashSet::new();
+        let mut current: Option<String> = None;
+        let mut series: HashSet<(String, Vec<(String, String)>)> = HashSet::new();
+        // A metric's lines form one group: moving to another metric ends it.
+        let mut enter = |name: &str, current: &mut Option<String>| -> Result<(), String> {
+            if current.as_deref() != Some(name) {
+                if finished.contains(name) {
+                    return Err(format!("the lines of `{name}` are not together"));
+                }
+                if let Some(previous) = current.take() {
+                    finished.insert(previous);
+                }
+                *current = Some(name.to_owned());
+            }
+            Ok(())
+        };
+        for line in text.lines() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Some(comment) = line.strip_prefix('#') {
+                let mut words = comment.trim_start().splitn(3, ' ');
+                match (words.next(), words.next(), words.next()) {
+                    (Some("TYPE"), Some(name), Some(kind)) => {
+                        if !is_metric_name(name) {
+                            return Err(format!("bad metric name `{name}`"));
+                        }
+                        if !["counter", "gauge", "histogram", "summary", "untyped"]
+                            .contains(&kind.trim())
+                        {
+                            return Err(format!("bad type `{kind}`"));
+                        }
+                        enter(name, &mut current)?;
+                        let family = families.entry(name.to_owned()).or_default();
+                        if !family.kind.is_empty() || !family.samples.is_empty() {
+                            return Err(format!("TYPE of `{name}` twice or after its samples"));
+                        }
+                        family.kind = kind.trim().to_owned();
+                    }
+                    (Some("HELP"), Some(name), help) => {
+                        if !is_metric_name(name) {
+                            return Err(format!("bad metric name `{name}`"));
+                        }
+                        let help = help.unwrap_or_default();
+                        check_help(help)?;
+                        enter(name, &mut current)?;
+                        let family = families.entry(name.to_owned()).or_default();
+                        if !family.help.is_empty() {
+                            return Err(format!("HELP of `{name}` twice"));
+                        }
+                        family.help = help.to_owned();
+                    }
+                    // Any other comment is ignored.
+                    _ => {}
+                }
+                continue;
+            }
+            let name_end = line
+                .find(|c: char| c == '{' || c == ' ' || c == '\t')
+                .ok_or_else(|| format!("no value in `{line}`"))?;
+            let name = &line[..name_end];
+            if !is_metric_name(name) {
+                return Err(format!("bad metric name `{name}`"));
+            }
+            let (labels, rest) = if line[name_end..].starts_with('{') {
+                parse_labels(&line[name_end..])?
+            } else {
+                (BTreeMap::new(), &line[name_end..])
+            };
+            let mut fields = rest.split_whitespace();
+            let value = parse_value(fields.next().ok_or("no value")?)?;
+            if let Some(timestamp) = fields.next() {
+                timestamp
+                    .parse::<i64>()
+                    .map_err(|_| format!("bad timestamp `{timestamp}`"))?;
+            }
+            if fields.next().is_some() {
+                return Err(format!("trailing text in `{line}`"));
+            }
+            enter(name, &mut current)?;
+            let family = families
+                .get_mut(name)
+                .filter(|family| !family.kind.is_empty())
+                .ok_or_else(|| format!("a sample of `{name}` before its TYPE"))?;
+            let key = (
+                name.to_owned(),
+                labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            );
+            if !series.insert(key) {
+                return Err(format!("the series `{line}` twice"));
+            }
+            family.samples.push(Sample { labels, value });
+        }
+        Ok(families)
+    }
+}
+
+/// Parses stdout as one JSON document.
+fn json_stdout(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            stdout(output),
+            stderr(output)
+        )
+    })
+}
+
+/// `--json` on set, get, exists, mget, keys, ttl, del and stats: one JSON
+/// document on stdout each, the exit statuses of the text output, nothing
+/// on stderr; a value that is not UTF-8 is `{"base64": ...}`.
+#[test]
+fn json_output_of_the_key_commands() {
+    let dir = cachette::testing::servers::fresh_dir();
+    let url = format!("file://{}/cache", dir.display());
+    let run = |args: &[&str]| {
+        let mut all = vec!["--url", url.as_str(), "--json"];
+        all.extend_from_slice(args);
+        cachette(&all)
+    };
+    let set = run(&["set", "a", "1", "--tag", "red"]);
+    assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
+    assert_eq!(
+        json_stdout(&set),
+        serde_json::json!({"key": "a", "written": true})
+    );
+    let not_set = run(&["set", "a", "2", "--nx"]);
+    assert_eq!(not_set.status.code(), Some(1));
+    assert_eq!(json_stdout(&not_set)["written"], false);
+    assert!(not_set.stderr.is_empty(), "{}", stderr(&not_set));
+
+    let binary = Command::new(env!("CARGO_BIN_EXE_cachette"))
+        .args(["--url", &url, "set", "bin", "--stdin"])
+        .env_remove("CACHETTE_URL")
+        .env_remove("CACHETTE_CONFIG")
+        .env_remove("CACHETTE_CACHE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("a stdin")
+                .write_all(&[0xff, 0x00, 0x41])?;
+            child.wait_with_output()
+        })
+        .expect("set --stdin runs");
+    assert_eq!(binary.status.code(), Some(0));
+
+    let get = run(&["get", "a"]);
+    assert_eq!(get.status.code(), Some(0), "{}", stderr(&get));
+    let doc = json_stdout(&get);
+    assert_eq!(
+        (doc["found"].clone(), doc["value"].clone()),
+        (true.into(), "1".into())
+    );
+    assert_eq!(doc["envelope"], serde_json::Value::Null);
+    let get = run(&["get", "bin"]);
+    assert_eq!(
+        json_stdout(&get)["value"],
+        serde_json::json!({"base64": "/wBB"})
+    );
+    let miss = run(&["get", "zz"]);
+    assert_eq!(miss.status.code(), Some(1));
+    assert_eq!(json_stdout(&miss)["found"], false);
+    assert!(miss.stderr.is_empty(), "{}", stderr(&miss));
+
+    let exists = run(&["exists", "a"]);
+    assert_eq!(exists.status.code(), Some(0));
+    assert_eq!(
+        json_stdout(&exists),
+        serde_json::json!({"key": "a", "exists": true})
+    );
+    let absent = run(&["exists", "zz"]);
+    assert_eq!(absent.status.code(), Some(1));
+    assert_eq!(json_stdout(&absent)["exists"], false);
+
+    let mget = run(&["mget", "a", "zz", "bin"]);
+    assert_eq!(mget.status.code(), Some(0), "{}", stderr(&mget));
+    assert_eq!(
+        json_stdout(&mget),
+        serde_json::json!({"entries": [
+            {"key": "a", "found": true, "value": "1"},
+            {"key": "zz", "found": false, "value": null},
+            {"key": "bin", "found": true, "value": {"base64": "/wBB"}},
+        ]})
+    );
+    assert!(mget.stderr.is_empty(), "{}", stderr(&mget));
+
+    let keys = run(&["keys"]);
+    let mut listed: Vec<String> =
+        serde_json::from_value(json_stdout(&keys)["keys"].clone()).expect("a list of keys");
+    listed.sort();
+    assert_eq!(listed, ["a", "bin"]);
+    let empty = run(&["keys", "nothing*"]);
+    assert_eq!(json_stdout(&empty), serde_json::json!({"keys": []}));
+
+    let ttl = run(&["ttl", "a"]);
+    assert_eq!(json_stdout(&ttl)["state"], "persistent");
+
+    let stats = run(&["stats"]);
+    assert_eq!(stats.status.code(), Some(0), "{}", stderr(&stats));
+    let doc = json_stdout(&stats);
+    assert_eq!(doc["backend"], "file");
+    assert_eq!(doc["entries"], 2);
+    assert_eq!(doc["sources"]["entries"], "the directory");
+    assert_eq!(doc["sources"]["hits"], "this process");
+
+    let invalidated = run(&["invalidate-tags", "red"]);
+    assert_eq!(
+        json_stdout(&invalidated),
+        serde_json::json!({"invalidated": 1})
+    );
+    let del = run(&["del", "bin", "zz"]);
+    assert_eq!(json_stdout(&del), serde_json::json!({"removed": 1}));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Under `--json` an error is one JSON object on stderr, with its kind,
+/// and the exit status is 2 as without it; bad command lines too.
+#[test]
+fn json_errors_are_an_object_on_stderr_with_exit_status_2() {
+    let error = |output: &Output| {
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(output));
+        assert!(output.stdout.is_empty(), "{}", stdout(output));
+        let doc: serde_json::Value = serde_json::from_slice(&output.stderr)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stderr(output)));
+        (
+            doc["error"]["kind"].as_str().expect("a kind").to_owned(),
+            doc["error"]["message"]
+                .as_str()
+                .expect("a message")
+                .to_owned(),
+        )
+    };
+    let (kind, message) = error(&cachette(&["--json", "get", ""]));
+    assert_eq!(kind, "invalid input");
+    assert!(message.contains("empty"), "{message}");
+    let (kind, message) = error(&cachette(&["--url", "nosuch://x", "get", "k", "--json"]));
+    assert_eq!(kind, "config", "{message}");
+    assert!(message.contains("nosuch"), "{message}");
+    let (kind, message) = error(&cachette(&["--json", "clear"]));
+    assert_eq!(kind, "command");
+    assert!(message.contains("--yes"), "{message}");
+    let (kind, message) = error(&cachette(&["--json", "get", "k", "--nope"]));
+    assert_eq!(kind, "usage");
+    assert!(message.contains("--nope"), "{message}");
+}
+
+/// Every other command answers with one JSON document under `--json`.
+#[test]
+fn json_output_of_the_other_commands() {
+    for args in [
+        &["--json", "ping"][..],
+        &["--json", "incr", "n", "2"],
+        &["--json", "clear", "--yes"],
+        &["--json", "purge-expired"],
+        &["--json", "touch", "missing", "--persist"],
+        &["--json", "backends"],
+        &["--json", "completions", "bash"],
+        &["--json", "bench", "--ops", "100", "--keys", "10"],
+        &[
+            "--json",
+            "sim",
+            "--zipf",
+            "1",
+            "--keys",
+            "10",
+            "--requests",
+            "100",
+            "--capacity",
+            "5",
+        ],
+    ] {
+        let output = cachette(args);
+        assert!(
+            matches!(output.status.code(), Some(0 | 1)),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let doc = json_stdout(&output);
+        assert!(doc.is_object() || doc.is_array(), "{args:?}: {doc}");
+    }
+    let incr = cachette(&["--json", "incr", "n", "2"]);
+    assert_eq!(
+        json_stdout(&incr),
+        serde_json::json!({"key": "n", "value": 2})
+    );
+}
+
+/// `watch --count 2` draws two frames and exits; under `--json` one object
+/// per frame and line, the first without ops/s, both with the entries of
+/// the file cache.
+#[test]
+fn watch_draws_count_frames_of_the_backends_figures() {
+    let dir = cachette::testing::servers::fresh_dir();
+    let url = format!("file://{}/cache", dir.display());
+    for key in ["a", "b", "c"] {
+        let set = cachette(&["--url", &url, "set", key, "v"]);
+        assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
+    }
+    let args = [
+        "--url",
+        &url,
+        "watch",
+        "--count",
+        "2",
+        "--interval",
+        "200ms",
+    ];
+    let text = cachette(&args);
+    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
+    let frames = stdout(&text);
+    assert_eq!(frames.matches("hit ratio").count(), 2, "{frames}");
+    assert_eq!(frames.matches("ops/s").count(), 2, "{frames}");
+    assert!(frames.contains("(frame 2,"), "{frames}");
+    // Not a terminal: no screen clearing.
+    assert!(!frames.contains('\x1b'), "{frames}");
+
+    let json = cachette(&[&args[..], &["--json"]].concat());
+    assert_eq!(json.status.code(), Some(0), "{}", stderr(&json));
+    let frames: Vec<serde_json::Value> = stdout(&json)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert_eq!(frames.len(), 2, "{}", stdout(&json));
+    for (index, frame) in frames.iter().enumerate() {
+        assert_eq!(frame["frame"], index + 1);
+        assert_eq!(frame["backend"], "file");
+        assert_eq!(frame["entries"], 3);
+        assert_eq!(frame["sources"]["entries"], "the directory");
+        for field in ["hit_ratio", "bytes", "evictions", "elapsed_secs"] {
+            assert!(frame[field].is_number(), "{field}: {frame}");
+        }
+    }
+    assert!(frames[0]["ops_per_sec"].is_null(), "{}", frames[0]);
+    // Nothing ran between the frames: no operations.
+    assert_eq!(frames[1]["ops_per_sec"], 0.0);
+    assert!(
+        frames[1]["elapsed_secs"].as_f64().unwrap() >= 0.15,
+        "{}",
+        frames[1]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `stats` and `watch` on Redis show the server's figures with their
+/// source: the keys under the prefix (a SCAN), the database's keys, the
+/// server's memory and keyspace hits; not the CLI process's zeros.
+#[test]
+fn stats_and_watch_on_redis_show_the_servers_figures() {
+    use cachette::testing::servers::redis::RedisServer;
+    let server = RedisServer::start();
+    let app = format!("{}?prefix=app:", server.url());
+    let other = format!("{}?prefix=other:", server.url());
+    for (url, key) in [(&app, "a"), (&app, "b"), (&app, "c"), (&other, "x")] {
+        let set = cachette(&["--url", url, "set", key, "v"]);
+        assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
+    }
+    // A keyspace hit and a miss on the server, from other processes.
+    assert_eq!(
+        cachette(&["--url", &app, "get", "a"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        cachette(&["--url", &app, "get", "zz"]).status.code(),
+        Some(1)
+    );
+
+    let stats = cachette(&["--url", &app, "--json", "stats"]);
+    assert_eq!(stats.status.code(), Some(0), "{}", stderr(&stats));
+    let doc = json_stdout(&stats);
+    assert_eq!(doc["entries"], 3, "{doc}");
+    assert_eq!(doc["sources"]["entries"], "SCAN of prefix");
+    assert_eq!(doc["details"]["db_keys"], 4, "{doc}");
+    assert!(
+        doc["details"]["server_used_memory"].as_u64().unwrap() > 0,
+        "{doc}"
+    );
+    assert!(
+        doc["details"]["server_keyspace_hits"].as_u64().unwrap() >= 1,
+        "{doc}"
+    );
+    assert!(
+        doc["details"]["server_keyspace_misses"].as_u64().unwrap() >= 1,
+        "{doc}"
+    );
+    assert_eq!(doc["sources"]["server_keyspace_hits"], "server INFO stats");
+    assert_eq!(doc["sources"]["server_used_memory"], "server INFO memory");
+    assert_eq!(doc["sources"]["hits"], "this process");
+
+    let table = cachette(&["--url", &app, "stats"]);
+    let table = stdout(&table);
+    for text in [
+        "SCAN of prefix",
+        "server INFO stats",
+        "server INFO memory",
+        "source",
+    ] {
+        assert!(table.contains(text), "no `{text}` in:\n{table}");
+    }
+    let no_scan = cachette(&["--url", &app, "--json", "stats", "--no-scan"]);
+    assert_eq!(json_stdout(&no_scan)["sources"]["entries"], "not reported");
+
+    let prometheus = cachette(&["--url", &app, "stats", "--prometheus"]);
+    let text = stdout(&prometheus);
+    let families = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(families["cachette_entries"].samples[0].value, 3.0);
+    assert!(
+        families["cachette_detail"]
+            .samples
+            .iter()
+            .any(|s| s.labels["name"] == "server_used_memory" && s.value > 0.0),
+        "{text}"
+    );
+
+    let watch = cachette(&[
+        "--url",
+        &app,
+        "--json",
+        "watch",
+        "--count",
+        "2",
+        "--interval",
+        "200ms",
+    ]);
+    assert_eq!(watch.status.code(), Some(0), "{}", stderr(&watch));
+    let last: serde_json::Value = stdout(&watch)
+        .lines()
+        .last()
+        .map(|line| serde_json::from_str(line).expect("a JSON frame"))
+        .expect("two frames");
+    assert_eq!(last["frame"], 2);
+    assert_eq!(last["entries"], 3);
+    assert!(last["hits"].as_u64().unwrap() >= 1, "{last}");
+    assert_eq!(last["sources"]["hits"], "server INFO stats");
+    assert_eq!(last["sources"]["bytes"], "server INFO memory");
+    assert!(last["bytes"].as_u64().unwrap() > 0, "{last}");
+}
+
+/// What the typed `Cache` wrote, `get` reads: `--namespace` finds the key
+/// at the stored key version, an envelope is shown as its header and
+/// payload, and `--codec` decodes JSON and MessagePack (postcard is shown
+/// in hex).
+#[test]
+fn get_decodes_what_the_typed_cache_wrote() {
+    use cachette::cache::{Cache, EntryOptions, Json, MessagePack};
+    use std::time::Duration;
+    let dir = cachette::testing::servers::fresh_dir();
+    let url = format!("file://{}/cache", dir.display());
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let backend = cachette::open(&url).await.expect("the file cache opens");
+        let users = Cache::builder(backend.clone())
+            .codec(Json)
+            .namespace("users")
+            .default_ttl(Duration::from_secs(600))
+            .soft_ttl(Duration::from_secs(60))
+            .build()
+            .await
+            .expect("a cache");
+        users.bump_version().await.expect("a version bump");
+        let ada = serde_json::json!({"id": 42, "name": "Ada"});
+        users
+            .set("42", &ada, &EntryOptions::new())
+            .await
+            .expect("set");
+        let packed = Cache::builder(backend.clone())
+            .codec(MessagePack)
+            .namespace("packed")
+            .build()
+            .await
+            .expect("a cache");
+        packed
+            .set("k", &ada, &EntryOptions::new())
+            .await
+            .expect("set");
+        let plain = Cache::builder(backend.clone())
+            .namespace("plain")
+            .build()
+            .await
+            .expect("a cache");
+        plain
+            .set("k", &(42_u8, "Ada"), &EntryOptions::new())
+            .await
+            .expect("set");
+        backend.close().await.expect("close");
+    });
+
+    // An envelope (soft TTL) at version 1, JSON.
+    let get = cachette(&["--url", &url, "get", "--namespace", "users", "42"]);
+    assert_eq!(get.status.code(), Some(0), "{}", stderr(&get));
+    let value: serde_json::Value = serde_json::from_slice(&get.stdout).expect("JSON");
+    assert_eq!(value, serde_json::json!({"id": 42, "name": "Ada"}));
+    let header = stderr(&get);
+    for text in [
+        "envelope: codec json (id 1)",
+        "created:",
+        "stale after:",
+        "expires after:",
+    ] {
+        assert!(header.contains(text), "no `{text}` in:\n{header}");
+    }
+    let json = cachette(&["--url", &url, "--json", "get", "--namespace", "users", "42"]);
+    let doc = json_stdout(&json);
+    assert_eq!(doc["stored_key"], "users:v1:42");
+    assert_eq!(doc["codec"], "json");
+    assert_eq!(doc["value"]["name"], "Ada");
+    let envelope = &doc["envelope"];
+    assert_eq!(envelope["codec"], "json");
+    let created = envelope["created_unix_ms"].as_u64().expect("created");
+    let soft = envelope["soft_deadline_unix_ms"]
+        .as_u64()
+        .expect("a soft deadline");
+    assert!(soft > created && soft - created <= 60_000, "{envelope}");
+    assert_eq!(envelope["negative"], false);
+    // The raw stored bytes start with the envelope's magic.
+    let raw = cachette(&["--url", &url, "get", "users:v1:42", "--raw"]);
+    assert!(
+        raw.stdout.starts_with(&[0xCC, b'c', b'h', b't']),
+        "{:?}",
+        raw.stdout
+    );
+    // Version 0's key holds nothing.
+    let old = cachette(&["--url", &url, "get", "users:v0:42"]);
+    assert_eq!(old.status.code(), Some(1));
+
+    // A plain value (no envelope), MessagePack by --codec.
+    let packed = cachette(&[
+        "--url",
+        &url,
+        "--json",
+        "get",
+        "--namespace",
+        "packed",
+        "--codec",
+        "msgpack",
+        "k",
+    ]);
+    let doc = json_stdout(&packed);
+    assert_eq!(
+        doc["value"],
+        serde_json::json!({"id": 42, "name": "Ada"}),
+        "{doc}"
+    );
+    assert_eq!(doc["envelope"], serde_json::Value::Null);
+
+    // Postcard cannot be decoded without its type: hex, with a note.
+    let plain = cachette(&[
+        "--url",
+        &url,
+        "get",
+        "--namespace",
+        "plain",
+        "--codec",
+        "postcard",
+        "k",
+    ]);
+    assert_eq!(plain.status.code(), Some(0), "{}", stderr(&plain));
+    assert_eq!(stdout(&plain).trim(), "2a03416461");
+    assert!(
+        stderr(&plain).contains("not self-describing"),
+        "{}",
+        stderr(&plain)
+    );
+
+    // A bad namespace is the cache's own error.
+    let bad = cachette(&["--url", &url, "get", "--namespace", "a:b", "k"]);
+    assert_clean_error(&bad);
+    let missing = cachette(&["--url", &url, "get", "--namespace", "users", "43"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(dir);
 }
