@@ -816,7 +816,7 @@ mod exposition {
                 continue;
             }
             let name_end = line
-                .find(|c: char| c == '{' || c == ' ' || c == '\t')
+                .find(['{', ' ', '\t'])
                 .ok_or_else(|| format!("no value in `{line}`"))?;
             let name = &line[..name_end];
             if !is_metric_name(name) {
@@ -852,6 +852,13 @@ mod exposition {
             family.samples.push(Sample { labels, value });
         }
         Ok(families)
+    }
+}
+
+/// Checks that `text` contains each of `parts`.
+fn assert_contains_all(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "no `{part}` in:\n{text}");
     }
 }
 
@@ -1153,14 +1160,15 @@ fn stats_and_watch_on_redis_show_the_servers_figures() {
 
     let table = cachette(&["--url", &app, "stats"]);
     let table = stdout(&table);
-    for text in [
-        "SCAN of prefix",
-        "server INFO stats",
-        "server INFO memory",
-        "source",
-    ] {
-        assert!(table.contains(text), "no `{text}` in:\n{table}");
-    }
+    assert_contains_all(
+        &table,
+        &[
+            "SCAN of prefix",
+            "server INFO stats",
+            "server INFO memory",
+            "source",
+        ],
+    );
     let no_scan = cachette(&["--url", &app, "--json", "stats", "--no-scan"]);
     assert_eq!(json_stdout(&no_scan)["sources"]["entries"], "not reported");
 
@@ -1255,14 +1263,15 @@ fn get_decodes_what_the_typed_cache_wrote() {
     let value: serde_json::Value = serde_json::from_slice(&get.stdout).expect("JSON");
     assert_eq!(value, serde_json::json!({"id": 42, "name": "Ada"}));
     let header = stderr(&get);
-    for text in [
-        "envelope: codec json (id 1)",
-        "created:",
-        "stale after:",
-        "expires after:",
-    ] {
-        assert!(header.contains(text), "no `{text}` in:\n{header}");
-    }
+    assert_contains_all(
+        &header,
+        &[
+            "envelope: codec json (id 1)",
+            "created:",
+            "stale after:",
+            "expires after:",
+        ],
+    );
     let json = cachette(&["--url", &url, "--json", "get", "--namespace", "users", "42"]);
     let doc = json_stdout(&json);
     assert_eq!(doc["stored_key"], "users:v1:42");
