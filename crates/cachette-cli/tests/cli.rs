@@ -1342,3 +1342,44 @@ fn get_decodes_what_the_typed_cache_wrote() {
     assert_eq!(missing.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `watch` without `--count` runs until Ctrl-C (SIGINT), then ends
+/// cleanly with exit status 0.
+#[cfg(unix)]
+#[test]
+fn watch_stops_cleanly_on_ctrl_c() {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cachette"))
+        .args(["--json", "watch", "--interval", "100ms"])
+        .env_remove("CACHETTE_URL")
+        .env_remove("CACHETTE_CONFIG")
+        .env_remove("CACHETTE_CACHE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch starts");
+    let mut frames = std::io::BufReader::new(child.stdout.take().expect("a stdout")).lines();
+    // Two frames: the Ctrl-C handler is in place once the first is drawn.
+    for _ in 0..2 {
+        let frame = frames.next().expect("a frame").expect("a line");
+        serde_json::from_str::<serde_json::Value>(&frame).expect("a JSON frame");
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("watch did not stop on SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

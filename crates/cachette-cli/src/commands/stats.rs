@@ -6,8 +6,8 @@
 //! this process: a CLI run that only reads stats sees zeros there. Where a
 //! backend reports its server's own figures (Redis' `INFO`, memcached's
 //! `stats`, PostgreSQL's table totals) they are shown with their source, and
-//! where a shared backend reports no entry count the keys are counted by
-//! listing them (a SCAN of the prefix on Redis; `--no-scan` skips it).
+//! on Redis, which reports no entry count, the keys under the prefix are
+//! counted with a SCAN (`--no-scan` skips it).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,8 +27,9 @@ The `source` column says where each figure comes from: `this process` (the
 counters of this CLI run's client: zeros unless the command did something),
 the backend's store (`the directory`, `the database file`, `server: the
 table's totals`), the server (`server INFO stats`, `server INFO memory`,
-`server INFO keyspace`, `server stats`), or `SCAN of prefix` (the keys
-under the backend's prefix, counted by listing them).")]
+`server INFO keyspace`, `server stats`), or `SCAN of prefix` (Redis: the
+keys under the backend's prefix, counted with SCAN); `not reported` where
+the backend does not know.")]
 pub(crate) struct StatsArgs {
     /// Print Prometheus' text exposition format instead of a table:
     /// `cachette_<counter>_total` counters, `cachette_entries` and
@@ -36,9 +37,8 @@ pub(crate) struct StatsArgs {
     /// backend's own figures, each labelled with the backend.
     #[arg(long)]
     prometheus: bool,
-    /// Do not count the keys of a backend that reports no entry count by
-    /// listing them (a SCAN of the prefix on Redis, slow on a large
-    /// database).
+    /// Do not count the keys under the prefix on Redis (a SCAN, slow on a
+    /// large database).
     #[arg(long)]
     no_scan: bool,
 }
@@ -62,8 +62,8 @@ pub(crate) struct Reading {
 }
 
 impl Reading {
-    /// Reads the backend's stats; counts its keys by listing them when it
-    /// reports no entry count, can list keys, and `scan` allows it.
+    /// Reads the backend's stats; counts its keys with a SCAN when it is
+    /// Redis (which reports no entry count) and `scan` allows it.
     pub(crate) async fn take(backend: &dyn Backend, scan: bool) -> anyhow::Result<Self> {
         let name = backend.name();
         let mut stats = backend.stats().await?;
@@ -75,7 +75,7 @@ impl Reading {
         for (detail, _) in &stats.details {
             sources.insert(detail.clone(), detail_source(name, detail));
         }
-        if scan && store_source(name) == NOT_REPORTED && backend.capabilities().key_listing {
+        if scan && let Some(how) = listing_source(name) {
             let mut keys = backend.keys("*").await?;
             let mut count = 0;
             while let Some(key) = keys.next().await {
@@ -83,10 +83,6 @@ impl Reading {
                 count += 1;
             }
             stats.entries = count;
-            let how = match name {
-                "redis" | "near" => "SCAN of prefix",
-                _ => "listing of the keys",
-            };
             sources.insert("entries".to_owned(), how);
         }
         Ok(Reading {
@@ -119,6 +115,17 @@ fn store_source(backend: &str) -> &'static str {
         "postgres" => "server: the table's totals",
         "tiered" => "L2",
         _ => NOT_REPORTED,
+    }
+}
+
+/// How the keys of a backend that reports no entry count are counted, for
+/// the backends whose listing is cheap enough to run by default (a SCAN on
+/// the server; a listing of object storage pays per request and is left
+/// out).
+fn listing_source(backend: &str) -> Option<&'static str> {
+    match backend {
+        "redis" | "near" => Some("SCAN of prefix"),
+        _ => None,
     }
 }
 

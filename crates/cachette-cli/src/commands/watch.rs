@@ -32,8 +32,8 @@ pub(crate) struct WatchArgs {
     /// Stop after this many frames [default: at Ctrl-C].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
-    /// Do not count the keys of a backend that reports no entry count by
-    /// listing them (a SCAN of the prefix on Redis, each frame).
+    /// Do not count the keys under the prefix on Redis (a SCAN, each
+    /// frame).
     #[arg(long)]
     no_scan: bool,
 }
