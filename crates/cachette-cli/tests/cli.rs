@@ -855,6 +855,27 @@ mod exposition {
     }
 }
 
+/// `cachette --url URL set KEY --stdin` with `value` on stdin.
+fn set_from_stdin(url: &str, key: &str, value: &[u8]) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cachette"))
+        .args(["--url", url, "set", key, "--stdin"])
+        .env_remove("CACHETTE_URL")
+        .env_remove("CACHETTE_CONFIG")
+        .env_remove("CACHETTE_CACHE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the cachette binary runs");
+    // Dropping stdin after the write closes it: the value ends there.
+    let written = child.stdin.take().expect("a stdin").write_all(value);
+    let output = child.wait_with_output().expect("the cachette binary runs");
+    written.expect("the value is written to stdin");
+    output
+}
+
 /// Checks that `text` contains each of `parts`.
 fn assert_contains_all(text: &str, parts: &[&str]) {
     for part in parts {
@@ -896,24 +917,7 @@ fn json_output_of_the_key_commands() {
     assert_eq!(json_stdout(&not_set)["written"], false);
     assert!(not_set.stderr.is_empty(), "{}", stderr(&not_set));
 
-    let binary = Command::new(env!("CARGO_BIN_EXE_cachette"))
-        .args(["--url", &url, "set", "bin", "--stdin"])
-        .env_remove("CACHETTE_URL")
-        .env_remove("CACHETTE_CONFIG")
-        .env_remove("CACHETTE_CACHE")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .expect("a stdin")
-                .write_all(&[0xff, 0x00, 0x41])?;
-            child.wait_with_output()
-        })
-        .expect("set --stdin runs");
+    let binary = set_from_stdin(&url, "bin", &[0xff, 0x00, 0x41]);
     assert_eq!(binary.status.code(), Some(0));
 
     let get = run(&["get", "a"]);
@@ -1254,6 +1258,19 @@ fn get_decodes_what_the_typed_cache_wrote() {
             .set("k", &(42_u8, "Ada"), &EntryOptions::new())
             .await
             .expect("set");
+        // A compressed payload, under a key of the hashed form.
+        let squeezed = Cache::builder(backend.clone())
+            .codec(Json)
+            .namespace("squeezed")
+            .compress_above(64)
+            .build()
+            .await
+            .expect("a cache");
+        let long = "x".repeat(1000);
+        squeezed
+            .set("#h:long", &long, &EntryOptions::new())
+            .await
+            .expect("set");
         backend.close().await.expect("close");
     });
 
@@ -1333,6 +1350,47 @@ fn get_decodes_what_the_typed_cache_wrote() {
         stderr(&plain).contains("not self-describing"),
         "{}",
         stderr(&plain)
+    );
+
+    // Decompressed, and found under its hashed key with its original key.
+    let squeezed = cachette(&[
+        "--url",
+        &url,
+        "--json",
+        "get",
+        "--namespace",
+        "squeezed",
+        "#h:long",
+    ]);
+    let doc = json_stdout(&squeezed);
+    assert_eq!(doc["value"], "x".repeat(1000));
+    assert!(
+        doc["stored_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("squeezed:v0:#h:"),
+        "{doc}"
+    );
+    assert_eq!(doc["envelope"]["compressed"], true);
+    assert_eq!(doc["envelope"]["original_key"], "#h:long");
+    assert_eq!(
+        doc["envelope"]["flags"],
+        serde_json::json!(["compressed", "original key"])
+    );
+
+    // Bytes that claim to be an envelope and are not: a serialization error.
+    let corrupt = set_from_stdin(&url, "bad", &[0xCC, b'c', b'h', b't', 9]);
+    assert_eq!(corrupt.status.code(), Some(0));
+    let bad = cachette(&["--url", &url, "--json", "get", "bad"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let error: serde_json::Value = serde_json::from_slice(&bad.stderr).expect("a JSON error");
+    assert_eq!(error["error"]["kind"], "serialization");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown envelope format version 9"),
+        "{error}"
     );
 
     // A bad namespace is the cache's own error.
