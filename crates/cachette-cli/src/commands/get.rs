@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use cachette::Backend;
 use cachette::cache::{
@@ -126,7 +127,10 @@ pub(crate) async fn get(
         }
         return Ok(Outcome::Done);
     }
-    let stored = StoredValue::parse(bytes, DEFAULT_MAX_DECOMPRESSED_SIZE)?;
+    let stored = StoredValue::parse(bytes, DEFAULT_MAX_DECOMPRESSED_SIZE).context(
+        "the value starts with the envelope's magic bytes and is not a readable envelope \
+         (--raw prints the stored bytes)",
+    )?;
     if let Some(header) = &stored.envelope
         && header
             .original_key
