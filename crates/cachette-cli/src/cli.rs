@@ -5,20 +5,24 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{backends, bench, ops, sim};
+use crate::commands::{backends, bench, get, ops, sim, stats, watch};
 
 const AFTER_HELP: &str = "\
 Exit status:
   0  success
   1  the key is absent, or a condition kept a write from happening
      (get, ttl, touch, set --nx/--xx)
-  2  error (a message `error: ...` is printed on stderr)
+  2  error (a message `error: ...` is printed on stderr; under --json,
+     a JSON object {\"error\": {\"kind\": ..., \"message\": ...}})
 
 Examples:
   cachette backends
   cachette --url 'memory://?max_entries=10000' bench --duration 5s
   cachette --url redis://localhost:6379 set greeting hello --ttl 10m --tag demo
   cachette --url redis://localhost:6379 keys 'user:*' | wc -l
+  cachette --url redis://localhost:6379 get --namespace users 42
+  cachette --url redis://localhost:6379 watch --interval 2s
+  cachette --url redis://localhost:6379 --json stats
   cachette --config caches.toml --cache pages get home
   cachette sim --zipf 1.0 --capacity 1000,10000 --plot zipf.svg
 
@@ -68,6 +72,13 @@ pub(crate) struct Cli {
     )]
     pub(crate) cache: Option<String>,
 
+    /// Print one JSON document on stdout instead of text (`watch`: one
+    /// object per line and frame), and errors as `{"error": {"kind": …,
+    /// "message": …}}` on stderr. Values are JSON strings when UTF-8, else
+    /// `{"base64": …}`.
+    #[arg(long, global = true, display_order = 1003)]
+    pub(crate) json: bool,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -93,8 +104,9 @@ pub(crate) enum Command {
 /// `--config` and `--cache`).
 #[derive(Debug, Subcommand)]
 pub(crate) enum BackendCommand {
-    /// Print the value of a key; exit status 1 and `(miss)` on stderr if absent.
-    Get(ops::GetArgs),
+    /// Print the value of a key; exit status 1 and `(miss)` on stderr if
+    /// absent. Decodes what the typed cache wrote (--namespace, --codec).
+    Get(get::GetArgs),
     /// Write a key; prints `OK`, or exits 1 if --nx/--xx kept it from writing.
     Set(ops::SetArgs),
     /// Remove keys; prints how many existed.
@@ -119,8 +131,12 @@ pub(crate) enum BackendCommand {
     Keys(ops::KeysArgs),
     /// Remove every key of the backend (its prefix / namespace only); needs --yes.
     Clear(ops::ClearArgs),
-    /// Print the backend's counters.
-    Stats(ops::StatsArgs),
+    /// Print the backend's counters and the server's figures, with where
+    /// each comes from (a table, --json, or --prometheus).
+    Stats(stats::StatsArgs),
+    /// Redraw the backend's hit ratio, ops/s, entries, bytes and evictions
+    /// every --interval until Ctrl-C (or --count frames).
+    Watch(watch::WatchArgs),
     /// Check that the backend answers; prints `PONG` and the latency.
     Ping,
     /// Remove expired entries now (one pass of the backend's sweeper); prints how many.

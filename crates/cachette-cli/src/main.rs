@@ -19,7 +19,11 @@ use crate::cli::Cli;
 use crate::commands::Outcome;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
+    let json = cli.json;
     init_tracing();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -32,10 +36,35 @@ fn main() -> ExitCode {
         // `cachette keys | head` closes the pipe early: that is not an error.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            output::print_error(output::error_kind(&err), &format!("{err:#}"), json);
             ExitCode::from(2)
         }
     }
+}
+
+/// A command line clap refused (or `--help`, `--version`): clap's own
+/// message, or under `--json` the JSON error of kind `usage`, exit status 2.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    // The command line could not be parsed, so `--json` is looked for as
+    // a word of it.
+    if informational || !std::env::args_os().any(|arg| arg == "--json") {
+        err.exit();
+    }
+    let message = err.render().to_string();
+    let message = message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
+    output::print_error("usage", message, true);
+    ExitCode::from(2)
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: `warn`).

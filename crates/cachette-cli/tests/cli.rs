@@ -613,28 +613,643 @@ fn completions_name_the_commands() {
     assert_eq!(output.status.code(), Some(2));
 }
 
-/// `stats --prometheus` prints the text exposition format: a TYPE line
-/// and a labelled sample for every counter.
+/// `stats --prometheus` prints valid text exposition format: every line
+/// parses by the format's rules (below), every sample has a declared type,
+/// and the counters, gauges and details are there.
 #[test]
 fn stats_prints_prometheus_text() {
     let output = cachette(&["stats", "--prometheus"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(
-        text.contains("# TYPE cachette_hits_total counter\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("cachette_hits_total{backend=\"memory\"} 0\n"),
-        "{text}"
-    );
-    assert!(text.contains("# TYPE cachette_entries gauge\n"), "{text}");
-    for line in text.lines().filter(|line| !line.starts_with('#')) {
-        let (series, value) = line.rsplit_once(' ').expect("a sample line");
-        assert!(
-            series.starts_with("cachette_") && series.ends_with('}'),
-            "{line}"
-        );
-        value.parse::<u64>().expect("an integer sample");
+    let families = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let hits = &families["cachette_hits_total"];
+    assert_eq!(hits.kind, "counter");
+    assert_eq!(hits.samples.len(), 1, "{text}");
+    assert_eq!(hits.samples[0].labels["backend"], "memory");
+    assert_eq!(hits.samples[0].value, 0.0);
+    assert_eq!(families["cachette_entries"].kind, "gauge");
+    assert_eq!(families["cachette_bytes"].kind, "gauge");
+    for (name, family) in &families {
+        assert!(!family.help.is_empty(), "{name} has no HELP");
+        assert!(!family.samples.is_empty(), "{name} has no sample");
     }
+    // The memory engine's own figure (`tags`) is a detail.
+    let detail = &families["cachette_detail"];
+    assert_eq!(detail.kind, "untyped");
+    assert!(
+        detail.samples.iter().any(|s| s.labels["name"] == "tags"),
+        "{text}"
+    );
+}
+
+/// The parser checks itself: what the format forbids is refused.
+#[test]
+fn the_exposition_parser_refuses_what_the_format_forbids() {
+    for bad in [
+        "cachette_x{backend=\"a\"} 1\n# TYPE cachette_x counter\n",
+        "# TYPE x counter\n# TYPE x gauge\nx 1\n",
+        "# TYPE x counter\nx{a=\"1\",a=\"2\"} 1\n",
+        "# TYPE x counter\nx{a=\"1} 1\n",
+        "# TYPE x counter\nx{1a=\"1\"} 1\n",
+        "# TYPE x counter\nx one\n",
+        "# TYPE x counter\nx 1\nx 2\n",
+        "# TYPE x counter\n# TYPE y counter\nx 1\ny 1\nx{a=\"b\"} 1\n",
+        "# TYPE x meter\nx 1\n",
+        "# TYPE x counter\nx{a=\"\\q\"} 1\n",
+    ] {
+        assert!(exposition::parse(bad).is_err(), "accepted: {bad:?}");
+    }
+    let good = "# HELP x a \\\\ b\n# TYPE x counter\nx{a=\"q\\\"\\n\\\\\"} +Inf 123\n\n";
+    exposition::parse(good).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A strict parser of the text exposition format.
+#[path = "support/exposition.rs"]
+mod exposition;
+
+/// `cachette --url URL set KEY --stdin` with `value` on stdin.
+fn set_from_stdin(url: &str, key: &str, value: &[u8]) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cachette"))
+        .args(["--url", url, "set", key, "--stdin"])
+        .env_remove("CACHETTE_URL")
+        .env_remove("CACHETTE_CONFIG")
+        .env_remove("CACHETTE_CACHE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the cachette binary runs");
+    // Dropping stdin after the write closes it: the value ends there.
+    let written = child.stdin.take().expect("a stdin").write_all(value);
+    let output = child.wait_with_output().expect("the cachette binary runs");
+    written.expect("the value is written to stdin");
+    output
+}
+
+/// Checks that `text` contains each of `parts`.
+fn assert_contains_all(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "no `{part}` in:\n{text}");
+    }
+}
+
+/// Parses stdout as one JSON document.
+fn json_stdout(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            stdout(output),
+            stderr(output)
+        )
+    })
+}
+
+/// `--json` on set, get, exists, mget, keys, ttl, del and stats: one JSON
+/// document on stdout each, the exit statuses of the text output, nothing
+/// on stderr; a value that is not UTF-8 is `{"base64": ...}`.
+#[test]
+fn json_output_of_the_key_commands() {
+    let dir = cachette::testing::servers::fresh_dir();
+    let url = format!("file://{}/cache", dir.display());
+    let run = |args: &[&str]| {
+        let mut all = vec!["--url", url.as_str(), "--json"];
+        all.extend_from_slice(args);
+        cachette(&all)
+    };
+    let set = run(&["set", "a", "1", "--tag", "red"]);
+    assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
+    assert_eq!(
+        json_stdout(&set),
+        serde_json::json!({"key": "a", "written": true})
+    );
+    let not_set = run(&["set", "a", "2", "--nx"]);
+    assert_eq!(not_set.status.code(), Some(1));
+    assert_eq!(json_stdout(&not_set)["written"], false);
+    assert!(not_set.stderr.is_empty(), "{}", stderr(&not_set));
+
+    let binary = set_from_stdin(&url, "bin", &[0xff, 0x00, 0x41]);
+    assert_eq!(binary.status.code(), Some(0));
+
+    let get = run(&["get", "a"]);
+    assert_eq!(get.status.code(), Some(0), "{}", stderr(&get));
+    let doc = json_stdout(&get);
+    assert_eq!(
+        (doc["found"].clone(), doc["value"].clone()),
+        (true.into(), "1".into())
+    );
+    assert_eq!(doc["envelope"], serde_json::Value::Null);
+    let get = run(&["get", "bin"]);
+    assert_eq!(
+        json_stdout(&get)["value"],
+        serde_json::json!({"base64": "/wBB"})
+    );
+    let miss = run(&["get", "zz"]);
+    assert_eq!(miss.status.code(), Some(1));
+    assert_eq!(json_stdout(&miss)["found"], false);
+    assert!(miss.stderr.is_empty(), "{}", stderr(&miss));
+
+    let exists = run(&["exists", "a"]);
+    assert_eq!(exists.status.code(), Some(0));
+    assert_eq!(
+        json_stdout(&exists),
+        serde_json::json!({"key": "a", "exists": true})
+    );
+    let absent = run(&["exists", "zz"]);
+    assert_eq!(absent.status.code(), Some(1));
+    assert_eq!(json_stdout(&absent)["exists"], false);
+
+    let mget = run(&["mget", "a", "zz", "bin"]);
+    assert_eq!(mget.status.code(), Some(0), "{}", stderr(&mget));
+    assert_eq!(
+        json_stdout(&mget),
+        serde_json::json!({"entries": [
+            {"key": "a", "found": true, "value": "1"},
+            {"key": "zz", "found": false, "value": null},
+            {"key": "bin", "found": true, "value": {"base64": "/wBB"}},
+        ]})
+    );
+    assert!(mget.stderr.is_empty(), "{}", stderr(&mget));
+
+    let keys = run(&["keys"]);
+    let mut listed: Vec<String> =
+        serde_json::from_value(json_stdout(&keys)["keys"].clone()).expect("a list of keys");
+    listed.sort();
+    assert_eq!(listed, ["a", "bin"]);
+    let empty = run(&["keys", "nothing*"]);
+    assert_eq!(json_stdout(&empty), serde_json::json!({"keys": []}));
+
+    let ttl = run(&["ttl", "a"]);
+    assert_eq!(json_stdout(&ttl)["state"], "persistent");
+
+    let stats = run(&["stats"]);
+    assert_eq!(stats.status.code(), Some(0), "{}", stderr(&stats));
+    let doc = json_stdout(&stats);
+    assert_eq!(doc["backend"], "file");
+    assert_eq!(doc["entries"], 2);
+    assert_eq!(doc["sources"]["entries"], "the directory");
+    assert_eq!(doc["sources"]["hits"], "this process");
+
+    let invalidated = run(&["invalidate-tags", "red"]);
+    assert_eq!(
+        json_stdout(&invalidated),
+        serde_json::json!({"invalidated": 1})
+    );
+    let del = run(&["del", "bin", "zz"]);
+    assert_eq!(json_stdout(&del), serde_json::json!({"removed": 1}));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Under `--json` an error is one JSON object on stderr, with its kind,
+/// and the exit status is 2 as without it; bad command lines too.
+#[test]
+fn json_errors_are_an_object_on_stderr_with_exit_status_2() {
+    let error = |output: &Output| {
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(output));
+        assert!(output.stdout.is_empty(), "{}", stdout(output));
+        let doc: serde_json::Value = serde_json::from_slice(&output.stderr)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stderr(output)));
+        (
+            doc["error"]["kind"].as_str().expect("a kind").to_owned(),
+            doc["error"]["message"]
+                .as_str()
+                .expect("a message")
+                .to_owned(),
+        )
+    };
+    let (kind, message) = error(&cachette(&["--json", "get", ""]));
+    assert_eq!(kind, "invalid input");
+    assert!(message.contains("empty"), "{message}");
+    let (kind, message) = error(&cachette(&["--url", "nosuch://x", "get", "k", "--json"]));
+    assert_eq!(kind, "config", "{message}");
+    assert!(message.contains("nosuch"), "{message}");
+    let (kind, message) = error(&cachette(&["--json", "clear"]));
+    assert_eq!(kind, "command");
+    assert!(message.contains("--yes"), "{message}");
+    let (kind, message) = error(&cachette(&["--json", "get", "k", "--nope"]));
+    assert_eq!(kind, "usage");
+    assert!(message.contains("--nope"), "{message}");
+}
+
+/// Every other command answers with one JSON document under `--json`.
+#[test]
+fn json_output_of_the_other_commands() {
+    for args in [
+        &["--json", "ping"][..],
+        &["--json", "incr", "n", "2"],
+        &["--json", "clear", "--yes"],
+        &["--json", "purge-expired"],
+        &["--json", "touch", "missing", "--persist"],
+        &["--json", "backends"],
+        &["--json", "completions", "bash"],
+        &["--json", "bench", "--ops", "100", "--keys", "10"],
+        &[
+            "--json",
+            "sim",
+            "--zipf",
+            "1",
+            "--keys",
+            "10",
+            "--requests",
+            "100",
+            "--capacity",
+            "5",
+        ],
+    ] {
+        let output = cachette(args);
+        assert!(
+            matches!(output.status.code(), Some(0 | 1)),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let doc = json_stdout(&output);
+        assert!(doc.is_object() || doc.is_array(), "{args:?}: {doc}");
+    }
+    let incr = cachette(&["--json", "incr", "n", "2"]);
+    assert_eq!(
+        json_stdout(&incr),
+        serde_json::json!({"key": "n", "value": 2})
+    );
+}
+
+/// `watch --count 2` draws two frames and exits; under `--json` one object
+/// per frame and line, the first without ops/s, both with the entries of
+/// the file cache.
+#[test]
+fn watch_draws_count_frames_of_the_backends_figures() {
+    let dir = cachette::testing::servers::fresh_dir();
+    let url = format!("file://{}/cache", dir.display());
+    for key in ["a", "b", "c"] {
+        let set = cachette(&["--url", &url, "set", key, "v"]);
+        assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
+    }
+    let args = [
+        "--url",
+        &url,
+        "watch",
+        "--count",
+        "2",
+        "--interval",
+        "200ms",
+    ];
+    let text = cachette(&args);
+    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
+    let frames = stdout(&text);
+    assert_eq!(frames.matches("hit ratio").count(), 2, "{frames}");
+    assert_eq!(frames.matches("ops/s").count(), 2, "{frames}");
+    assert!(frames.contains("(frame 2,"), "{frames}");
+    // Not a terminal: no screen clearing.
+    assert!(!frames.contains('\x1b'), "{frames}");
+
+    let json = cachette(&[&args[..], &["--json"]].concat());
+    assert_eq!(json.status.code(), Some(0), "{}", stderr(&json));
+    let frames: Vec<serde_json::Value> = stdout(&json)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert_eq!(frames.len(), 2, "{}", stdout(&json));
+    for (index, frame) in frames.iter().enumerate() {
+        assert_eq!(frame["frame"], index + 1);
+        assert_eq!(frame["backend"], "file");
+        assert_eq!(frame["entries"], 3);
+        assert_eq!(frame["sources"]["entries"], "the directory");
+        for field in ["hit_ratio", "bytes", "evictions", "elapsed_secs"] {
+            assert!(frame[field].is_number(), "{field}: {frame}");
+        }
+    }
+    assert!(frames[0]["ops_per_sec"].is_null(), "{}", frames[0]);
+    // Nothing ran between the frames: no operations.
+    assert_eq!(frames[1]["ops_per_sec"], 0.0);
+    assert!(
+        frames[1]["elapsed_secs"].as_f64().unwrap() >= 0.15,
+        "{}",
+        frames[1]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `stats` and `watch` on Redis show the server's figures with their
+/// source: the keys under the prefix (a SCAN), the database's keys, the
+/// server's memory and keyspace hits; not the CLI process's zeros.
+#[test]
+fn stats_and_watch_on_redis_show_the_servers_figures() {
+    use cachette::testing::servers::redis::RedisServer;
+    let server = RedisServer::start();
+    let app = format!("{}?prefix=app:", server.url());
+    let other = format!("{}?prefix=other:", server.url());
+    for (url, key) in [(&app, "a"), (&app, "b"), (&app, "c"), (&other, "x")] {
+        let set = cachette(&["--url", url, "set", key, "v"]);
+        assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
+    }
+    // A keyspace hit and a miss on the server, from other processes.
+    assert_eq!(
+        cachette(&["--url", &app, "get", "a"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        cachette(&["--url", &app, "get", "zz"]).status.code(),
+        Some(1)
+    );
+
+    let stats = cachette(&["--url", &app, "--json", "stats"]);
+    assert_eq!(stats.status.code(), Some(0), "{}", stderr(&stats));
+    let doc = json_stdout(&stats);
+    assert_eq!(doc["entries"], 3, "{doc}");
+    assert_eq!(doc["sources"]["entries"], "SCAN of prefix");
+    assert_eq!(doc["details"]["db_keys"], 4, "{doc}");
+    assert!(
+        doc["details"]["server_used_memory"].as_u64().unwrap() > 0,
+        "{doc}"
+    );
+    assert!(
+        doc["details"]["server_keyspace_hits"].as_u64().unwrap() >= 1,
+        "{doc}"
+    );
+    assert!(
+        doc["details"]["server_keyspace_misses"].as_u64().unwrap() >= 1,
+        "{doc}"
+    );
+    assert_eq!(doc["sources"]["server_keyspace_hits"], "server INFO stats");
+    assert_eq!(doc["sources"]["server_used_memory"], "server INFO memory");
+    assert_eq!(doc["sources"]["hits"], "this process");
+
+    let table = cachette(&["--url", &app, "stats"]);
+    let table = stdout(&table);
+    assert_contains_all(
+        &table,
+        &[
+            "SCAN of prefix",
+            "server INFO stats",
+            "server INFO memory",
+            "source",
+        ],
+    );
+    let no_scan = cachette(&["--url", &app, "--json", "stats", "--no-scan"]);
+    assert_eq!(json_stdout(&no_scan)["sources"]["entries"], "not reported");
+
+    let prometheus = cachette(&["--url", &app, "stats", "--prometheus"]);
+    let text = stdout(&prometheus);
+    let families = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(families["cachette_entries"].samples[0].value, 3.0);
+    assert!(
+        families["cachette_detail"]
+            .samples
+            .iter()
+            .any(|s| s.labels["name"] == "server_used_memory" && s.value > 0.0),
+        "{text}"
+    );
+
+    let watch = cachette(&[
+        "--url",
+        &app,
+        "--json",
+        "watch",
+        "--count",
+        "2",
+        "--interval",
+        "200ms",
+    ]);
+    assert_eq!(watch.status.code(), Some(0), "{}", stderr(&watch));
+    let last: serde_json::Value = stdout(&watch)
+        .lines()
+        .last()
+        .map(|line| serde_json::from_str(line).expect("a JSON frame"))
+        .expect("two frames");
+    assert_eq!(last["frame"], 2);
+    assert_eq!(last["entries"], 3);
+    assert!(last["hits"].as_u64().unwrap() >= 1, "{last}");
+    assert_eq!(last["sources"]["hits"], "server INFO stats");
+    assert_eq!(last["sources"]["bytes"], "server INFO memory");
+    assert!(last["bytes"].as_u64().unwrap() > 0, "{last}");
+}
+
+/// What the typed `Cache` wrote, `get` reads: `--namespace` finds the key
+/// at the stored key version, an envelope is shown as its header and
+/// payload, and `--codec` decodes JSON and MessagePack (postcard is shown
+/// in hex).
+#[test]
+fn get_decodes_what_the_typed_cache_wrote() {
+    use cachette::cache::{Cache, EntryOptions, Json, MessagePack};
+    use std::time::Duration;
+    let dir = cachette::testing::servers::fresh_dir();
+    let url = format!("file://{}/cache", dir.display());
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let backend = cachette::open(&url).await.expect("the file cache opens");
+        let users = Cache::builder(backend.clone())
+            .codec(Json)
+            .namespace("users")
+            .default_ttl(Duration::from_secs(600))
+            .soft_ttl(Duration::from_secs(60))
+            .build()
+            .await
+            .expect("a cache");
+        users.bump_version().await.expect("a version bump");
+        let ada = serde_json::json!({"id": 42, "name": "Ada"});
+        users
+            .set("42", &ada, &EntryOptions::new())
+            .await
+            .expect("set");
+        let packed = Cache::builder(backend.clone())
+            .codec(MessagePack)
+            .namespace("packed")
+            .build()
+            .await
+            .expect("a cache");
+        packed
+            .set("k", &ada, &EntryOptions::new())
+            .await
+            .expect("set");
+        let plain = Cache::builder(backend.clone())
+            .namespace("plain")
+            .build()
+            .await
+            .expect("a cache");
+        plain
+            .set("k", &(42_u8, "Ada"), &EntryOptions::new())
+            .await
+            .expect("set");
+        // A compressed payload, under a key of the hashed form.
+        let squeezed = Cache::builder(backend.clone())
+            .codec(Json)
+            .namespace("squeezed")
+            .compress_above(64)
+            .build()
+            .await
+            .expect("a cache");
+        let long = "x".repeat(1000);
+        squeezed
+            .set("#h:long", &long, &EntryOptions::new())
+            .await
+            .expect("set");
+        backend.close().await.expect("close");
+    });
+
+    // An envelope (soft TTL) at version 1, JSON.
+    let get = cachette(&["--url", &url, "get", "--namespace", "users", "42"]);
+    assert_eq!(get.status.code(), Some(0), "{}", stderr(&get));
+    let value: serde_json::Value = serde_json::from_slice(&get.stdout).expect("JSON");
+    assert_eq!(value, serde_json::json!({"id": 42, "name": "Ada"}));
+    let header = stderr(&get);
+    assert_contains_all(
+        &header,
+        &[
+            "envelope: codec json (id 1)",
+            "created:",
+            "stale after:",
+            "expires after:",
+        ],
+    );
+    let json = cachette(&["--url", &url, "--json", "get", "--namespace", "users", "42"]);
+    let doc = json_stdout(&json);
+    assert_eq!(doc["stored_key"], "users:v1:42");
+    assert_eq!(doc["codec"], "json");
+    assert_eq!(doc["value"]["name"], "Ada");
+    let envelope = &doc["envelope"];
+    assert_eq!(envelope["codec"], "json");
+    let created = envelope["created_unix_ms"].as_u64().expect("created");
+    let soft = envelope["soft_deadline_unix_ms"]
+        .as_u64()
+        .expect("a soft deadline");
+    assert!(soft > created && soft - created <= 60_000, "{envelope}");
+    assert_eq!(envelope["negative"], false);
+    // The raw stored bytes start with the envelope's magic.
+    let raw = cachette(&["--url", &url, "get", "users:v1:42", "--raw"]);
+    assert!(
+        raw.stdout.starts_with(&[0xCC, b'c', b'h', b't']),
+        "{:?}",
+        raw.stdout
+    );
+    // Version 0's key holds nothing.
+    let old = cachette(&["--url", &url, "get", "users:v0:42"]);
+    assert_eq!(old.status.code(), Some(1));
+
+    // A plain value (no envelope), MessagePack by --codec.
+    let packed = cachette(&[
+        "--url",
+        &url,
+        "--json",
+        "get",
+        "--namespace",
+        "packed",
+        "--codec",
+        "msgpack",
+        "k",
+    ]);
+    let doc = json_stdout(&packed);
+    assert_eq!(
+        doc["value"],
+        serde_json::json!({"id": 42, "name": "Ada"}),
+        "{doc}"
+    );
+    assert_eq!(doc["envelope"], serde_json::Value::Null);
+
+    // Postcard cannot be decoded without its type: hex, with a note.
+    let plain = cachette(&[
+        "--url",
+        &url,
+        "get",
+        "--namespace",
+        "plain",
+        "--codec",
+        "postcard",
+        "k",
+    ]);
+    assert_eq!(plain.status.code(), Some(0), "{}", stderr(&plain));
+    assert_eq!(stdout(&plain).trim(), "2a03416461");
+    assert!(
+        stderr(&plain).contains("not self-describing"),
+        "{}",
+        stderr(&plain)
+    );
+
+    // Decompressed, and found under its hashed key with its original key.
+    let squeezed = cachette(&[
+        "--url",
+        &url,
+        "--json",
+        "get",
+        "--namespace",
+        "squeezed",
+        "#h:long",
+    ]);
+    let doc = json_stdout(&squeezed);
+    assert_eq!(doc["value"], "x".repeat(1000));
+    assert!(
+        doc["stored_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("squeezed:v0:#h:"),
+        "{doc}"
+    );
+    assert_eq!(doc["envelope"]["compressed"], true);
+    assert_eq!(doc["envelope"]["original_key"], "#h:long");
+    assert_eq!(
+        doc["envelope"]["flags"],
+        serde_json::json!(["compressed", "original key"])
+    );
+
+    // Bytes that claim to be an envelope and are not: a serialization error.
+    let corrupt = set_from_stdin(&url, "bad", &[0xCC, b'c', b'h', b't', 9]);
+    assert_eq!(corrupt.status.code(), Some(0));
+    let bad = cachette(&["--url", &url, "--json", "get", "bad"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let error: serde_json::Value = serde_json::from_slice(&bad.stderr).expect("a JSON error");
+    assert_eq!(error["error"]["kind"], "serialization");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown envelope format version 9"),
+        "{error}"
+    );
+
+    // A bad namespace is the cache's own error.
+    let bad = cachette(&["--url", &url, "get", "--namespace", "a:b", "k"]);
+    assert_clean_error(&bad);
+    let missing = cachette(&["--url", &url, "get", "--namespace", "users", "43"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `watch` without `--count` runs until Ctrl-C (SIGINT), then ends
+/// cleanly with exit status 0.
+#[cfg(unix)]
+#[test]
+fn watch_stops_cleanly_on_ctrl_c() {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cachette"))
+        .args(["--json", "watch", "--interval", "100ms"])
+        .env_remove("CACHETTE_URL")
+        .env_remove("CACHETTE_CONFIG")
+        .env_remove("CACHETTE_CACHE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch starts");
+    let mut frames = std::io::BufReader::new(child.stdout.take().expect("a stdout")).lines();
+    // Two frames: the Ctrl-C handler is in place once the first is drawn.
+    for _ in 0..2 {
+        let frame = frames.next().expect("a frame").expect("a line");
+        serde_json::from_str::<serde_json::Value>(&frame).expect("a JSON frame");
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("watch did not stop on SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
 }

@@ -7,7 +7,7 @@ use comfy_table::Cell;
 use serde::Serialize;
 
 use super::Outcome;
-use crate::output::{self, yes_no};
+use crate::output::{self, Printer, yes_no};
 use crate::units::format_bytes;
 
 /// Arguments of `cachette backends`.
@@ -18,16 +18,13 @@ cargo feature. `TTL` is the finest TTL the backend enforces itself (`ms` or
 `s`, where shorter TTLs round up), or `no`. `ttl/touch` is TTL inspection;
 `keys` is key listing; `shared` means several processes see the same data.
 Capabilities are those of the backend with default options.")]
-pub(crate) struct BackendsArgs {
-    /// Print a JSON array instead of a table.
-    #[arg(long)]
-    json: bool,
-}
+pub(crate) struct BackendsArgs {}
 
 /// Prints the table (or the JSON array).
-pub(crate) fn run(args: &BackendsArgs) -> anyhow::Result<Outcome> {
+pub(crate) fn run(_args: &BackendsArgs, out: Printer) -> anyhow::Result<Outcome> {
+    let json = out.is_json();
     let schemes = cachette::schemes();
-    if args.json {
+    if json {
         let rows: Vec<SchemeRow> = schemes.iter().map(SchemeRow::from).collect();
         output::print_json(&rows)?;
     } else {

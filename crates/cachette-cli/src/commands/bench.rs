@@ -32,7 +32,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use super::Outcome;
-use crate::output;
+use crate::output::{self, Printer};
 use crate::units::{self, format_bytes, thousands};
 
 /// The prefix of every key the benchmark writes.
@@ -101,9 +101,6 @@ pub(crate) struct BenchArgs {
     /// Seed of the random generators, for a repeatable workload [default: random]
     #[arg(long)]
     seed: Option<u64>,
-    /// Print one JSON object instead of a table, and no progress bar.
-    #[arg(long)]
-    json: bool,
 }
 
 impl BenchArgs {
@@ -121,7 +118,12 @@ pub(crate) fn bounded_memory_url(args: &BenchArgs) -> String {
 }
 
 /// Runs the benchmark and prints its report.
-pub(crate) async fn run(backend: Arc<dyn Backend>, args: &BenchArgs) -> anyhow::Result<Outcome> {
+pub(crate) async fn run(
+    backend: Arc<dyn Backend>,
+    args: &BenchArgs,
+    out: Printer,
+) -> anyhow::Result<Outcome> {
+    let json = out.is_json();
     let concurrency = args.concurrency.unwrap_or_else(default_concurrency);
     // Random seeds stay below 2^32: short to type back, exact in any JSON reader.
     let seed = args
@@ -131,7 +133,7 @@ pub(crate) async fn run(backend: Arc<dyn Backend>, args: &BenchArgs) -> anyhow::
     let value = random_value(seed, args.value_size);
 
     let warmup = if args.warmup() {
-        let bar = progress_bar(args.json, keys.len() as u64, "warmup");
+        let bar = progress_bar(json, keys.len() as u64, "warmup");
         let took = warm_up(&*backend, &keys, &value, &bar).await;
         bar.finish_and_clear();
         Some(took?)
@@ -162,8 +164,8 @@ pub(crate) async fn run(backend: Arc<dyn Backend>, args: &BenchArgs) -> anyhow::
         progress: Arc::clone(&progress),
     });
     let bar = match &budget {
-        Budget::Ops { total, .. } => progress_bar(args.json, *total, "bench"),
-        Budget::Until(_) => progress_bar(args.json, args.duration.as_millis() as u64, "bench"),
+        Budget::Ops { total, .. } => progress_bar(json, *total, "bench"),
+        Budget::Until(_) => progress_bar(json, args.duration.as_millis() as u64, "bench"),
     };
     let tally = measure(workers, &budget, started, &progress, &bar).await;
     let elapsed = started.elapsed();
@@ -179,7 +181,7 @@ pub(crate) async fn run(backend: Arc<dyn Backend>, args: &BenchArgs) -> anyhow::
         &tally,
         elapsed,
     );
-    if args.json {
+    if json {
         output::print_json(&report)?;
     } else {
         report.print_table()?;

@@ -4,8 +4,11 @@
 
 pub(crate) mod backends;
 pub(crate) mod bench;
+pub(crate) mod get;
 pub(crate) mod ops;
 pub(crate) mod sim;
+pub(crate) mod stats;
+pub(crate) mod watch;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use anyhow::Context as _;
 use cachette::{Backend, CacheManager};
 
 use crate::cli::{BackendCommand, Cli, Command};
+use crate::output::{self, Printer};
 
 /// How a command that did not fail ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,15 +31,11 @@ pub(crate) enum Outcome {
 
 /// Runs the command given on the command line.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let out = Printer::new(cli.json);
     let command = match cli.command {
-        Command::Backends(args) => return backends::run(&args),
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "cachette", &mut std::io::stdout());
-            return Ok(Outcome::Done);
-        }
-        Command::Sim(args) => return sim::run(&args),
+        Command::Backends(args) => return backends::run(&args, out),
+        Command::Completions { shell } => return completions(shell, out),
+        Command::Sim(args) => return sim::run(&args, out),
         Command::OnBackend(command) => command,
     };
     let (backend, manager) = match &cli.config {
@@ -61,22 +61,27 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
     };
     let outcome = match command {
-        BackendCommand::Bench(args) => bench::run(Arc::clone(&backend), &args).await,
-        BackendCommand::Get(args) => ops::get(&*backend, &args).await,
-        BackendCommand::Set(args) => ops::set(&*backend, &args).await,
-        BackendCommand::Del(args) => ops::del(&*backend, &args).await,
-        BackendCommand::Ttl(args) => ops::ttl(&*backend, &args).await,
-        BackendCommand::Touch(args) => ops::touch(&*backend, &args).await,
-        BackendCommand::Incr(args) => ops::counter(&*backend, &args, ops::CounterOp::Incr).await,
-        BackendCommand::Decr(args) => ops::counter(&*backend, &args, ops::CounterOp::Decr).await,
-        BackendCommand::Keys(args) => ops::keys(&*backend, &args).await,
-        BackendCommand::Clear(args) => ops::clear(&*backend, &args).await,
-        BackendCommand::Stats(args) => ops::stats(&*backend, &args).await,
-        BackendCommand::Ping => ops::ping(&*backend).await,
-        BackendCommand::Exists(args) => ops::exists(&*backend, &args).await,
-        BackendCommand::Mget(args) => ops::mget(&*backend, &args).await,
-        BackendCommand::InvalidateTags(args) => ops::invalidate_tags(&*backend, &args).await,
-        BackendCommand::PurgeExpired => ops::purge_expired(&*backend).await,
+        BackendCommand::Bench(args) => bench::run(Arc::clone(&backend), &args, out).await,
+        BackendCommand::Get(args) => get::get(&backend, &args, out).await,
+        BackendCommand::Set(args) => ops::set(&*backend, &args, out).await,
+        BackendCommand::Del(args) => ops::del(&*backend, &args, out).await,
+        BackendCommand::Ttl(args) => ops::ttl(&*backend, &args, out).await,
+        BackendCommand::Touch(args) => ops::touch(&*backend, &args, out).await,
+        BackendCommand::Incr(args) => {
+            ops::counter(&*backend, &args, ops::CounterOp::Incr, out).await
+        }
+        BackendCommand::Decr(args) => {
+            ops::counter(&*backend, &args, ops::CounterOp::Decr, out).await
+        }
+        BackendCommand::Keys(args) => ops::keys(&*backend, &args, out).await,
+        BackendCommand::Clear(args) => ops::clear(&*backend, &args, out).await,
+        BackendCommand::Stats(args) => stats::stats(&*backend, &args, out).await,
+        BackendCommand::Watch(args) => watch::watch(&*backend, &args, out).await,
+        BackendCommand::Ping => ops::ping(&*backend, out).await,
+        BackendCommand::Exists(args) => ops::exists(&*backend, &args, out).await,
+        BackendCommand::Mget(args) => ops::mget(&*backend, &args, out).await,
+        BackendCommand::InvalidateTags(args) => ops::invalidate_tags(&*backend, &args, out).await,
+        BackendCommand::PurgeExpired => ops::purge_expired(&*backend, out).await,
     };
     let closed = match &manager {
         Some(manager) => manager.close().await,
@@ -86,6 +91,22 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         tracing::warn!(error = %err, "closing the backend failed");
     }
     outcome
+}
+
+/// `cachette completions SHELL`: the script, or under `--json`
+/// `{"shell": …, "script": …}`.
+fn completions(shell: clap_complete::Shell, out: Printer) -> anyhow::Result<Outcome> {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "cachette", &mut script);
+    if out.is_json() {
+        let script = String::from_utf8_lossy(&script);
+        output::print_json(&serde_json::json!({ "shell": shell.to_string(), "script": script }))?;
+    } else {
+        output::print_bytes(&script)?;
+    }
+    Ok(Outcome::Done)
 }
 
 /// Opens every cache of the configuration file at `path`, with the

@@ -1,38 +1,27 @@
-//! The single operations on the backend named by `--url`: `get`, `set`,
-//! `del`, `ttl`, `touch`, `incr`, `decr`, `keys`, `clear`, `stats`, `ping`.
+//! The single operations on the backend named by `--url`: `set`, `del`,
+//! `exists`, `mget`, `invalidate-tags`, `ttl`, `touch`, `incr`, `decr`,
+//! `keys`, `clear`, `ping`, `purge-expired` (`get` and `stats` have
+//! modules of their own).
 //!
-//! Each prints its answer on stdout, so that scripts can capture it, and
-//! reports "absent" (a miss, a missing key, a condition that kept a write
-//! from happening) as [`Outcome::Absent`], exit status 1, with a short note
-//! on stderr.
+//! Each prints its answer on stdout, so that scripts can capture it (one
+//! JSON document under `--json`, see [`crate::output`]), and reports
+//! "absent" (a miss, a missing key, a condition that kept a write from
+//! happening) as [`Outcome::Absent`], exit status 1, with a short note on
+//! stderr.
 
 use std::io::{self, BufWriter, Read as _, Write as _};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
-use cachette::{Backend, Expiry, KeyTtl, SetOptions, Stats};
+use cachette::{Backend, Expiry, KeyTtl, SetOptions};
 use clap::{ArgGroup, Args};
 use futures_util::StreamExt as _;
-use serde::Serialize;
+use serde_json::json;
 
 use super::Outcome;
-use crate::output::{self, note, print_line};
+use crate::output::{self, Printer, print_json, print_line};
 use crate::units;
-
-/// Arguments of `cachette get`.
-#[derive(Debug, Args)]
-#[command(after_help = "\
-A UTF-8 value is printed followed by a newline; any other value is written
-to stdout byte for byte. On a miss nothing is printed on stdout, `(miss)` is
-printed on stderr and the exit status is 1.")]
-pub(crate) struct GetArgs {
-    /// The key to read.
-    key: String,
-    /// Write the value byte for byte, without a trailing newline.
-    #[arg(long)]
-    raw: bool,
-}
 
 /// Arguments of `cachette set`.
 #[derive(Debug, Args)]
@@ -140,35 +129,12 @@ pub(crate) struct ClearArgs {
     yes: bool,
 }
 
-/// Arguments of `cachette stats`.
-#[derive(Debug, Args)]
-pub(crate) struct StatsArgs {
-    /// Print one JSON object instead of a table.
-    #[arg(long, conflicts_with = "prometheus")]
-    json: bool,
-    /// Print Prometheus' text exposition format instead of a table:
-    /// `cachette_<counter>_total` counters, `cachette_entries` and
-    /// `cachette_bytes` gauges, `cachette_detail_total{name=…}` for the
-    /// backend's own counters, each labelled with the backend.
-    #[arg(long)]
-    prometheus: bool,
-}
-
-/// `cachette get KEY`.
-pub(crate) async fn get(backend: &dyn Backend, args: &GetArgs) -> anyhow::Result<Outcome> {
-    let Some(value) = backend.get(&args.key).await? else {
-        note("(miss)");
-        return Ok(Outcome::Absent);
-    };
-    match std::str::from_utf8(&value) {
-        Ok(text) if !args.raw => print_line(text)?,
-        _ => output::print_bytes(&value)?,
-    }
-    Ok(Outcome::Done)
-}
-
 /// `cachette set KEY VALUE`.
-pub(crate) async fn set(backend: &dyn Backend, args: &SetArgs) -> anyhow::Result<Outcome> {
+pub(crate) async fn set(
+    backend: &dyn Backend,
+    args: &SetArgs,
+    out: Printer,
+) -> anyhow::Result<Outcome> {
     let value = match &args.value {
         Some(text) => Bytes::from(text.clone()),
         None => {
@@ -190,55 +156,72 @@ pub(crate) async fn set(backend: &dyn Backend, args: &SetArgs) -> anyhow::Result
     } else if args.xx {
         options = options.if_present();
     }
-    if backend.set(&args.key, value, &options).await? {
-        print_line("OK")?;
-        Ok(Outcome::Done)
-    } else {
-        note(if args.nx {
-            "(not written: the key exists)"
-        } else {
-            "(not written: the key is absent)"
-        });
-        Ok(Outcome::Absent)
+    let written = backend.set(&args.key, value, &options).await?;
+    if written {
+        out.answer("OK", &json!({ "key": args.key, "written": true }))?;
+        return Ok(Outcome::Done);
     }
+    let why = if args.nx {
+        "(not written: the key exists)"
+    } else {
+        "(not written: the key is absent)"
+    };
+    out.absent(why, &json!({ "key": args.key, "written": false }))?;
+    Ok(Outcome::Absent)
 }
 
 /// `cachette del KEY...`.
-pub(crate) async fn del(backend: &dyn Backend, args: &DelArgs) -> anyhow::Result<Outcome> {
+pub(crate) async fn del(
+    backend: &dyn Backend,
+    args: &DelArgs,
+    out: Printer,
+) -> anyhow::Result<Outcome> {
     let keys: Vec<&str> = args.keys.iter().map(String::as_str).collect();
     let removed = backend.delete_many(&keys).await?;
-    print_line(removed)?;
+    out.answer(removed, &json!({ "removed": removed }))?;
     Ok(Outcome::Done)
 }
 
 /// `cachette ttl KEY`.
-pub(crate) async fn ttl(backend: &dyn Backend, args: &KeyArgs) -> anyhow::Result<Outcome> {
-    match backend.ttl(&args.key).await? {
-        KeyTtl::Missing => {
-            print_line("missing")?;
-            Ok(Outcome::Absent)
-        }
-        KeyTtl::Persistent => {
-            print_line("persistent")?;
-            Ok(Outcome::Done)
-        }
+pub(crate) async fn ttl(
+    backend: &dyn Backend,
+    args: &KeyArgs,
+    out: Printer,
+) -> anyhow::Result<Outcome> {
+    let (text, state, millis) = match backend.ttl(&args.key).await? {
+        KeyTtl::Missing => ("missing".to_owned(), "missing", None),
+        KeyTtl::Persistent => ("persistent".to_owned(), "persistent", None),
         KeyTtl::ExpiresIn(left) => {
-            print_line(format_args!("{}ms", left.as_millis()))?;
-            Ok(Outcome::Done)
+            let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+            (format!("{millis}ms"), "expires", Some(millis))
         }
-    }
+    };
+    out.answer(
+        &text,
+        &json!({ "key": args.key, "state": state, "ttl_ms": millis }),
+    )?;
+    Ok(if state == "missing" {
+        Outcome::Absent
+    } else {
+        Outcome::Done
+    })
 }
 
 /// `cachette touch KEY --ttl D | --persist`.
-pub(crate) async fn touch(backend: &dyn Backend, args: &TouchArgs) -> anyhow::Result<Outcome> {
+pub(crate) async fn touch(
+    backend: &dyn Backend,
+    args: &TouchArgs,
+    out: Printer,
+) -> anyhow::Result<Outcome> {
     let expiry = args.ttl.map_or(Expiry::Never, Expiry::After);
-    if backend.touch(&args.key, expiry).await? {
-        print_line("OK")?;
-        Ok(Outcome::Done)
-    } else {
-        note("(missing)");
-        Ok(Outcome::Absent)
+    let touched = backend.touch(&args.key, expiry).await?;
+    let doc = json!({ "key": args.key, "touched": touched });
+    if touched {
+        out.answer("OK", &doc)?;
+        return Ok(Outcome::Done);
     }
+    out.absent("(missing)", &doc)?;
+    Ok(Outcome::Absent)
 }
 
 /// `cachette incr KEY [BY]` and `cachette decr KEY [BY]`.
@@ -246,107 +229,83 @@ pub(crate) async fn counter(
     backend: &dyn Backend,
     args: &CounterArgs,
     op: CounterOp,
+    out: Printer,
 ) -> anyhow::Result<Outcome> {
     let expiry = args.ttl.map_or(Expiry::Default, Expiry::After);
     let value = match op {
         CounterOp::Incr => backend.incr(&args.key, args.by, expiry).await?,
         CounterOp::Decr => backend.decr(&args.key, args.by, expiry).await?,
     };
-    print_line(value)?;
+    out.answer(value, &json!({ "key": args.key, "value": value }))?;
     Ok(Outcome::Done)
 }
 
-/// `cachette keys [PATTERN]`: streams the keys, one per line.
-pub(crate) async fn keys(backend: &dyn Backend, args: &KeysArgs) -> anyhow::Result<Outcome> {
+/// `cachette keys [PATTERN]`: streams the keys, one per line, or under
+/// `--json` into `{"keys": [...]}` as they come (never all in memory).
+pub(crate) async fn keys(
+    backend: &dyn Backend,
+    args: &KeysArgs,
+    out: Printer,
+) -> anyhow::Result<Outcome> {
     let mut keys = backend.keys(&args.pattern).await?;
     let mut stdout = BufWriter::new(io::stdout());
+    if out.is_json() {
+        stdout.write_all(b"{\"keys\": [")?;
+    }
+    let mut first = true;
     while let Some(key) = keys.next().await {
-        writeln!(stdout, "{}", key?)?;
+        let key = key?;
+        if out.is_json() {
+            if !first {
+                stdout.write_all(b", ")?;
+            }
+            serde_json::to_writer(&mut stdout, &key).map_err(io::Error::from)?;
+        } else {
+            writeln!(stdout, "{key}")?;
+        }
+        first = false;
+    }
+    if out.is_json() {
+        stdout.write_all(b"]}\n")?;
     }
     stdout.flush()?;
     Ok(Outcome::Done)
 }
 
 /// `cachette clear --yes`.
-pub(crate) async fn clear(backend: &dyn Backend, args: &ClearArgs) -> anyhow::Result<Outcome> {
+pub(crate) async fn clear(
+    backend: &dyn Backend,
+    args: &ClearArgs,
+    out: Printer,
+) -> anyhow::Result<Outcome> {
     if !args.yes {
         bail!("`clear` removes every key of the backend; pass --yes to confirm");
     }
     backend.clear().await?;
-    print_line("OK")?;
+    out.answer("OK", &json!({ "cleared": true }))?;
     Ok(Outcome::Done)
-}
-
-/// `cachette stats [--json]`.
-pub(crate) async fn stats(backend: &dyn Backend, args: &StatsArgs) -> anyhow::Result<Outcome> {
-    let stats = backend.stats().await?;
-    if args.json {
-        output::print_json(&StatsRow::new(backend.name(), &stats))?;
-    } else if args.prometheus {
-        print_line(prometheus(backend.name(), &stats).trim_end())?;
-    } else {
-        let mut table = output::table(["counter", "value"]);
-        table.add_row(["backend".to_owned(), backend.name().to_owned()]);
-        for (name, value) in stats.counters() {
-            table.add_row([name.to_owned(), value.to_string()]);
-        }
-        table.add_row(["hit ratio".to_owned(), format!("{:.4}", stats.hit_ratio())]);
-        for (name, value) in &stats.details {
-            table.add_row([name.clone(), value.to_string()]);
-        }
-        output::align_right(&mut table, [1]);
-        output::print_table(&table)?;
-    }
-    Ok(Outcome::Done)
-}
-
-/// `stats` in Prometheus' text exposition format (version 0.0.4).
-fn prometheus(backend: &str, stats: &Stats) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let label = format!("backend=\"{}\"", escape_label(backend));
-    for (name, value) in stats.counters() {
-        let (metric, kind) = match name {
-            "entries" | "bytes" => (format!("cachette_{name}"), "gauge"),
-            _ => (format!("cachette_{name}_total"), "counter"),
-        };
-        let _ = writeln!(out, "# TYPE {metric} {kind}");
-        let _ = writeln!(out, "{metric}{{{label}}} {value}");
-    }
-    if !stats.details.is_empty() {
-        let _ = writeln!(out, "# TYPE cachette_detail_total counter");
-        for (name, value) in &stats.details {
-            let _ = writeln!(
-                out,
-                "cachette_detail_total{{{label},name=\"{}\"}} {value}",
-                escape_label(name)
-            );
-        }
-    }
-    out
-}
-
-/// A label value as the exposition format writes it.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// `cachette ping`.
-pub(crate) async fn ping(backend: &dyn Backend) -> anyhow::Result<Outcome> {
+pub(crate) async fn ping(backend: &dyn Backend, out: Printer) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     backend.health().await?;
-    let latency = started.elapsed();
-    print_line(format_args!("PONG {:.3}ms", latency.as_secs_f64() * 1e3))?;
+    let millis = started.elapsed().as_secs_f64() * 1e3;
+    out.answer(
+        format_args!("PONG {millis:.3}ms"),
+        &json!({ "pong": true, "latency_ms": millis }),
+    )?;
     Ok(Outcome::Done)
 }
 
 /// `cachette exists KEY`.
-pub(crate) async fn exists(backend: &dyn Backend, args: &KeyArgs) -> anyhow::Result<Outcome> {
+pub(crate) async fn exists(
+    backend: &dyn Backend,
+    args: &KeyArgs,
+    out: Printer,
+) -> anyhow::Result<Outcome> {
     let found = backend.exists(&args.key).await?;
-    print_line(found)?;
+    out.answer(found, &json!({ "key": args.key, "exists": found }))?;
     Ok(if found {
         Outcome::Done
     } else {
@@ -355,9 +314,28 @@ pub(crate) async fn exists(backend: &dyn Backend, args: &KeyArgs) -> anyhow::Res
 }
 
 /// `cachette mget KEY...`.
-pub(crate) async fn mget(backend: &dyn Backend, args: &DelArgs) -> anyhow::Result<Outcome> {
+pub(crate) async fn mget(
+    backend: &dyn Backend,
+    args: &DelArgs,
+    out: Printer,
+) -> anyhow::Result<Outcome> {
     let keys: Vec<&str> = args.keys.iter().map(String::as_str).collect();
     let values = backend.get_many(&keys).await?;
+    if out.is_json() {
+        let entries: Vec<serde_json::Value> = keys
+            .iter()
+            .zip(&values)
+            .map(|(key, value)| {
+                json!({
+                    "key": key,
+                    "found": value.is_some(),
+                    "value": value.as_deref().map(output::value_json),
+                })
+            })
+            .collect();
+        print_json(&json!({ "entries": entries }))?;
+        return Ok(Outcome::Done);
+    }
     for (key, value) in keys.iter().zip(values) {
         match value {
             Some(value) => match std::str::from_utf8(&value) {
@@ -368,7 +346,7 @@ pub(crate) async fn mget(backend: &dyn Backend, args: &DelArgs) -> anyhow::Resul
                 }
             },
             None => {
-                note(&format!("(miss) {key}"));
+                out.note(&format!("(miss) {key}"));
                 print_line("")?;
             }
         }
@@ -380,35 +358,17 @@ pub(crate) async fn mget(backend: &dyn Backend, args: &DelArgs) -> anyhow::Resul
 pub(crate) async fn invalidate_tags(
     backend: &dyn Backend,
     args: &TagsArgs,
+    out: Printer,
 ) -> anyhow::Result<Outcome> {
     let tags: Vec<&str> = args.tags.iter().map(String::as_str).collect();
-    print_line(backend.invalidate_tags(&tags).await?)?;
+    let removed = backend.invalidate_tags(&tags).await?;
+    out.answer(removed, &json!({ "invalidated": removed }))?;
     Ok(Outcome::Done)
 }
 
 /// `cachette purge-expired`.
-pub(crate) async fn purge_expired(backend: &dyn Backend) -> anyhow::Result<Outcome> {
-    print_line(backend.purge_expired().await?)?;
+pub(crate) async fn purge_expired(backend: &dyn Backend, out: Printer) -> anyhow::Result<Outcome> {
+    let purged = backend.purge_expired().await?;
+    out.answer(purged, &json!({ "purged": purged }))?;
     Ok(Outcome::Done)
-}
-
-/// [`Stats`] in `--json` output.
-#[derive(Debug, Serialize)]
-struct StatsRow {
-    backend: &'static str,
-    #[serde(flatten)]
-    counters: std::collections::BTreeMap<&'static str, u64>,
-    hit_ratio: f64,
-    details: std::collections::BTreeMap<String, u64>,
-}
-
-impl StatsRow {
-    fn new(backend: &'static str, stats: &Stats) -> Self {
-        StatsRow {
-            backend,
-            counters: stats.counters().into_iter().collect(),
-            hit_ratio: stats.hit_ratio(),
-            details: stats.details.iter().cloned().collect(),
-        }
-    }
 }

@@ -18,7 +18,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use super::Outcome;
-use crate::output;
+use crate::output::{self, Printer};
 use crate::units::thousands;
 
 /// Arguments of `cachette sim`.
@@ -77,9 +77,6 @@ pub(crate) struct SimArgs {
         value_parser = parse_policy
     )]
     policy: Vec<Policy>,
-    /// Print one JSON object instead of a table, and no progress bar.
-    #[arg(long)]
-    json: bool,
     /// Also draw the miss-ratio curves into this SVG file.
     #[arg(long, value_name = "SVG")]
     plot: Option<PathBuf>,
@@ -94,9 +91,10 @@ enum Capacity {
 }
 
 /// Runs the simulations and prints the report.
-pub(crate) fn run(args: &SimArgs) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: &SimArgs, out: Printer) -> anyhow::Result<Outcome> {
+    let json = out.is_json();
     let source = Source::new(args)?;
-    let spinner = spinner(args.json, format!("reading {}", source.name()));
+    let spinner = spinner(json, format!("reading {}", source.name()));
     let trace = source.load();
     spinner.finish_and_clear();
     let trace = trace?;
@@ -112,7 +110,7 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<Outcome> {
     }
 
     let total = trace.len() as u64 * (capacities.len() * policies.len()) as u64;
-    let bar = progress_bar(args.json, total);
+    let bar = progress_bar(json, total);
     let started = Instant::now();
     let results = sim::simulate_grid(&trace, &policies, &capacities, &|done| bar.inc(done));
     let elapsed = started.elapsed();
@@ -136,13 +134,13 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<Outcome> {
     if let Some(path) = &args.plot {
         plot(path, &report.trace.name, &policies, &report.results)?;
     }
-    if args.json {
+    if json {
         output::print_json(&report)?;
     } else {
         report.print(&sizes, &policies, elapsed)?;
     }
     if let Some(path) = &args.plot
-        && !args.json
+        && !json
     {
         output::note(&format!(
             "wrote the miss-ratio curves to {}",

@@ -91,7 +91,7 @@ const POSTCARD_ID: u8 = 3;
 
 /// The name of one of cachette's codecs by id, whether or not this build
 /// has it.
-fn known_name(id: u8) -> Option<&'static str> {
+pub(super) fn known_name(id: u8) -> Option<&'static str> {
     match id {
         JSON_ID => Some("json"),
         MESSAGE_PACK_ID => Some("msgpack"),

@@ -11,7 +11,7 @@ pub(super) const MAGIC: [u8; 4] = [0xCC, b'c', b'h', b't'];
 /// The envelope format this code writes and reads.
 pub(super) const FORMAT_VERSION: u8 = 1;
 
-const FLAG_COMPRESSED: u8 = 0b001;
+pub(super) const FLAG_COMPRESSED: u8 = 0b001;
 const FLAG_ORIGINAL_KEY: u8 = 0b010;
 const FLAG_NEGATIVE: u8 = 0b100;
 const KNOWN_FLAGS: u8 = FLAG_COMPRESSED | FLAG_ORIGINAL_KEY | FLAG_NEGATIVE;

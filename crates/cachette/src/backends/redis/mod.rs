@@ -110,8 +110,12 @@
 //!   of the tag index add a few bytes more, which Redis' own limit of
 //!   512 MiB leaves room for.
 //! - **Stats:** hits, misses, deletes and invalidations counted by this
-//!   client; `details` has `db_keys` (from `INFO keyspace`) when the server
-//!   answers.
+//!   client; `details` has the server's figures: `db_keys` (the keys of the
+//!   database, every prefix: `INFO keyspace`, or `DBSIZE` summed over the
+//!   masters of a cluster) and, outside cluster mode,
+//!   `server_used_memory` (bytes, `INFO memory`), `server_keyspace_hits`,
+//!   `server_keyspace_misses`, `server_evicted_keys` and
+//!   `server_expired_keys` (`INFO stats`: the whole server, every client).
 //! - **Needs:** a tokio runtime (with I/O and time enabled): building the
 //!   backend or calling it from a plain thread or another executor is an
 //!   [`ErrorKind::Unsupported`] error, never a panic. Redis 6+ for ACL users; the scripts touch keys they do not
@@ -642,8 +646,7 @@ impl Backend for RedisBackend {
         let mut stats = Stats::default();
         self.inner.counters.fill(&mut stats);
         (stats.hits, stats.misses) = self.inner.reads.totals();
-        let keys = self.count_keys().await?;
-        stats.details.push(("db_keys".to_owned(), keys));
+        stats.details = self.server_figures().await?;
         Ok(stats)
     }
 

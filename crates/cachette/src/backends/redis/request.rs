@@ -201,35 +201,60 @@ impl RedisBackend {
         }
     }
 
-    /// The keys in the database (every prefix): `DBSIZE` summed over the
-    /// masters in cluster mode, `INFO keyspace` otherwise.
-    pub(super) async fn count_keys(&self) -> Result<u64> {
+    /// The server's own figures for [`Stats::details`](crate::Stats): the
+    /// keys in the database (every prefix) as `db_keys`, `DBSIZE` summed
+    /// over the masters in cluster mode; otherwise one `INFO` (its default
+    /// sections) also gives `server_used_memory` (bytes, `INFO memory`) and
+    /// `server_keyspace_hits`, `server_keyspace_misses`,
+    /// `server_evicted_keys`, `server_expired_keys` (`INFO stats`, for the
+    /// whole server, every client and prefix).
+    pub(super) async fn server_figures(&self) -> Result<Vec<(String, u64)>> {
         let mut conn = self.conn();
-        let keys = if self.is_cluster() {
+        if self.is_cluster() {
             // The sum over the masters (redis-rs adds up their answers).
-            self.run("stats", async move {
-                redis::cmd("DBSIZE").query_async::<u64>(&mut conn).await
-            })
-            .await?
-        } else {
-            let info: String = self
+            let keys = self
                 .run("stats", async move {
-                    redis::cmd("INFO")
-                        .arg("keyspace")
-                        .query_async(&mut conn)
-                        .await
+                    redis::cmd("DBSIZE").query_async::<u64>(&mut conn).await
                 })
                 .await?;
-            let db = format!(
-                "db{}:",
-                redis::aio::ConnectionLike::get_db(&self.inner.conn)
-            );
-            info.lines()
-                .find_map(|line| line.strip_prefix(db.as_str()))
-                .and_then(|rest| rest.split(',').find_map(|f| f.strip_prefix("keys=")))
-                .and_then(|n| n.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        Ok(keys)
+            return Ok(vec![("db_keys".to_owned(), keys)]);
+        }
+        let info: String = self
+            .run("stats", async move {
+                redis::cmd("INFO").query_async(&mut conn).await
+            })
+            .await?;
+        let db = format!(
+            "db{}:",
+            redis::aio::ConnectionLike::get_db(&self.inner.conn)
+        );
+        let keys = info
+            .lines()
+            .find_map(|line| line.strip_prefix(db.as_str()))
+            .and_then(|rest| rest.split(',').find_map(|f| f.strip_prefix("keys=")))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let mut figures = vec![("db_keys".to_owned(), keys)];
+        for (field, name) in [
+            ("used_memory", "server_used_memory"),
+            ("keyspace_hits", "server_keyspace_hits"),
+            ("keyspace_misses", "server_keyspace_misses"),
+            ("evicted_keys", "server_evicted_keys"),
+            ("expired_keys", "server_expired_keys"),
+        ] {
+            let value = info.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                if key == field {
+                    value.trim().parse::<u64>().ok()
+                } else {
+                    None
+                }
+            });
+            // A server that hides a field (a proxy, an old version) leaves it out.
+            if let Some(value) = value {
+                figures.push((name.to_owned(), value));
+            }
+        }
+        Ok(figures)
     }
 }
