@@ -64,6 +64,10 @@ impl FlightState {
 pub(super) struct FlightHandle {
     rx: watch::Receiver<FlightState>,
     id: u64,
+    /// The cache's epoch when it started: a call made after an
+    /// invalidation or a version change does not join it (its result
+    /// would predate them). A write of the key removes it from the map.
+    epoch: u64,
 }
 
 impl fmt::Debug for FlightHandle {
@@ -207,7 +211,13 @@ impl<C: Codec> Cache<C> {
         let inner = &self.inner;
         let flight_key = job.key.identity(&job.user_key).into_owned();
         let mut flights = inner.flights.lock();
-        if let Some(flight) = flights.get(&flight_key) {
+        let epoch = inner.epoch.load(Ordering::Acquire);
+        // A load that started before an invalidation is not joined: it
+        // goes on for its callers (without storing), and this call starts
+        // a load of its own, which takes its place in the map.
+        if let Some(flight) = flights.get(&flight_key)
+            && flight.epoch == epoch
+        {
             if !refresh {
                 bump(&inner.counters.coalesced);
             }
@@ -218,13 +228,14 @@ impl<C: Codec> Cache<C> {
         let (tx, rx) = watch::channel(FlightState::default());
         let gate = inner.gate(&job.key.full);
         job.generation = gate.generation.load(Ordering::Acquire);
-        job.epoch = inner.epoch.load(Ordering::Acquire);
+        job.epoch = epoch;
         job.id = inner.next_flight.fetch_add(1, Ordering::Relaxed);
         flights.insert(
             flight_key.clone(),
             FlightHandle {
                 rx: rx.clone(),
                 id: job.id,
+                epoch,
             },
         );
         drop(flights);
@@ -406,6 +417,12 @@ async fn store_value<C: Codec, T: Serialize>(inner: &Inner<C>, job: &Job, value:
     };
     if stored && job.resolved.fail_safe.is_some() {
         inner.copies.remember(&job.copy_key(), &found);
+        // A write or an invalidation between the store and here has
+        // already dropped the copies: this one must go too (they move
+        // their generation or epoch before they drop copies).
+        if superseded(inner, job) {
+            inner.copies.forget(&job.copy_key());
+        }
     }
     Outcome::Value(found)
 }
@@ -436,10 +453,8 @@ async fn store_not_found<C: Codec>(inner: &Inner<C>, job: &Job) {
 async fn store<C: Codec>(inner: &Inner<C>, job: &Job, bytes: Bytes, options: &SetOptions) -> bool {
     let gate = inner.gate(&job.key.full);
     let _storing = gate.lock.write().await;
-    if gate.generation.load(Ordering::Acquire) != job.generation
-        || inner.epoch.load(Ordering::Acquire) != job.epoch
-        || inner.keys.version() != job.version
-    {
+    let _epoch = inner.epoch_gate.read().await;
+    if superseded(inner, job) {
         tracing::debug!(key = %job.user_key, "a write came after the load started; not storing its result");
         return false;
     }
@@ -459,6 +474,15 @@ async fn store<C: Codec>(inner: &Inner<C>, job: &Job, bytes: Bytes, options: &Se
             false
         }
     }
+}
+
+/// Whether a write of this process to the load's key, an invalidation or
+/// a version bump came after the load started: its result is then not
+/// stored, nor kept as a fail-safe copy.
+fn superseded<C: Codec>(inner: &Inner<C>, job: &Job) -> bool {
+    inner.gate(&job.key.full).generation.load(Ordering::Acquire) != job.generation
+        || inner.epoch.load(Ordering::Acquire) != job.epoch
+        || inner.keys.version() != job.version
 }
 
 /// The outcome that stored `bytes` give a load without running it: a
