@@ -1,7 +1,9 @@
 //! Single-flight: one load per key at a time in this process. The first
 //! caller starts the load as a tokio task of its own; later callers join it
-//! and wait for its outcome. The task runs the loader, stores its result
-//! (unless a write came after it started) and answers every caller.
+//! and wait for its outcome, unless a write of the key or an invalidation
+//! came in between (they start a load of their own). The task runs the
+//! loader, stores its result (unless a write came after it started) and
+//! answers every caller.
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
