@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cachette::blocking::{self, Cache};
+use cachette::blocking;
 use cachette::{EntryOptions, SetOptions};
 
 fn main() -> cachette::Result<()> {
@@ -17,8 +17,15 @@ fn main() -> cachette::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
 
-    // The typed cache: values through the default codec, tags, versions.
-    let cache = Cache::from_url(&url)?;
+    // A handle to the backend, and the typed cache over it on the same
+    // runtime: values through the default codec, tags, versions. A
+    // namespace of its own, so that the version bump below leaves the keys
+    // of other programs on this server alone.
+    let backend = blocking::open(&url)?;
+    let cache = backend
+        .cache_builder()
+        .namespace("example-blocking")
+        .build()?;
     let options = EntryOptions::new()
         .ttl(Duration::from_secs(60))
         .tags(["example:blocking"]);
@@ -51,8 +58,7 @@ fn main() -> cachette::Result<()> {
     println!("key version now {}", cache.bump_version()?);
     println!("stats: {:?}", cache.stats());
 
-    // Raw bytes through a handle to the backend itself.
-    let backend = blocking::open(&url)?;
+    // Raw bytes through the handle to the backend itself.
     backend.set(
         "example:raw",
         Bytes::from_static(b"raw bytes"),

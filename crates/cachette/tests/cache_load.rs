@@ -741,3 +741,90 @@ async fn with_a_distributed_lock_a_loser_with_a_stale_value_serves_it_at_once() 
     assert_eq!(count(&b_runs), 0, "b found a's value while polling");
     assert_eq!(b.get::<String>("k").await.unwrap().as_deref(), Some("new"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_after_an_invalidation_does_not_join_a_load_that_started_before_it() {
+    let cache = Cache::builder(memory()).build().await.unwrap();
+    let tagged = EntryOptions::new().tags(["t"]);
+    let before = tokio::spawn({
+        let (cache, tagged) = (cache.clone(), tagged.clone());
+        let loader = loader(&calls(), secs(5), Ok(Some(String::from("before"))));
+        async move { cache.get_or_load("k", loader, &tagged).await }
+    });
+    settle().await;
+    // The data changed, then its entries were invalidated (a service's
+    // write): a read from now on must not get the older load's value.
+    cache.invalidate_tags(&["t"]).await.unwrap();
+    let runs = calls();
+    let after = cache
+        .get_or_load(
+            "k",
+            loader(&runs, secs(1), Ok(Some(String::from("after")))),
+            &tagged,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.as_deref(), Some("after"));
+    assert_eq!(count(&runs), 1, "the call ran a load of its own");
+    let early = before.await.unwrap().unwrap();
+    assert_eq!(early.as_deref(), Some("before"), "its caller still gets it");
+    assert_eq!(
+        cache.get::<String>("k").await.unwrap().as_deref(),
+        Some("after"),
+        "the older load did not store"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_after_a_set_does_not_join_a_load_that_started_before_it() {
+    let cache = Cache::builder(memory()).build().await.unwrap();
+    tokio::spawn({
+        let cache = cache.clone();
+        let loader = loader(&calls(), secs(5), Ok(Some(String::from("before"))));
+        async move { cache.get_or_load("k", loader, &options()).await }
+    });
+    settle().await;
+    cache.set("k", &"written", &options()).await.unwrap();
+    cache.delete("k").await.unwrap();
+    let after = cache
+        .get_or_load(
+            "k",
+            loader(&calls(), secs(1), Ok(Some(String::from("after")))),
+            &options(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.as_deref(), Some("after"));
+}
+
+#[cfg(feature = "testing")]
+#[tokio::test(start_paused = true)]
+async fn a_store_under_way_during_an_invalidation_does_not_outlive_it() {
+    let faulty = cachette::testing::FaultyBackend::new(memory());
+    let cache = Cache::builder(Arc::clone(&faulty) as Arc<dyn Backend>)
+        .build()
+        .await
+        .unwrap();
+    faulty.set_delay(Some(ms(10)));
+    let load = tokio::spawn({
+        let cache = cache.clone();
+        let loader = loader(&calls(), ms(0), Ok(Some(String::from("old"))));
+        async move {
+            cache
+                .get_or_load("k", loader, &EntryOptions::new().tags(["t"]))
+                .await
+        }
+    });
+    // The load's store has passed its checks and is writing (slowly).
+    while faulty.calls_of("set") == 0 {
+        sleep(ms(1)).await;
+    }
+    faulty.set_delay(None);
+    cache.invalidate_tags(&["t"]).await.unwrap();
+    assert_eq!(load.await.unwrap().unwrap().as_deref(), Some("old"));
+    assert_eq!(
+        cache.get::<String>("k").await.unwrap(),
+        None,
+        "the invalidation removed what the store wrote"
+    );
+}

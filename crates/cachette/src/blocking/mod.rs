@@ -68,7 +68,9 @@
 //! [`cachette::cache::Cache`](crate::cache::Cache) with `.await`. The one
 //! exception is a loader of [`Cache::get_or_load`]: it runs on a blocking
 //! pool thread, where blocking is allowed, so it may read other keys
-//! through the blocking API. Methods that make no call to the backend
+//! through the blocking API (directly: not from inside a future that the
+//! loader drives with tokio's `Handle::block_on`, where tokio panics on the
+//! nested `block_on`). Methods that make no call to the backend
 //! ([`Cache::stats`], [`Cache::namespace`], [`Cache::backend`],
 //! [`BackendHandle::name`], …) work anywhere.
 

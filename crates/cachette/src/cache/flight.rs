@@ -1,8 +1,10 @@
 //! Single-flight: one load per key at a time in this process. The first
 //! caller leads the load: as a tokio task of its own (a detached loader),
 //! or inside its own future (a borrowing loader); later callers join it
-//! and wait for its outcome. The leader runs the loader, stores its result
-//! (unless a write came after it started) and answers every caller.
+//! and wait for its outcome, unless a write of the key or an invalidation
+//! came in between (they start a load of their own). The leader runs the
+//! loader, stores its result (unless a write came after it started) and
+//! answers every caller.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -66,6 +68,10 @@ impl FlightState {
 pub(super) struct FlightHandle {
     rx: watch::Receiver<FlightState>,
     id: u64,
+    /// The cache's epoch when it started: a call made after an
+    /// invalidation or a version change does not join it (its result
+    /// would predate them). A write of the key removes it from the map.
+    epoch: u64,
 }
 
 impl fmt::Debug for FlightHandle {
@@ -231,10 +237,15 @@ impl<C: Codec> Cache<C> {
         let inner = &self.inner;
         let flight_key = job.key.identity(&job.user_key).into_owned();
         let mut flights = inner.flights.lock();
+        let epoch = inner.epoch.load(Ordering::Acquire);
         // A flight whose leader is gone (an in-place caller dropped
-        // mid-load) is replaced rather than joined.
+        // mid-load) is replaced rather than joined; so is a load that
+        // started before an invalidation: it goes on for its callers
+        // (without storing), and this call starts a load of its own, which
+        // takes its place in the map.
         if let Some(flight) = flights.get(&flight_key)
             && flight.rx.has_changed().is_ok()
+            && flight.epoch == epoch
         {
             if !job.refresh {
                 bump(&inner.counters.coalesced);
@@ -245,9 +256,16 @@ impl<C: Codec> Cache<C> {
         let (tx, rx) = watch::channel(FlightState::default());
         let gate = inner.gate(&job.key.full);
         job.generation = gate.generation.load(Ordering::Acquire);
-        job.epoch = inner.epoch.load(Ordering::Acquire);
+        job.epoch = epoch;
         job.id = inner.next_flight.fetch_add(1, Ordering::Relaxed);
-        flights.insert(flight_key.clone(), FlightHandle { rx, id: job.id });
+        flights.insert(
+            flight_key.clone(),
+            FlightHandle {
+                rx,
+                id: job.id,
+                epoch,
+            },
+        );
         drop(flights);
 
         let mut chain: Vec<(u64, String)> =
@@ -543,6 +561,12 @@ async fn store_value<C: Codec, T: Serialize>(
     // after the load wins over it.
     if stored != Stored::Superseded && resolved.fail_safe.is_some() {
         inner.copies.remember(&job.copy_key(), &found);
+        // A write or an invalidation between the store and here has
+        // already dropped the copies: this one must go too (they move
+        // their generation or epoch before they drop copies).
+        if superseded(inner, job) {
+            inner.copies.forget(&job.copy_key());
+        }
     }
     Outcome::Value(found)
 }
@@ -589,10 +613,8 @@ async fn store<C: Codec>(
 ) -> Stored {
     let gate = inner.gate(&job.key.full);
     let _storing = gate.lock.write().await;
-    if gate.generation.load(Ordering::Acquire) != job.generation
-        || inner.epoch.load(Ordering::Acquire) != job.epoch
-        || inner.keys.version() != job.version
-    {
+    let _epoch = inner.epoch_gate.read().await;
+    if superseded(inner, job) {
         tracing::debug!(key = %job.user_key, "a write came after the load started; not storing its result");
         return Stored::Superseded;
     }
@@ -612,6 +634,15 @@ async fn store<C: Codec>(
             Stored::Failed
         }
     }
+}
+
+/// Whether a write of this process to the load's key, an invalidation or
+/// a version bump came after the load started: its result is then not
+/// stored, nor kept as a fail-safe copy.
+fn superseded<C: Codec>(inner: &Inner<C>, job: &Job) -> bool {
+    inner.gate(&job.key.full).generation.load(Ordering::Acquire) != job.generation
+        || inner.epoch.load(Ordering::Acquire) != job.epoch
+        || inner.keys.version() != job.version
 }
 
 /// The outcome that stored `bytes` give a load without running it: a

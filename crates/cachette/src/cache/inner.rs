@@ -61,6 +61,11 @@ pub(super) struct Inner<C> {
     /// Moves on `invalidate_tags` and `bump_version`: loads that started
     /// before do not store.
     pub(super) epoch: AtomicU64,
+    /// Orders stores against `invalidate_tags`: a load stores (checks the
+    /// epoch, then writes) under the read side; `invalidate_tags` moves
+    /// the epoch under the write side, so that a store that passed the
+    /// check has reached the backend before the backend invalidates.
+    pub(super) epoch_gate: tokio::sync::RwLock<()>,
     pub(super) copies: LocalCopies,
 }
 
@@ -94,6 +99,7 @@ impl<C: Codec> Inner<C> {
             gates: (0..WRITE_GATES).map(|_| WriteGate::default()).collect(),
             gate_hasher: foldhash::fast::FixedState::with_seed(0x6a7e),
             epoch: AtomicU64::new(0),
+            epoch_gate: tokio::sync::RwLock::new(()),
             copies: LocalCopies::new(fail_safe_capacity),
         }
     }
@@ -155,8 +161,18 @@ impl<C: Codec> Inner<C> {
         let gate = self.gate(&stored.full);
         let writing = gate.lock.read().await;
         gate.generation.fetch_add(1, Ordering::AcqRel);
-        self.copies.forget(&stored.identity(key));
+        self.written(&stored.identity(key));
         writing
+    }
+
+    /// Drops what this process holds of a key being written (after its
+    /// generation moved): its fail-safe copy, and its load in flight from
+    /// the map of flights, so that calls from now on do not join a load
+    /// older than the write (that load answers its callers, and does not
+    /// store).
+    pub(super) fn written(&self, identity: &str) {
+        self.copies.forget(identity);
+        self.flights.lock().remove(identity);
     }
 
     /// A key for `incr`/`decr`: never hashed (a raw counter has no room for

@@ -173,8 +173,12 @@
 //! options of the caller that started it. Because it is a task of its own,
 //! a caller that gives up (a dropped future, a soft timeout) does not cancel
 //! it: the load finishes, stores its result and answers the other callers.
-//! A loader that panics fails the load for every waiter (an error, never a
-//! hang), and the next call starts afresh. A loader that asks for its own
+//! A call made after a write of the key, an `invalidate_tags` or a version
+//! bump does not join a load that started before it (whose result is not
+//! stored either): it starts a load of its own, so that it never gets a
+//! value older than the write it follows. A loader that panics fails the
+//! load for every waiter (an error, never a hang), and the next call
+//! starts afresh. A loader that asks for its own
 //! key, directly or through loads it starts itself, gets an
 //! [`ErrorKind::InvalidInput`] error instead
 //! of waiting for itself (detection follows the chain of loads through a
@@ -492,7 +496,7 @@ impl<C: Codec> Cache<C> {
             gate.generation.fetch_add(1, Ordering::AcqRel);
         }
         for ((stored, _), (key, _)) in stored_entries.iter().zip(entries) {
-            inner.copies.forget(&stored.identity(key));
+            inner.written(&stored.identity(key));
         }
         let batch: Vec<(&str, Bytes)> = stored_entries
             .iter()
@@ -538,14 +542,21 @@ impl<C: Codec> Cache<C> {
     }
 
     /// Removes every entry written with any of these tags (stored as
-    /// `{namespace}:{tag}`). Loads in flight do not store their result, and
-    /// this process's fail-safe copies are dropped. Returns what the backend
-    /// reports. Needs a backend with tags.
+    /// `{namespace}:{tag}`). Loads in flight do not store their result (a
+    /// store already under way is waited for, so the backend removes it),
+    /// calls from now on do not join them, and this process's fail-safe
+    /// copies are dropped. Returns what the backend reports. Needs a
+    /// backend with tags.
     pub async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {
         let inner = &*self.inner;
         let stored: Vec<String> = tags.iter().map(|tag| inner.keys.tag(tag)).collect();
         let refs: Vec<&str> = stored.iter().map(String::as_str).collect();
-        inner.epoch.fetch_add(1, Ordering::AcqRel);
+        {
+            // Waits for the stores of loads that passed their check: the
+            // backend then removes what they wrote.
+            let _moving = inner.epoch_gate.write().await;
+            inner.epoch.fetch_add(1, Ordering::AcqRel);
+        }
         inner.copies.clear();
         inner.backend.invalidate_tags(&refs).await
     }
