@@ -39,6 +39,8 @@ pub mod fuzzing;
 pub mod glob;
 pub mod layers;
 pub mod manager;
+#[cfg(feature = "macros")]
+mod memo;
 pub mod params;
 mod registry;
 #[cfg(feature = "sim")]
@@ -53,8 +55,17 @@ pub use backend::{
 #[cfg(feature = "memory")]
 pub use backends::memory::{MemoryBackend, MemoryBuilder, Policy};
 pub use cache::{Cache, CacheBuilder, CacheStats, Codec, DefaultCodec, EntryOptions, LoadContext};
+/// Memoizes a function in a [`Cache`]: see the attribute's documentation
+/// (feature `macros`, not a default one).
+#[cfg(feature = "macros")]
+pub use cachette_macros::cached;
 pub use error::{Error, ErrorKind, Result};
 pub use manager::CacheManager;
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+pub use memo::__private;
+#[cfg(feature = "macros")]
+pub use memo::KeyPart;
 pub use params::SchemeInfo;
 pub use registry::{open, schemes};
 
