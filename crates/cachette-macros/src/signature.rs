@@ -3,7 +3,6 @@
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
-use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Signature, Type};
 
@@ -55,8 +54,8 @@ pub(crate) fn arguments(signature: &Signature) -> syn::Result<Vec<Argument>> {
     for input in &signature.inputs {
         let typed = match input {
             FnArg::Receiver(receiver) => {
-                return Err(syn::Error::new(
-                    receiver.span(),
+                return Err(syn::Error::new_spanned(
+                    receiver,
                     "#[cachette::cached] cannot memoize a method taking `self`: the loader runs \
                      as a task of its own and must own what it uses (`'static`). Memoize a free \
                      function, or an associated function taking what it needs as owned \
@@ -66,15 +65,15 @@ pub(crate) fn arguments(signature: &Signature) -> syn::Result<Vec<Argument>> {
             FnArg::Typed(typed) => typed,
         };
         let Pat::Ident(binding) = &*typed.pat else {
-            return Err(syn::Error::new(
-                typed.pat.span(),
+            return Err(syn::Error::new_spanned(
+                &typed.pat,
                 "#[cachette::cached] needs a plain name for each argument (it forms the key and \
                  is moved into the loader): write `point: (u32, u32)` and destructure it in the body",
             ));
         };
         if binding.by_ref.is_some() || binding.subpat.is_some() {
-            return Err(syn::Error::new(
-                binding.span(),
+            return Err(syn::Error::new_spanned(
+                binding,
                 "#[cachette::cached] needs a plain name for each argument: no `ref` or `@` pattern",
             ));
         }
@@ -114,18 +113,32 @@ pub(crate) fn arguments(signature: &Signature) -> syn::Result<Vec<Argument>> {
 
 /// The error for an argument the loader cannot own.
 fn not_static(name: &Ident, ty: &Type, advice: &str) -> syn::Error {
-    syn::Error::new(
-        ty.span(),
+    syn::Error::new_spanned(
+        ty,
         format!(
             "argument `{name}: {}` borrows, and the loader runs as a task of its own that must \
              own its arguments (`'static`); {advice}. Only a plain `&T` is accepted: the body \
              then borrows an owned copy (`T::to_owned()`)",
-            ty.to_token_stream()
-                .to_string()
-                .replace(" ,", ",")
-                .replace("& ", "&")
+            render(ty)
         ),
     )
+}
+
+/// A type as its author would write it (tokens print with spaces between).
+fn render(ty: &Type) -> String {
+    let mut text = ty.to_token_stream().to_string();
+    for (spaced, tight) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("& ", "&"),
+    ] {
+        text = text.replace(spaced, tight);
+    }
+    text
 }
 
 /// Whether a type holds a reference or a lifetime other than `'static`.
@@ -159,8 +172,8 @@ pub(crate) fn returns(signature: &Signature) -> syn::Result<(Returns, Type)> {
         ReturnType::Type(_, ty) => &**ty,
     };
     if let Type::ImplTrait(_) = ty {
-        return Err(syn::Error::new(
-            ty.span(),
+        return Err(syn::Error::new_spanned(
+            ty,
             "#[cachette::cached] cannot cache an `impl Trait`: the value is stored and read \
              back, so name its type (`T`, `Option<T>`, `Result<T, E>` or `Result<Option<T>, E>`)",
         ));
