@@ -134,7 +134,6 @@ use proc_macro::TokenStream;
 /// `cachette::blocking::Cache` (feature `blocking`) with a closure instead:
 /// `cache = …` must then give a blocking cache. Everything else is as
 /// above.
-
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     let expanded = options::Options::parse(args.into()).and_then(|options| {
