@@ -29,16 +29,21 @@ async fn plain(cell: &'static OnceCell<Cache>) -> &'static Cache {
     cache_in(cell, |builder| builder).await
 }
 
+/// The cache of the tests below; each uses keys and tags of its own.
+async fn shared() -> &'static Cache {
+    static CACHE: OnceCell<Cache> = OnceCell::const_new();
+    plain(&CACHE).await
+}
+
 fn runs(counter: &AtomicUsize) -> usize {
     counter.load(Ordering::SeqCst)
 }
 
 #[tokio::test]
 async fn repeated_calls_run_the_body_once_per_key() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(cache = plain(&CACHE).await, ttl = "60s", key = "square:{n}")]
+    #[cached(cache = shared().await, ttl = "60s", key = "square:{n}")]
     async fn square(n: u64) -> u64 {
         RUNS.fetch_add(1, Ordering::SeqCst);
         n * n
@@ -50,16 +55,15 @@ async fn repeated_calls_run_the_body_once_per_key() {
     assert_eq!(runs(&RUNS), 1);
     assert_eq!(square(8).await, 64);
     assert_eq!(runs(&RUNS), 2);
-    let stored: Option<u64> = plain(&CACHE).await.get("square:7").await.unwrap();
+    let stored: Option<u64> = shared().await.get("square:7").await.unwrap();
     assert_eq!(stored, Some(49));
 }
 
 #[tokio::test(start_paused = true)]
 async fn fifty_concurrent_calls_share_one_run() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(cache = plain(&CACHE).await, key = "slow:{n}")]
+    #[cached(cache = shared().await, key = "slow:{n}")]
     async fn slow(n: u32) -> Result<u32, cachette::Error> {
         RUNS.fetch_add(1, Ordering::SeqCst);
         // The clock is paused: it moves only once every call waits.
@@ -76,15 +80,13 @@ async fn fifty_concurrent_calls_share_one_run() {
 
 #[tokio::test]
 async fn the_ttl_option_sets_the_entry_ttl() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
-
-    #[cached(cache = plain(&CACHE).await, ttl = "90s", key = "ttl:{n}")]
+    #[cached(cache = shared().await, ttl = "90s", key = "ttl:{n}")]
     async fn value(n: u8) -> u8 {
         n
     }
 
     value(1).await;
-    let cache = plain(&CACHE).await;
+    let cache = shared().await;
     // Stored keys are `{namespace}:v{version}:{key}` (the cache module docs).
     let ttl = cache.backend().ttl("cachette:v0:ttl:1").await.unwrap();
     let KeyTtl::ExpiresIn(left) = ttl else {
@@ -98,39 +100,34 @@ async fn the_ttl_option_sets_the_entry_ttl() {
 
 #[tokio::test]
 async fn a_key_format_writes_the_arguments_with_display() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
-
-    #[cached(cache = plain(&CACHE).await, key = "user:{id}:{name}:{id:03}")]
+    #[cached(cache = shared().await, key = "user:{id}:{name}:{id:03}")]
     async fn greeting(id: u32, name: String) -> String {
         format!("hello {name}")
     }
 
     assert_eq!(greeting(7, "ada".into()).await, "hello ada");
-    let stored: Option<String> = plain(&CACHE).await.get("user:7:ada:007").await.unwrap();
+    let stored: Option<String> = shared().await.get("user:7:ada:007").await.unwrap();
     assert_eq!(stored.as_deref(), Some("hello ada"));
 }
 
 #[tokio::test]
 async fn the_default_key_is_the_function_path_and_every_argument() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
-
-    #[cached(cache = plain(&CACHE).await)]
+    #[cached(cache = shared().await)]
     async fn describe(id: u32, name: Option<String>, flags: Vec<bool>) -> String {
         format!("{id} {name:?} {flags:?}")
     }
 
     describe(3, Some("a:b".into()), vec![true, false]).await;
     let key = r"cached_macro::describe:3:Some(a\:b):[true,false]";
-    let stored: Option<String> = plain(&CACHE).await.get(key).await.unwrap();
+    let stored: Option<String> = shared().await.get(key).await.unwrap();
     assert_eq!(stored.as_deref(), Some(r#"3 Some("a:b") [true, false]"#));
 }
 
 #[tokio::test]
 async fn the_default_key_tells_apart_arguments_that_read_alike() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(cache = plain(&CACHE).await)]
+    #[cached(cache = shared().await)]
     async fn join(a: &str, b: &str) -> String {
         RUNS.fetch_add(1, Ordering::SeqCst);
         format!("{a}|{b}")
@@ -168,10 +165,9 @@ impl From<cachette::Error> for LookupError {
 
 #[tokio::test]
 async fn errors_are_not_cached_and_the_caller_gets_its_own_error() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(cache = plain(&CACHE).await, key = "flaky:{id}")]
+    #[cached(cache = shared().await, key = "flaky:{id}")]
     async fn flaky(id: u32) -> Result<u32, LookupError> {
         let run = RUNS.fetch_add(1, Ordering::SeqCst) as u32 + 1;
         if run == 1 {
@@ -188,10 +184,9 @@ async fn errors_are_not_cached_and_the_caller_gets_its_own_error() {
 
 #[tokio::test(start_paused = true)]
 async fn calls_waiting_for_a_failed_load_get_the_cache_error_with_its_message() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(cache = plain(&CACHE).await, key = "down")]
+    #[cached(cache = shared().await, key = "down")]
     async fn down() -> Result<u32, LookupError> {
         RUNS.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -226,14 +221,12 @@ async fn calls_waiting_for_a_failed_load_get_the_cache_error_with_its_message() 
 
 #[tokio::test]
 async fn a_cache_error_reaches_a_result_function_as_its_error() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
-
-    #[cached(cache = plain(&CACHE).await, key = "typed")]
+    #[cached(cache = shared().await, key = "typed")]
     async fn typed() -> Result<u32, LookupError> {
         Ok(1)
     }
 
-    let cache = plain(&CACHE).await;
+    let cache = shared().await;
     cache
         .set("typed", "not a number", &EntryOptions::new())
         .await
@@ -246,16 +239,15 @@ async fn a_cache_error_reaches_a_result_function_as_its_error() {
 
 #[tokio::test]
 async fn a_cache_error_runs_a_plain_function_without_the_cache() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(cache = plain(&CACHE).await, key = "plain")]
+    #[cached(cache = shared().await, key = "plain")]
     async fn plain_value() -> u32 {
         RUNS.fetch_add(1, Ordering::SeqCst);
         5
     }
 
-    let cache = plain(&CACHE).await;
+    let cache = shared().await;
     cache
         .set("plain", "not a number", &EntryOptions::new())
         .await
@@ -267,10 +259,9 @@ async fn a_cache_error_runs_a_plain_function_without_the_cache() {
 
 #[tokio::test]
 async fn a_panicking_body_panics_in_its_own_call() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(cache = plain(&CACHE).await, key = "fragile")]
+    #[cached(cache = shared().await, key = "fragile")]
     async fn fragile() -> u32 {
         if RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
             panic!("first run fails");
@@ -284,53 +275,47 @@ async fn a_panicking_body_panics_in_its_own_call() {
     assert_eq!(runs(&RUNS), 2);
 }
 
-async fn negative(cell: &'static OnceCell<Cache>) -> &'static Cache {
-    cache_in(cell, |builder| {
-        builder.negative_ttl(Duration::from_secs(60))
-    })
-    .await
+/// A cache with a negative TTL of a minute, or one without.
+async fn negative_ttl(negative: bool) -> &'static Cache {
+    static NEGATIVE: OnceCell<Cache> = OnceCell::const_new();
+    static PLAIN: OnceCell<Cache> = OnceCell::const_new();
+    if negative {
+        cache_in(&NEGATIVE, |builder| {
+            builder.negative_ttl(Duration::from_secs(60))
+        })
+        .await
+    } else {
+        plain(&PLAIN).await
+    }
 }
 
 #[tokio::test]
-async fn none_is_cached_when_the_cache_has_a_negative_ttl() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
+async fn none_is_cached_only_when_the_cache_has_a_negative_ttl() {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(cache = negative(&CACHE).await, key = "find:{id}")]
-    async fn find(id: u32) -> Option<String> {
+    // The cache expression may use the arguments.
+    #[cached(cache = negative_ttl(negative).await, key = "find:{id}")]
+    async fn find(negative: bool, id: u32) -> Option<String> {
         RUNS.fetch_add(1, Ordering::SeqCst);
         (id == 1).then(|| "one".to_owned())
     }
 
-    assert_eq!(find(2).await, None);
-    assert_eq!(find(2).await, None);
-    assert_eq!(find(1).await.as_deref(), Some("one"));
-    assert_eq!(find(1).await.as_deref(), Some("one"));
+    assert_eq!(find(true, 2).await, None);
+    assert_eq!(find(true, 2).await, None);
+    assert_eq!(runs(&RUNS), 1, "the None is cached");
+    assert_eq!(find(true, 1).await.as_deref(), Some("one"));
+    assert_eq!(find(true, 1).await.as_deref(), Some("one"));
     assert_eq!(runs(&RUNS), 2);
-}
-
-#[tokio::test]
-async fn none_is_not_cached_without_a_negative_ttl() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
-    static RUNS: AtomicUsize = AtomicUsize::new(0);
-
-    #[cached(cache = plain(&CACHE).await, key = "find:{id}")]
-    async fn find(id: u32) -> Option<String> {
-        RUNS.fetch_add(1, Ordering::SeqCst);
-        (id == 1).then(|| "one".to_owned())
-    }
-
-    assert_eq!(find(2).await, None);
-    assert_eq!(find(2).await, None);
-    assert_eq!(runs(&RUNS), 2);
+    assert_eq!(find(false, 2).await, None);
+    assert_eq!(find(false, 2).await, None);
+    assert_eq!(runs(&RUNS), 4, "without a negative TTL, None is not cached");
 }
 
 #[tokio::test]
 async fn the_negative_ttl_option_caches_a_result_none() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(cache = plain(&CACHE).await, key = "row:{id}", negative_ttl = "30s")]
+    #[cached(cache = shared().await, key = "row:{id}", negative_ttl = "30s")]
     async fn row(id: u32) -> Result<Option<u32>, cachette::Error> {
         RUNS.fetch_add(1, Ordering::SeqCst);
         Ok((id > 10).then_some(id))
@@ -345,10 +330,9 @@ async fn the_negative_ttl_option_caches_a_result_none() {
 
 #[tokio::test]
 async fn invalidating_a_tag_forgets_the_tagged_results() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(cache = plain(&CACHE).await, key = "member:{team}:{id}", tags = ["team:{team}", "members"])]
+    #[cached(cache = shared().await, key = "member:{team}:{id}", tags = ["team:{team}", "members"])]
     async fn member(team: String, id: u32) -> String {
         RUNS.fetch_add(1, Ordering::SeqCst);
         format!("{team}/{id}")
@@ -357,19 +341,11 @@ async fn invalidating_a_tag_forgets_the_tagged_results() {
     member("red".into(), 1).await;
     member("blue".into(), 1).await;
     assert_eq!(runs(&RUNS), 2);
-    plain(&CACHE)
-        .await
-        .invalidate_tags(&["team:red"])
-        .await
-        .unwrap();
+    shared().await.invalidate_tags(&["team:red"]).await.unwrap();
     member("red".into(), 1).await;
     member("blue".into(), 1).await;
     assert_eq!(runs(&RUNS), 3, "only the red entry was invalidated");
-    plain(&CACHE)
-        .await
-        .invalidate_tags(&["members"])
-        .await
-        .unwrap();
+    shared().await.invalidate_tags(&["members"]).await.unwrap();
     member("blue".into(), 1).await;
     assert_eq!(runs(&RUNS), 4);
 }
@@ -382,9 +358,7 @@ struct Pool {
 
 #[tokio::test]
 async fn reference_arguments_are_lent_to_the_body_from_owned_copies() {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
-
-    #[cached(cache = plain(&CACHE).await, key = "lend:{name}:{bytes:?}")]
+    #[cached(cache = shared().await, key = "lend:{name}:{bytes:?}")]
     async fn lend(pool: &Pool, name: &str, bytes: &[u8], mut count: u32) -> String {
         count += 1;
         tokio::task::yield_now().await;
