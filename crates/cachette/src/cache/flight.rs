@@ -106,25 +106,16 @@ struct FlightGuard<C: Codec> {
     id: u64,
 }
 
-impl<C: Codec> FlightGuard<C> {
-    /// Takes the flight out of the map (if it is still this one), before
-    /// its outcome is sent: a call arriving after that starts a load of its
-    /// own instead of joining a finished one, whose error it would get.
-    fn land(&self) {
-        let mut flights = self.inner.flights.lock();
-        if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
-            flights.remove(&self.key);
-        }
-    }
-}
-
 impl<C: Codec> Drop for FlightGuard<C> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             bump(&self.inner.counters.load_errors);
             tracing::warn!(key = %self.key, "a loader panicked");
         }
-        self.land();
+        let mut flights = self.inner.flights.lock();
+        if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
+            flights.remove(&self.key);
+        }
     }
 }
 
@@ -282,13 +273,11 @@ async fn run_flight<C, T, L>(
         && let Ok(Some(bytes)) = inner.backend.get(&job.key.full).await
         && let Some(outcome) = fresh_outcome(&inner, &job, bytes)
     {
-        guard.land();
         tx.send_replace(FlightState::done(false, outcome));
         return;
     }
     let held_lock = match lock::take(&inner, &job, &tx).await {
         lock::Taken::Answered(outcome) => {
-            guard.land();
             tx.send_replace(FlightState::done(true, outcome));
             return;
         }
@@ -307,7 +296,6 @@ async fn run_flight<C, T, L>(
     if let Some(held) = held_lock {
         held.release(&inner, &outcome).await;
     }
-    guard.land();
     tx.send_replace(FlightState::done(false, outcome));
 }
 
