@@ -70,10 +70,10 @@ use proc_macro::TokenStream;
 /// # The default key
 ///
 /// `{module_path}::{function}` followed by `:{argument}` for each argument,
-/// each written by `cachette::KeyPart`: integers, `bool`, `char`, strings
-/// (with `\`, `:`, `,`, `(`, `)`, `[` and `]` escaped, so that `("a:b", "c")`
-/// and `("a", "b:c")` give different keys), `Option`, tuples, slices and
-/// `Vec`, and references, boxes and `Arc`s of those. An argument of another
+/// each written by `cachette::KeyPart` (its docs give the format):
+/// integers, `bool`, `char`, strings (escaped, so that `("a:b", "c")` and
+/// `("a", "b:c")` give different keys), `Option`, tuples, slices and `Vec`,
+/// and references, boxes and `Arc`s of those. An argument of another
 /// type is a compile error (``…cannot form a cache key``): implement
 /// `KeyPart` for it, or give a `key`. The default key does not name the
 /// type of an associated function: give those a `key`.

@@ -22,8 +22,9 @@ use crate::error::{Error, ErrorKind};
 /// Implemented for the integers, `bool`, `char`, `str` and `String`,
 /// `Option`, tuples (up to six), slices, arrays and `Vec`, and through
 /// `&`, `Box`, `Rc`, `Arc` and `Cow`. Text is written as it is, with `\`,
-/// `:`, `,`, `(`, `)`, `[` and `]` escaped by a `\`; `None` is `None` and
-/// `Some(x)` is `Some(x)`; tuples are `(a,b)` and sequences `[a,b]`.
+/// `:`, `,`, `(`, `)`, `[`, `]` and `"` escaped by a `\`, and the empty
+/// text as `""`; `None` is `None` and `Some(x)` is `Some(x)`; tuples are
+/// `(a,b)` and sequences `[a,b]`.
 ///
 /// ```
 /// use cachette::KeyPart;
@@ -33,8 +34,8 @@ use crate::error::{Error, ErrorKind};
 /// assert_eq!(key, r"(a\:b,Some(7),[true])");
 /// ```
 ///
-/// Implement it for a type of your own by writing its identity, escaped
-/// where it holds text:
+/// Implement it for a type of your own by writing its identity through
+/// the parts it is made of (so that text is escaped), and never nothing:
 ///
 /// ```
 /// use cachette::KeyPart;
@@ -75,6 +76,10 @@ key_part_by_display!(
 
 impl KeyPart for str {
     fn write_key(&self, key: &mut String) {
+        // Never nothing: `[""]` must differ from `[]`.
+        if self.is_empty() {
+            key.push_str("\"\"");
+        }
         for c in self.chars() {
             c.write_key(key);
         }
@@ -83,7 +88,7 @@ impl KeyPart for str {
 
 impl KeyPart for char {
     fn write_key(&self, key: &mut String) {
-        if matches!(self, '\\' | ':' | ',' | '(' | ')' | '[' | ']') {
+        if matches!(self, '\\' | ':' | ',' | '(' | ')' | '[' | ']' | '"') {
             key.push('\\');
         }
         key.push(*self);

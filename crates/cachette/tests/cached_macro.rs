@@ -421,3 +421,31 @@ async fn the_cache_may_be_any_expression_that_derefs_to_a_cache() {
     assert_eq!(LAZY.get::<u32>("lazy:2").await.unwrap(), Some(2));
     assert_eq!(LAZY.get::<u32>("deref:3").await.unwrap(), Some(3));
 }
+
+/// Text made mostly of the characters the key format escapes.
+fn text(max: usize) -> impl proptest::strategy::Strategy<Value = String> {
+    proptest::string::string_regex(&format!(r#"[a:\\,()\[\]"]{{0,{max}}}"#)).unwrap()
+}
+
+/// The arguments of a function `(String, Option<String>, Vec<String>)`.
+fn arguments() -> impl proptest::strategy::Strategy<Value = (String, Option<String>, Vec<String>)> {
+    (
+        text(4),
+        proptest::option::of(text(3)),
+        proptest::collection::vec(text(2), 0..3),
+    )
+}
+
+proptest::proptest! {
+    #[test]
+    fn different_arguments_never_write_the_same_default_key(a in arguments(), b in arguments()) {
+        let key = |(text, option, list): &(String, Option<String>, Vec<String>)| {
+            let mut key = String::new();
+            cachette::__private::key_part(&mut key, text);
+            cachette::__private::key_part(&mut key, option);
+            cachette::__private::key_part(&mut key, list);
+            key
+        };
+        proptest::prop_assert_eq!(key(&a) == key(&b), a == b, "{} / {}", key(&a), key(&b));
+    }
+}
