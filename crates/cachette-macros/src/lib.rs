@@ -20,7 +20,6 @@ use proc_macro::TokenStream;
 /// which is not a default one.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use cachette::cache::Cache;
 /// use tokio::sync::OnceCell;
@@ -59,7 +58,7 @@ use proc_macro::TokenStream;
 ///
 /// | option | meaning |
 /// | --- | --- |
-/// | `cache = <expr>` | required: the cache. Any expression `e` such that `&(e)` derefs to a `Cache<C>`: a `static CACHE: LazyLock<Cache>` (`cache = CACHE`), `&*CACHE`, a call returning `Cache` or `&Cache`, or `users().await?` as above. It is evaluated on every call, in the function (so `.await` and, in a function returning `Result`, `?` work) |
+/// | `cache = <expr>` | required: the cache. Any expression `e` such that `&(e)` derefs to a `Cache<C>`: a `static CACHE: LazyLock<Cache>` (`cache = CACHE`), `&*CACHE`, a call returning `Cache` or `&Cache`, or `users().await?` as above. It is evaluated on every call, in the function, before the key: it may use the arguments, `.await` and, in a function returning `Result`, `?`. (Building a `Cache` is async, hence the `tokio::sync::OnceCell` of the example.) |
 /// | `key = "…{arg}…"` | the key, a format over the arguments (each through `Display`, or the format spec written: `{id:?}`). Without it the key is built from all arguments (below) |
 /// | `tags = ["…{arg}…", …]` | tags of the entry, formats like `key`, for `Cache::invalidate_tags` |
 /// | `ttl`, `soft_ttl`, `negative_ttl`, `fail_safe`, `jitter` | durations as `"60s"`, `"5m"`, `"1h 30m"` or `"250ms"`, checked when the function compiles; they set the `EntryOptions` of the same name, and an option left out takes the cache's default |
@@ -76,7 +75,9 @@ use proc_macro::TokenStream;
 /// and references, boxes and `Arc`s of those. An argument of another
 /// type is a compile error (``…cannot form a cache key``): implement
 /// `KeyPart` for it, or give a `key`. The default key does not name the
-/// type of an associated function: give those a `key`.
+/// type of an associated function: give those a `key`. Moving or renaming
+/// the function changes its default keys (the old entries expire with
+/// their TTL).
 ///
 /// # Return types
 ///

@@ -55,8 +55,6 @@ pub use backend::{
 #[cfg(feature = "memory")]
 pub use backends::memory::{MemoryBackend, MemoryBuilder, Policy};
 pub use cache::{Cache, CacheBuilder, CacheStats, Codec, DefaultCodec, EntryOptions, LoadContext};
-/// Memoizes a function in a [`Cache`]: see the attribute's documentation
-/// (feature `macros`, not a default one).
 #[cfg(feature = "macros")]
 pub use cachette_macros::cached;
 pub use error::{Error, ErrorKind, Result};
