@@ -195,26 +195,38 @@ enum Thrown<E> {
     Panic(Box<dyn Any + Send>),
 }
 
-/// The place a loader leaves what its body threw, shared by the loader and
-/// the call that made it: only a call whose own loader ran finds something
-/// there.
-struct Stash<E>(Arc<Mutex<Option<Thrown<E>>>>);
+/// A value shared by a loader and the call that made it, taken once.
+struct Slot<T>(Arc<Mutex<Option<T>>>);
 
-impl<E> Clone for Stash<E> {
+impl<T> Clone for Slot<T> {
     fn clone(&self) -> Self {
-        Stash(Arc::clone(&self.0))
+        Slot(Arc::clone(&self.0))
     }
 }
 
-impl<E> Stash<E> {
-    fn new() -> Self {
-        Stash(Arc::new(Mutex::new(None)))
+impl<T> Slot<T> {
+    fn new(value: Option<T>) -> Self {
+        Slot(Arc::new(Mutex::new(value)))
     }
 
-    fn take(&self) -> Option<Thrown<E>> {
+    fn put(&self, value: T) {
+        *self.0.lock() = Some(value);
+    }
+
+    fn take(&self) -> Option<T> {
         self.0.lock().take()
     }
+}
 
+/// The place a loader leaves what its body threw: only a call whose own
+/// loader ran finds something there.
+type Stash<E> = Slot<Thrown<E>>;
+
+/// The body of an infallible function, until its load or the caller runs
+/// it.
+type Body<B> = Slot<B>;
+
+impl<E> Stash<E> {
     /// What the loader returns to the cache for the body's outcome; an
     /// error or a panic is kept here, and the cache gets an [`Error`] of
     /// the same kind (when the body's error is a cachette `Error`) that
@@ -234,7 +246,7 @@ impl<E> Stash<E> {
                     .downcast_ref::<Error>()
                     .map_or(ErrorKind::Backend, Error::kind);
                 let failed = memo_error(kind, error.to_string());
-                *self.0.lock() = Some(Thrown::Error(error));
+                self.put(Thrown::Error(error));
                 failed
             }
             Err(panic) => {
@@ -246,7 +258,7 @@ impl<E> Stash<E> {
                     ErrorKind::Backend,
                     format!("the function panicked: {}", text.unwrap_or("(no message)")),
                 );
-                *self.0.lock() = Some(Thrown::Panic(panic));
+                self.put(Thrown::Panic(panic));
                 failed
             }
         };
@@ -295,25 +307,6 @@ impl<E> Stash<E> {
             "#[cached]: the cache failed; running the function without it"
         );
         Err(error)
-    }
-}
-
-/// The body of an infallible function, until its load or the caller runs it.
-struct Body<B>(Arc<Mutex<Option<B>>>);
-
-impl<B> Clone for Body<B> {
-    fn clone(&self) -> Self {
-        Body(Arc::clone(&self.0))
-    }
-}
-
-impl<B> Body<B> {
-    fn new(body: B) -> Self {
-        Body(Arc::new(Mutex::new(Some(body))))
-    }
-
-    fn take(&self) -> Option<B> {
-        self.0.lock().take()
     }
 }
 
@@ -421,7 +414,7 @@ pub mod __private {
         B: Future<Output = Result<O, E>> + Send + 'static,
         E: From<Error> + Display + Send + 'static,
     {
-        let stash = Stash::new();
+        let stash = Stash::new(None);
         let loader = {
             let stash = stash.clone();
             move |_: LoadContext| async move {
@@ -445,8 +438,8 @@ pub mod __private {
         S: Shape<O>,
         B: Future<Output = O> + Send + 'static,
     {
-        let body = Body::new(body);
-        let stash = Stash::<Error>::new();
+        let body = Body::new(Some(body));
+        let stash = Stash::<Error>::new(None);
         let loader = {
             let (body, stash) = (body.clone(), stash.clone());
             move |_: LoadContext| async move {
@@ -480,7 +473,7 @@ pub mod __private {
         E: From<Error> + Display + Send + 'static,
         G: FnOnce(&str, BlockingLoader<S::Value>, &EntryOptions) -> crate::Result<Option<S::Value>>,
     {
-        let stash = Stash::new();
+        let stash = Stash::new(None);
         let loader: BlockingLoader<S::Value> = {
             let stash = stash.clone();
             Box::new(move |_| {
@@ -504,8 +497,8 @@ pub mod __private {
         B: FnOnce() -> O + Send + 'static,
         G: FnOnce(&str, BlockingLoader<S::Value>, &EntryOptions) -> crate::Result<Option<S::Value>>,
     {
-        let body = Body::new(body);
-        let stash = Stash::<Error>::new();
+        let body = Body::new(Some(body));
+        let stash = Stash::<Error>::new(None);
         let loader: BlockingLoader<S::Value> = {
             let (body, stash) = (body.clone(), stash.clone());
             Box::new(move |_| {
