@@ -10,7 +10,7 @@ use syn::{FnArg, ItemFn, Pat};
 
 use crate::format;
 use crate::options::Options;
-use crate::signature::{self, Argument};
+use crate::signature::{self, Argument, Returns};
 
 /// Rewrites the function.
 pub(crate) fn expand(options: &Options, function: ItemFn) -> syn::Result<TokenStream> {
@@ -41,10 +41,41 @@ pub(crate) fn expand(options: &Options, function: ItemFn) -> syn::Result<TokenSt
             let #owned = <#elem as ::std::borrow::ToOwned>::to_owned(#name);
         })
     });
-    let rebinds: Vec<_> = arguments.iter().map(rebind).collect();
     let cache = &options.cache;
+    let call = call(&sig, &arguments, returns, &output, &block, cache);
+    // The arguments are rebound `mut` inside the body where they were `mut`.
+    for input in &mut sig.inputs {
+        if let FnArg::Typed(typed) = input
+            && let Pat::Ident(binding) = &mut *typed.pat
+        {
+            binding.mutability = None;
+        }
+    }
+    Ok(quote! {
+        #(#attrs)*
+        #vis #sig {
+            let __cachette_cache = &(#cache);
+            let __cachette_key: ::std::string::String = #key;
+            let __cachette_options = ::cachette::cache::EntryOptions::new() #setters #tags;
+            #(#owned)*
+            #call
+        }
+    })
+}
+
+/// The body as a future (`async fn`) or a closure (`fn`), and the call of
+/// the `__private` helper that hands it to `get_or_load`.
+fn call(
+    sig: &syn::Signature,
+    arguments: &[Argument],
+    returns: Returns,
+    output: &syn::Type,
+    block: &syn::Block,
+    cache: &syn::Expr,
+) -> TokenStream {
+    let rebinds: Vec<_> = arguments.iter().map(rebind).collect();
     let shape = returns.shape();
-    let call = if sig.asyncness.is_some() {
+    if sig.asyncness.is_some() {
         let helper = if returns.fallible() {
             quote!(fallible)
         } else {
@@ -86,25 +117,7 @@ pub(crate) fn expand(options: &Options, function: ItemFn) -> syn::Result<TokenSt
                 |key, loader, options| __cachette_cache.get_or_load(key, loader, options),
             )
         }
-    };
-    // The arguments are rebound `mut` inside the body where they were `mut`.
-    for input in &mut sig.inputs {
-        if let FnArg::Typed(typed) = input
-            && let Pat::Ident(binding) = &mut *typed.pat
-        {
-            binding.mutability = None;
-        }
     }
-    Ok(quote! {
-        #(#attrs)*
-        #vis #sig {
-            let __cachette_cache = &(#cache);
-            let __cachette_key: ::std::string::String = #key;
-            let __cachette_options = ::cachette::cache::EntryOptions::new() #setters #tags;
-            #(#owned)*
-            #call
-        }
-    })
 }
 
 /// `{module_path}::{function}:{argument}:…`, each argument through
