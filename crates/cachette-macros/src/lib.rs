@@ -109,7 +109,11 @@ use proc_macro::TokenStream;
 /// The cached value `T` is `Serialize + DeserializeOwned + Send + 'static`.
 /// A body that panics fails the load for the calls waiting for it (each
 /// gets a cache error, or, for `T` and `Option<T>`, runs its own body), and
-/// the panic resumes in the call whose body it was.
+/// the panic resumes in the call whose body it was. Fail-safe applies
+/// before all of this: when it serves a stale value instead of a failed
+/// load, every call gets that value. With a soft TTL, a call that finds a
+/// stale value returns it while the body refreshes it in the background;
+/// an error or panic of that run reaches no call (the cache logs it).
 ///
 /// # Arguments
 ///
