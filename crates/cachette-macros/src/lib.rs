@@ -113,7 +113,8 @@ use proc_macro::TokenStream;
 /// before all of this: when it serves a stale value instead of a failed
 /// load, every call gets that value. With a soft TTL, a call that finds a
 /// stale value returns it while the body refreshes it in the background;
-/// an error or panic of that run reaches no call (the cache logs it).
+/// an error or panic of that run reaches no call (it is counted in the
+/// cache's `CacheStats::load_errors`).
 ///
 /// # Arguments
 ///
