@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cachette::cache::{Cache, CacheBuilder, EntryOptions};
+use cachette::cache::{Cache, CacheBuilder, EntryOptions, TokioClock};
 use cachette::{ErrorKind, KeyTtl, MemoryBackend, cached};
 use tokio::sync::OnceCell;
 
@@ -348,6 +348,42 @@ async fn invalidating_a_tag_forgets_the_tagged_results() {
     shared().await.invalidate_tags(&["members"]).await.unwrap();
     member("blue".into(), 1).await;
     assert_eq!(runs(&RUNS), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_soft_ttl_and_fail_safe_of_the_cache_apply_to_the_function() {
+    static CACHE: OnceCell<Cache> = OnceCell::const_new();
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    /// A cache on tokio's paused clock, built in this test's runtime.
+    async fn timed() -> &'static Cache {
+        cache_in(&CACHE, |builder| builder.clock(TokioClock::default())).await
+    }
+
+    #[cached(cache = timed().await, key = "price", ttl = "10s", soft_ttl = "2s", fail_safe = "1h")]
+    async fn price() -> Result<u32, cachette::Error> {
+        let run = RUNS.fetch_add(1, Ordering::SeqCst) as u32 + 1;
+        if run == 3 {
+            return Err(cachette::Error::new(ErrorKind::Backend, "db", "down"));
+        }
+        Ok(run * 100)
+    }
+
+    assert_eq!(price().await.unwrap(), 100);
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert_eq!(price().await.unwrap(), 100, "stale: returned at once");
+    // The background refresh runs while this task sleeps.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(runs(&RUNS), 2);
+    assert_eq!(price().await.unwrap(), 200, "refreshed");
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(
+        price().await.unwrap(),
+        200,
+        "expired, and the body fails: fail-safe"
+    );
+    assert_eq!(runs(&RUNS), 3);
+    assert_eq!(timed().await.stats().fail_safe_activations, 1);
 }
 
 /// A handle that is cheap to clone, as a pool is.
