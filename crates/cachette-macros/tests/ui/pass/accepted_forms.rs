@@ -38,4 +38,23 @@ async fn plain(name: String) -> Vec<String> {
     vec![name]
 }
 
+struct Repository;
+
+impl Repository {
+    fn prefix() -> &'static str {
+        "repository"
+    }
+
+    // An associated function (no `self`) may use `Self`; it needs a `key`.
+    #[cached(cache = cache().await?, key = "repository:{id}")]
+    async fn find(id: u64) -> cachette::Result<String> {
+        Ok(format!("{}{id}", Self::prefix()))
+    }
+}
+
+#[cached(cache = cache().await?, key = "generic:{value}")]
+async fn generic<T: std::fmt::Display + Send + 'static>(value: T) -> cachette::Result<String> {
+    Ok(value.to_string())
+}
+
 fn main() {}
