@@ -41,6 +41,8 @@ pub mod fuzzing;
 pub mod glob;
 pub mod layers;
 pub mod manager;
+#[cfg(feature = "macros")]
+mod memo;
 pub mod params;
 mod registry;
 #[cfg(feature = "sim")]
@@ -55,8 +57,15 @@ pub use backend::{
 #[cfg(feature = "memory")]
 pub use backends::memory::{MemoryBackend, MemoryBuilder, Policy, RemovalCause};
 pub use cache::{Cache, CacheBuilder, CacheStats, Codec, DefaultCodec, EntryOptions, LoadContext};
+#[cfg(feature = "macros")]
+pub use cachette_macros::cached;
 pub use error::{Error, ErrorKind, Result};
 pub use manager::CacheManager;
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+pub use memo::__private;
+#[cfg(feature = "macros")]
+pub use memo::KeyPart;
 pub use params::SchemeInfo;
 pub use registry::{open, schemes};
 
