@@ -3,8 +3,6 @@
 //! stand-in with that method (a runtime around the async cache); the same
 //! tests over `cachette::blocking::Cache` run with the `blocking` feature.
 #![cfg(feature = "macros")]
-// The `blocking` feature arrives with `cachette::blocking` (issue 16, item 1).
-#![allow(unexpected_cfgs)]
 
 /// The error of the fallible functions below.
 #[derive(Debug)]
