@@ -8,7 +8,7 @@
 
 #![cfg(all(feature = "testing", feature = "memory"))]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -30,7 +30,7 @@ fn opts() -> SetOptions {
 struct Named {
     name: &'static str,
     store: MemoryBackend,
-    stats: cachette::Stats,
+    stats: Mutex<cachette::Stats>,
     healthy: bool,
 }
 
@@ -39,7 +39,7 @@ impl Named {
         Arc::new(Named {
             name,
             store: MemoryBackend::default(),
-            stats: cachette::Stats::default(),
+            stats: Mutex::default(),
             healthy: true,
         })
     }
@@ -63,7 +63,7 @@ impl Backend for Named {
         self.store.keys(pattern).await
     }
     async fn stats(&self) -> cachette::Result<cachette::Stats> {
-        Ok(self.stats.clone())
+        Ok(self.stats.lock().unwrap().clone())
     }
     async fn health(&self) -> cachette::Result<()> {
         if self.healthy {
@@ -791,7 +791,11 @@ mod metrics_layer {
     fn details_are_exported_by_meaning_as_counters_or_gauges() {
         let (_, metrics) = recorded(|_| async {
             let mut named = Named::new("near");
-            let stats = &mut Arc::get_mut(&mut named).expect("not shared").stats;
+            let stats = Arc::get_mut(&mut named)
+                .expect("not shared")
+                .stats
+                .get_mut()
+                .unwrap();
             stats.details = [
                 ("invalidations_received", 5),
                 ("flushes", 2),
@@ -835,6 +839,34 @@ mod metrics_layer {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn counters_keep_counting_when_the_backends_counters_start_again() {
+        let (_, metrics) = recorded(|_| async {
+            let named = Named::new("near");
+            let _backend = MetricsLayer::new()
+                .export_interval(EVERY)
+                .unwrap()
+                .layer(named.clone());
+            // 5 hits, then the server restarts and counts 2, then 4.
+            for hits in [5, 2, 4] {
+                named.stats.lock().unwrap().hits = hits;
+                named.stats.lock().unwrap().details = [("local_hits".to_owned(), hits)].into();
+                after_an_export().await;
+            }
+        });
+
+        // 5 before the restart and 4 after: the exported counter neither
+        // goes back nor stands still below its old total.
+        let near = [("cache", "near"), ("backend", "near")];
+        assert_eq!(metrics.counter("cachette_hits_total", &near), Some(9));
+        let detail = [
+            ("cache", "near"),
+            ("backend", "near"),
+            ("name", "local_hits"),
+        ];
+        assert_eq!(metrics.counter("cachette_detail_total", &detail), Some(9));
     }
 
     #[test]

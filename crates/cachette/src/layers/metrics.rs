@@ -1,6 +1,7 @@
 //! [`Metrics`]: operations counted and timed through the `metrics` facade,
 //! and the backend's own figures exported on an interval.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +11,8 @@ use ::metrics::{
     SharedString, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
 };
+
+use parking_lot::Mutex;
 
 use super::{Call, Op, Reply};
 use crate::backend::{Backend, Stats};
@@ -321,9 +324,12 @@ struct Export {
 /// | `cachette_detail` | gauge | `name` | the other details that are levels: those whose name, or its last `.`-separated part (the tiered backend's `l1.entries`), is `entries`, `bytes`, `tags`, `local_entries`, `db_keys`, `file_bytes`, `curr_items`, `servers` or `servers_reachable` | [`Stats::details`] |
 /// | `cachette_detail_total` | counter | `name` | every other detail: a running total (`local_hits`, `remote_hits`, `l1.evictions`, ...) | [`Stats::details`] |
 ///
-/// The counters are the backend's own cumulative values, set as they are
-/// (a backend rebuilt starts again from 0, which Prometheus reads as a
-/// counter reset); a counter a backend does not track stays 0. The hit
+/// The counters follow the backend's own cumulative values: each export
+/// adds what the backend counted since the previous one, so that they
+/// never go back, and a backend whose counters start again from 0 (a
+/// restarted server, a rebuilt backend under the same labels) adds its new
+/// figures to the old ones instead of standing still until it passes them;
+/// a counter a backend does not track stays 0. The hit
 /// ratio of the store is `cachette_hits_total / (cachette_hits_total +
 /// cachette_misses_total)`. A failed `stats()` leaves the last values in
 /// place and is logged at `debug`.
@@ -403,6 +409,7 @@ impl<B: Backend + ?Sized> Metrics<B> {
         }
         let labels = self.labels.clone();
         let interval = export.interval;
+        let exported = Arc::new(Mutex::new(Exported::default()));
         // The purge loop is the loop needed: a weak handle, a tick per
         // interval, aborted on drop. Failures are logged here (at debug:
         // a backend that is down would repeat them every interval), so
@@ -413,8 +420,9 @@ impl<B: Backend + ?Sized> Metrics<B> {
             interval,
             move |inner| {
                 let labels = labels.clone();
+                let exported = Arc::clone(&exported);
                 async move {
-                    export_figures(&*inner, &labels, interval).await;
+                    export_figures(&*inner, &labels, &exported, interval).await;
                     Ok(0)
                 }
             },
@@ -424,7 +432,12 @@ impl<B: Backend + ?Sized> Metrics<B> {
 
 /// Asks the backend for its health and stats, each bounded by `limit`, and
 /// records them.
-async fn export_figures<B: Backend + ?Sized>(inner: &B, labels: &Labels, limit: Duration) {
+async fn export_figures<B: Backend + ?Sized>(
+    inner: &B,
+    labels: &Labels,
+    exported: &Mutex<Exported>,
+    limit: Duration,
+) {
     let Labels { cache, backend } = labels;
     let up = matches!(
         tokio::time::timeout(limit, inner.health()).await,
@@ -436,7 +449,7 @@ async fn export_figures<B: Backend + ?Sized>(inner: &B, labels: &Labels, limit: 
         0.0
     });
     match tokio::time::timeout(limit, inner.stats()).await {
-        Ok(Ok(stats)) => record_stats(labels, &stats),
+        Ok(Ok(stats)) => record_stats(labels, &stats, &mut exported.lock()),
         Ok(Err(error)) => {
             tracing::debug!(backend = inner.name(), %error, "metrics: could not read the backend's stats");
         }
@@ -450,21 +463,46 @@ async fn export_figures<B: Backend + ?Sized>(inner: &B, labels: &Labels, limit: 
     }
 }
 
-/// Sets the gauges and counters of [`Stats`].
-fn record_stats(labels: &Labels, stats: &Stats) {
+/// The backend's counters as last exported by one layer: each export adds
+/// what the backend counted since. (`Counter::absolute` would not do: the
+/// recorders keep the highest value it was given, so after a backend
+/// restarts from 0 its counter would stand still until it passed its old
+/// total.)
+#[derive(Debug, Default)]
+struct Exported {
+    /// By metric name, and detail name for `cachette_detail_total`.
+    last: HashMap<(&'static str, String), u64>,
+}
+
+impl Exported {
+    /// How much the counter `metric` (of the backend's detail `detail`,
+    /// if any) grew since its last export: the difference, or the whole of
+    /// `value` if it went back (the backend's counters started again from
+    /// 0).
+    fn growth(&mut self, metric: &'static str, detail: &str, value: u64) -> u64 {
+        let last = self.last.entry((metric, detail.to_owned())).or_insert(0);
+        let growth = value.checked_sub(*last).unwrap_or(value);
+        *last = value;
+        growth
+    }
+}
+
+/// Sets the gauges and advances the counters of [`Stats`].
+fn record_stats(labels: &Labels, stats: &Stats, exported: &mut Exported) {
     let Labels { cache, backend } = labels;
     let labelled = || [("cache", cache.clone()), ("backend", backend.clone())];
     gauge!(ENTRIES, &labelled()).set(stats.entries as f64);
     gauge!(BYTES, &labelled()).set(stats.bytes as f64);
     for (name, _, value) in STATS_COUNTERS {
-        counter!(name, &labelled()).absolute(value(stats));
+        counter!(name, &labelled()).increment(exported.growth(name, "", value(stats)));
     }
     for (name, value) in &stats.details {
         match name.as_str() {
-            "invalidations_received" => {
-                counter!(INVALIDATIONS_RECEIVED, &labelled()).absolute(*value)
+            "invalidations_received" => counter!(INVALIDATIONS_RECEIVED, &labelled())
+                .increment(exported.growth(INVALIDATIONS_RECEIVED, "", *value)),
+            "flushes" => {
+                counter!(FLUSHES, &labelled()).increment(exported.growth(FLUSHES, "", *value))
             }
-            "flushes" => counter!(FLUSHES, &labelled()).absolute(*value),
             _ => {
                 let detail = [
                     ("cache", cache.clone()),
@@ -475,7 +513,11 @@ fn record_stats(labels: &Labels, stats: &Stats) {
                 if GAUGE_DETAILS.contains(&last) {
                     gauge!(DETAIL_GAUGE, &detail).set(*value as f64);
                 } else {
-                    counter!(DETAIL_COUNTER, &detail).absolute(*value);
+                    counter!(DETAIL_COUNTER, &detail).increment(exported.growth(
+                        DETAIL_COUNTER,
+                        name,
+                        *value,
+                    ));
                 }
             }
         }
