@@ -987,6 +987,37 @@ mod metrics_layer {
     }
 
     #[test]
+    fn the_export_starts_again_under_a_new_runtime_when_its_runtime_ended() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let faults = FaultyBackend::new(memory());
+        let in_a_runtime = |backend: &Arc<dyn Backend>| {
+            metrics::with_local_recorder(&recorder, || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .start_paused(true)
+                    .build()
+                    .expect("a runtime")
+                    .block_on(async {
+                        backend.set("k", "v".into(), &opts()).await.unwrap();
+                        after_an_export().await;
+                    })
+            });
+            look(&snapshotter).gauge("cachette_connection_up", &MEMORY)
+        };
+        let backend = MetricsLayer::new()
+            .export_interval(EVERY)
+            .unwrap()
+            .layer(faults.clone());
+
+        // Each runtime is dropped at the end of its `block_on`, and its
+        // export task with it.
+        assert_eq!(in_a_runtime(&backend), Some(1.0));
+        assert_eq!(in_a_runtime(&backend), Some(1.0));
+        assert_eq!(faults.calls_of("stats"), 2);
+    }
+
+    #[test]
     fn without_export_no_figures_are_exported() {
         let (_, metrics) = recorded(|_| async {
             let backend = MetricsLayer::new().export_stats(false).layer(memory());

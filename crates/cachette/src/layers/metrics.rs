@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use ::metrics::{
@@ -207,7 +207,7 @@ impl MetricsLayer {
             labels: Labels { cache, backend },
             export: self.export_interval.map(|interval| Export {
                 interval,
-                started: AtomicBool::new(false),
+                state: Arc::new(AtomicU8::new(IDLE)),
                 task: PurgeTask::default(),
             }),
             inner,
@@ -265,13 +265,35 @@ struct Labels {
     backend: SharedString,
 }
 
-/// The export of the backend's figures: started at most once, aborted when
-/// the layer is dropped.
+/// The export of the backend's figures: one task at a time, aborted when
+/// the layer is dropped or closed.
 #[derive(Debug)]
 struct Export {
     interval: Duration,
-    started: AtomicBool,
+    /// [`IDLE`], [`RUNNING`] or [`CLOSED`].
+    state: Arc<AtomicU8>,
     task: PurgeTask,
+}
+
+/// No export task runs: the next operation inside a runtime starts one.
+const IDLE: u8 = 0;
+/// An export task runs.
+const RUNNING: u8 = 1;
+/// The backend was closed through the layer: no task starts again.
+const CLOSED: u8 = 2;
+
+/// Owned by the export task: when the task ends (its runtime shut down,
+/// say, the runtime of a test or of a startup `block_on`), the export is
+/// idle again, so that the next operation, inside another runtime,
+/// starts it there.
+struct Running(Arc<AtomicU8>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Relaxed);
+    }
 }
 
 /// A backend that records each operation through the
@@ -338,7 +360,10 @@ struct Export {
 /// inside a runtime, or else on the first operation inside one; outside
 /// any runtime nothing is exported and operations are still recorded. The
 /// task holds the backend weakly and ends when this layer is dropped, or
-/// when [`Backend::close`] succeeds through it.
+/// when [`Backend::close`] succeeds through it. A task that ended with its
+/// runtime (a layer built under one runtime, such as a `static` cache
+/// first used by one test, then used under another) starts again on the
+/// next operation inside a runtime.
 ///
 /// Metrics go to whatever recorder is installed when they are recorded.
 /// Placed above the retry and circuit breaker layers, as
@@ -370,9 +395,9 @@ impl<B: Backend + ?Sized> Metrics<B> {
         let result = f().await;
         let elapsed = started.elapsed();
         if let (Op::Close, Ok(_), Some(export)) = (call.op, &result, &self.export) {
-            // A closed backend has no figures left to export; `started`
-            // stays set, so that no later operation starts it again.
-            export.started.store(true, Ordering::Release);
+            // A closed backend has no figures left to export, and no
+            // later operation starts the export again.
+            export.state.store(CLOSED, Ordering::Release);
             export.task.stop();
         }
         let op = call.op.name();
@@ -401,12 +426,16 @@ impl<B: Backend + ?Sized> Metrics<B> {
     /// for and this thread is inside a tokio runtime.
     fn start_export(&self) {
         let Some(export) = &self.export else { return };
-        if export.started.load(Ordering::Relaxed)
+        if export.state.load(Ordering::Relaxed) != IDLE
             || tokio::runtime::Handle::try_current().is_err()
-            || export.started.swap(true, Ordering::AcqRel)
+            || export
+                .state
+                .compare_exchange(IDLE, RUNNING, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
         {
             return;
         }
+        let running = Running(Arc::clone(&export.state));
         let labels = self.labels.clone();
         let interval = export.interval;
         let exported = Arc::new(Mutex::new(Exported::default()));
@@ -419,6 +448,8 @@ impl<B: Backend + ?Sized> Metrics<B> {
             Arc::downgrade(&self.inner),
             interval,
             move |inner| {
+                // Dropped with the task, whatever ends it.
+                let _ = &running;
                 let labels = labels.clone();
                 let exported = Arc::clone(&exported);
                 async move {
