@@ -842,6 +842,30 @@ mod metrics_layer {
     }
 
     #[test]
+    fn a_redis_servers_used_memory_is_a_gauge_that_follows_it_down() {
+        let (_, metrics) = recorded(|_| async {
+            let named = Named::new("redis");
+            let _backend = MetricsLayer::new()
+                .export_interval(EVERY)
+                .unwrap()
+                .layer(named.clone());
+            for bytes in [4096, 1024] {
+                named.stats.lock().unwrap().details = vec![
+                    ("server_used_memory".to_owned(), bytes),
+                    ("l2.server_used_memory".to_owned(), bytes),
+                ];
+                after_an_export().await;
+            }
+        });
+
+        for name in ["server_used_memory", "l2.server_used_memory"] {
+            let detail = [("cache", "redis"), ("backend", "redis"), ("name", name)];
+            assert_eq!(metrics.gauge("cachette_detail", &detail), Some(1024.0));
+            assert_eq!(metrics.counter("cachette_detail_total", &detail), None);
+        }
+    }
+
+    #[test]
     fn counters_keep_counting_when_the_backends_counters_start_again() {
         let (_, metrics) = recorded(|_| async {
             let named = Named::new("near");

@@ -88,6 +88,7 @@ const GAUGE_DETAILS: &[&str] = &[
     "tags",
     "local_entries",
     "db_keys",
+    "server_used_memory",
     "file_bytes",
     "curr_items",
     "servers",
@@ -343,7 +344,7 @@ impl Drop for Running {
 /// | `cachette_corrupt_total` | counter | | stored entries that could not be read back | [`Stats::corrupt`] |
 /// | `cachette_invalidations_received_total` | counter | | invalidations received from other instances (near cache, tiered channel) | detail `invalidations_received` |
 /// | `cachette_flushes_total` | counter | | times the near cache emptied its local store (the server flushed, or the connection was lost) | detail `flushes` |
-/// | `cachette_detail` | gauge | `name` | the other details that are levels: those whose name, or its last `.`-separated part (the tiered backend's `l1.entries`), is `entries`, `bytes`, `tags`, `local_entries`, `db_keys`, `file_bytes`, `curr_items`, `servers` or `servers_reachable` | [`Stats::details`] |
+/// | `cachette_detail` | gauge | `name` | the other details that are levels: those whose name, or its last `.`-separated part (the tiered backend's `l1.entries`), is `entries`, `bytes`, `tags`, `local_entries`, `db_keys`, `server_used_memory` (Redis), `file_bytes`, `curr_items`, `servers` or `servers_reachable` | [`Stats::details`] |
 /// | `cachette_detail_total` | counter | `name` | every other detail: a running total (`local_hits`, `remote_hits`, `l1.evictions`, ...) | [`Stats::details`] |
 ///
 /// The counters follow the backend's own cumulative values: each export
