@@ -554,15 +554,19 @@ mod metrics_layer {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         let inside = recorder.snapshotter();
-        let answer = metrics::with_local_recorder(&recorder, || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .start_paused(true)
-                .build()
-                .expect("a runtime")
-                .block_on(test(inside))
-        });
+        let answer = metrics::with_local_recorder(&recorder, || on_a_paused_clock(test(inside)));
         (answer, look(&snapshotter))
+    }
+
+    /// Runs `future` to its end on a new current-thread runtime with the
+    /// clock paused; the runtime, and its tasks, end with it.
+    fn on_a_paused_clock<T>(future: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("a runtime")
+            .block_on(future)
     }
 
     fn series(kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Series {
@@ -841,21 +845,33 @@ mod metrics_layer {
         }
     }
 
+    /// Wraps a backend named `name` in a metrics layer, and lets one export
+    /// after another see the stats that `set` makes of each of `values`.
+    async fn export_in_turn(
+        name: &'static str,
+        values: &[u64],
+        set: fn(&mut cachette::Stats, u64),
+    ) {
+        let named = Named::new(name);
+        let _backend = MetricsLayer::new()
+            .export_interval(EVERY)
+            .unwrap()
+            .layer(named.clone());
+        for &value in values {
+            set(&mut named.stats.lock().unwrap(), value);
+            after_an_export().await;
+        }
+    }
+
     #[test]
     fn a_redis_servers_used_memory_is_a_gauge_that_follows_it_down() {
-        let (_, metrics) = recorded(|_| async {
-            let named = Named::new("redis");
-            let _backend = MetricsLayer::new()
-                .export_interval(EVERY)
-                .unwrap()
-                .layer(named.clone());
-            for bytes in [4096, 1024] {
-                named.stats.lock().unwrap().details = vec![
+        let (_, metrics) = recorded(|_| {
+            export_in_turn("redis", &[4096, 1024], |stats, bytes| {
+                stats.details = vec![
                     ("server_used_memory".to_owned(), bytes),
                     ("l2.server_used_memory".to_owned(), bytes),
                 ];
-                after_an_export().await;
-            }
+            })
         });
 
         for name in ["server_used_memory", "l2.server_used_memory"] {
@@ -867,18 +883,12 @@ mod metrics_layer {
 
     #[test]
     fn counters_keep_counting_when_the_backends_counters_start_again() {
-        let (_, metrics) = recorded(|_| async {
-            let named = Named::new("near");
-            let _backend = MetricsLayer::new()
-                .export_interval(EVERY)
-                .unwrap()
-                .layer(named.clone());
-            // 5 hits, then the server restarts and counts 2, then 4.
-            for hits in [5, 2, 4] {
-                named.stats.lock().unwrap().hits = hits;
-                named.stats.lock().unwrap().details = [("local_hits".to_owned(), hits)].into();
-                after_an_export().await;
-            }
+        // 5 hits, then the server restarts and counts 2, then 4.
+        let (_, metrics) = recorded(|_| {
+            export_in_turn("near", &[5, 2, 4], |stats, hits| {
+                stats.hits = hits;
+                stats.details = vec![("local_hits".to_owned(), hits)];
+            })
         });
 
         // 5 before the restart and 4 after: the exported counter neither
@@ -992,19 +1002,14 @@ mod metrics_layer {
                 .layer(memory())
         });
         let (before, after) = metrics::with_local_recorder(&recorder, || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .start_paused(true)
-                .build()
-                .expect("a runtime")
-                .block_on(async {
-                    after_an_export().await;
-                    let before = look(&snapshotter).gauge("cachette_entries", &MEMORY);
-                    backend.set("k", "v".into(), &opts()).await.unwrap();
-                    after_an_export().await;
-                    let after = look(&snapshotter).gauge("cachette_entries", &MEMORY);
-                    (before, after)
-                })
+            on_a_paused_clock(async {
+                after_an_export().await;
+                let before = look(&snapshotter).gauge("cachette_entries", &MEMORY);
+                backend.set("k", "v".into(), &opts()).await.unwrap();
+                after_an_export().await;
+                let after = look(&snapshotter).gauge("cachette_entries", &MEMORY);
+                (before, after)
+            })
         });
 
         assert_eq!((before, after), (None, Some(1.0)));
@@ -1017,15 +1022,10 @@ mod metrics_layer {
         let faults = FaultyBackend::new(memory());
         let in_a_runtime = |backend: &Arc<dyn Backend>| {
             metrics::with_local_recorder(&recorder, || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .start_paused(true)
-                    .build()
-                    .expect("a runtime")
-                    .block_on(async {
-                        backend.set("k", "v".into(), &opts()).await.unwrap();
-                        after_an_export().await;
-                    })
+                on_a_paused_clock(async {
+                    backend.set("k", "v".into(), &opts()).await.unwrap();
+                    after_an_export().await;
+                })
             });
             look(&snapshotter).gauge("cachette_connection_up", &MEMORY)
         };
