@@ -8,7 +8,7 @@
 
 #![cfg(all(feature = "testing", feature = "memory"))]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -30,7 +30,7 @@ fn opts() -> SetOptions {
 struct Named {
     name: &'static str,
     store: MemoryBackend,
-    stats: cachette::Stats,
+    stats: Mutex<cachette::Stats>,
     healthy: bool,
 }
 
@@ -39,7 +39,7 @@ impl Named {
         Arc::new(Named {
             name,
             store: MemoryBackend::default(),
-            stats: cachette::Stats::default(),
+            stats: Mutex::default(),
             healthy: true,
         })
     }
@@ -63,7 +63,7 @@ impl Backend for Named {
         self.store.keys(pattern).await
     }
     async fn stats(&self) -> cachette::Result<cachette::Stats> {
-        Ok(self.stats.clone())
+        Ok(self.stats.lock().unwrap().clone())
     }
     async fn health(&self) -> cachette::Result<()> {
         if self.healthy {
@@ -554,15 +554,19 @@ mod metrics_layer {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         let inside = recorder.snapshotter();
-        let answer = metrics::with_local_recorder(&recorder, || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .start_paused(true)
-                .build()
-                .expect("a runtime")
-                .block_on(test(inside))
-        });
+        let answer = metrics::with_local_recorder(&recorder, || on_a_paused_clock(test(inside)));
         (answer, look(&snapshotter))
+    }
+
+    /// Runs `future` to its end on a new current-thread runtime with the
+    /// clock paused; the runtime, and its tasks, end with it.
+    fn on_a_paused_clock<T>(future: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("a runtime")
+            .block_on(future)
     }
 
     fn series(kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Series {
@@ -791,7 +795,11 @@ mod metrics_layer {
     fn details_are_exported_by_meaning_as_counters_or_gauges() {
         let (_, metrics) = recorded(|_| async {
             let mut named = Named::new("near");
-            let stats = &mut Arc::get_mut(&mut named).expect("not shared").stats;
+            let stats = Arc::get_mut(&mut named)
+                .expect("not shared")
+                .stats
+                .get_mut()
+                .unwrap();
             stats.details = [
                 ("invalidations_received", 5),
                 ("flushes", 2),
@@ -835,6 +843,64 @@ mod metrics_layer {
                 "{name}"
             );
         }
+    }
+
+    /// Wraps a backend named `name` in a metrics layer, and lets one export
+    /// after another see the stats that `set` makes of each of `values`.
+    async fn export_in_turn(
+        name: &'static str,
+        values: &[u64],
+        set: fn(&mut cachette::Stats, u64),
+    ) {
+        let named = Named::new(name);
+        let _backend = MetricsLayer::new()
+            .export_interval(EVERY)
+            .unwrap()
+            .layer(named.clone());
+        for &value in values {
+            set(&mut named.stats.lock().unwrap(), value);
+            after_an_export().await;
+        }
+    }
+
+    #[test]
+    fn a_redis_servers_used_memory_is_a_gauge_that_follows_it_down() {
+        let (_, metrics) = recorded(|_| {
+            export_in_turn("redis", &[4096, 1024], |stats, bytes| {
+                stats.details = vec![
+                    ("server_used_memory".to_owned(), bytes),
+                    ("l2.server_used_memory".to_owned(), bytes),
+                ];
+            })
+        });
+
+        for name in ["server_used_memory", "l2.server_used_memory"] {
+            let detail = [("cache", "redis"), ("backend", "redis"), ("name", name)];
+            assert_eq!(metrics.gauge("cachette_detail", &detail), Some(1024.0));
+            assert_eq!(metrics.counter("cachette_detail_total", &detail), None);
+        }
+    }
+
+    #[test]
+    fn counters_keep_counting_when_the_backends_counters_start_again() {
+        // 5 hits, then the server restarts and counts 2, then 4.
+        let (_, metrics) = recorded(|_| {
+            export_in_turn("near", &[5, 2, 4], |stats, hits| {
+                stats.hits = hits;
+                stats.details = vec![("local_hits".to_owned(), hits)];
+            })
+        });
+
+        // 5 before the restart and 4 after: the exported counter neither
+        // goes back nor stands still below its old total.
+        let near = [("cache", "near"), ("backend", "near")];
+        assert_eq!(metrics.counter("cachette_hits_total", &near), Some(9));
+        let detail = [
+            ("cache", "near"),
+            ("backend", "near"),
+            ("name", "local_hits"),
+        ];
+        assert_eq!(metrics.counter("cachette_detail_total", &detail), Some(9));
     }
 
     #[test]
@@ -936,22 +1002,43 @@ mod metrics_layer {
                 .layer(memory())
         });
         let (before, after) = metrics::with_local_recorder(&recorder, || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .start_paused(true)
-                .build()
-                .expect("a runtime")
-                .block_on(async {
-                    after_an_export().await;
-                    let before = look(&snapshotter).gauge("cachette_entries", &MEMORY);
-                    backend.set("k", "v".into(), &opts()).await.unwrap();
-                    after_an_export().await;
-                    let after = look(&snapshotter).gauge("cachette_entries", &MEMORY);
-                    (before, after)
-                })
+            on_a_paused_clock(async {
+                after_an_export().await;
+                let before = look(&snapshotter).gauge("cachette_entries", &MEMORY);
+                backend.set("k", "v".into(), &opts()).await.unwrap();
+                after_an_export().await;
+                let after = look(&snapshotter).gauge("cachette_entries", &MEMORY);
+                (before, after)
+            })
         });
 
         assert_eq!((before, after), (None, Some(1.0)));
+    }
+
+    #[test]
+    fn the_export_starts_again_under_a_new_runtime_when_its_runtime_ended() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let faults = FaultyBackend::new(memory());
+        let in_a_runtime = |backend: &Arc<dyn Backend>| {
+            metrics::with_local_recorder(&recorder, || {
+                on_a_paused_clock(async {
+                    backend.set("k", "v".into(), &opts()).await.unwrap();
+                    after_an_export().await;
+                })
+            });
+            look(&snapshotter).gauge("cachette_connection_up", &MEMORY)
+        };
+        let backend = MetricsLayer::new()
+            .export_interval(EVERY)
+            .unwrap()
+            .layer(faults.clone());
+
+        // Each runtime is dropped at the end of its `block_on`, and its
+        // export task with it.
+        assert_eq!(in_a_runtime(&backend), Some(1.0));
+        assert_eq!(in_a_runtime(&backend), Some(1.0));
+        assert_eq!(faults.calls_of("stats"), 2);
     }
 
     #[test]

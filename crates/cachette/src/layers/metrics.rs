@@ -1,15 +1,18 @@
 //! [`Metrics`]: operations counted and timed through the `metrics` facade,
 //! and the backend's own figures exported on an interval.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use ::metrics::{
     SharedString, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
 };
+
+use parking_lot::Mutex;
 
 use super::{Call, Op, Reply};
 use crate::backend::{Backend, Stats};
@@ -85,6 +88,7 @@ const GAUGE_DETAILS: &[&str] = &[
     "tags",
     "local_entries",
     "db_keys",
+    "server_used_memory",
     "file_bytes",
     "curr_items",
     "servers",
@@ -204,7 +208,7 @@ impl MetricsLayer {
             labels: Labels { cache, backend },
             export: self.export_interval.map(|interval| Export {
                 interval,
-                started: AtomicBool::new(false),
+                state: Arc::new(AtomicU8::new(IDLE)),
                 task: PurgeTask::default(),
             }),
             inner,
@@ -262,13 +266,35 @@ struct Labels {
     backend: SharedString,
 }
 
-/// The export of the backend's figures: started at most once, aborted when
-/// the layer is dropped.
+/// The export of the backend's figures: one task at a time, aborted when
+/// the layer is dropped or closed.
 #[derive(Debug)]
 struct Export {
     interval: Duration,
-    started: AtomicBool,
+    /// [`IDLE`], [`RUNNING`] or [`CLOSED`].
+    state: Arc<AtomicU8>,
     task: PurgeTask,
+}
+
+/// No export task runs: the next operation inside a runtime starts one.
+const IDLE: u8 = 0;
+/// An export task runs.
+const RUNNING: u8 = 1;
+/// The backend was closed through the layer: no task starts again.
+const CLOSED: u8 = 2;
+
+/// Owned by the export task: when the task ends (its runtime shut down,
+/// say, the runtime of a test or of a startup `block_on`), the export is
+/// idle again, so that the next operation, inside another runtime,
+/// starts it there.
+struct Running(Arc<AtomicU8>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Relaxed);
+    }
 }
 
 /// A backend that records each operation through the
@@ -318,12 +344,15 @@ struct Export {
 /// | `cachette_corrupt_total` | counter | | stored entries that could not be read back | [`Stats::corrupt`] |
 /// | `cachette_invalidations_received_total` | counter | | invalidations received from other instances (near cache, tiered channel) | detail `invalidations_received` |
 /// | `cachette_flushes_total` | counter | | times the near cache emptied its local store (the server flushed, or the connection was lost) | detail `flushes` |
-/// | `cachette_detail` | gauge | `name` | the other details that are levels: those whose name, or its last `.`-separated part (the tiered backend's `l1.entries`), is `entries`, `bytes`, `tags`, `local_entries`, `db_keys`, `file_bytes`, `curr_items`, `servers` or `servers_reachable` | [`Stats::details`] |
+/// | `cachette_detail` | gauge | `name` | the other details that are levels: those whose name, or its last `.`-separated part (the tiered backend's `l1.entries`), is `entries`, `bytes`, `tags`, `local_entries`, `db_keys`, `server_used_memory` (Redis), `file_bytes`, `curr_items`, `servers` or `servers_reachable` | [`Stats::details`] |
 /// | `cachette_detail_total` | counter | `name` | every other detail: a running total (`local_hits`, `remote_hits`, `l1.evictions`, ...) | [`Stats::details`] |
 ///
-/// The counters are the backend's own cumulative values, set as they are
-/// (a backend rebuilt starts again from 0, which Prometheus reads as a
-/// counter reset); a counter a backend does not track stays 0. The hit
+/// The counters follow the backend's own cumulative values: each export
+/// adds what the backend counted since the previous one, so that they
+/// never go back, and a backend whose counters start again from 0 (a
+/// restarted server, a rebuilt backend under the same labels) adds its new
+/// figures to the old ones instead of standing still until it passes them;
+/// a counter a backend does not track stays 0. The hit
 /// ratio of the store is `cachette_hits_total / (cachette_hits_total +
 /// cachette_misses_total)`. A failed `stats()` leaves the last values in
 /// place and is logged at `debug`.
@@ -332,7 +361,10 @@ struct Export {
 /// inside a runtime, or else on the first operation inside one; outside
 /// any runtime nothing is exported and operations are still recorded. The
 /// task holds the backend weakly and ends when this layer is dropped, or
-/// when [`Backend::close`] succeeds through it.
+/// when [`Backend::close`] succeeds through it. A task that ended with its
+/// runtime (a layer built under one runtime, such as a `static` cache
+/// first used by one test, then used under another) starts again on the
+/// next operation inside a runtime.
 ///
 /// Metrics go to whatever recorder is installed when they are recorded.
 /// Placed above the retry and circuit breaker layers, as
@@ -364,9 +396,9 @@ impl<B: Backend + ?Sized> Metrics<B> {
         let result = f().await;
         let elapsed = started.elapsed();
         if let (Op::Close, Ok(_), Some(export)) = (call.op, &result, &self.export) {
-            // A closed backend has no figures left to export; `started`
-            // stays set, so that no later operation starts it again.
-            export.started.store(true, Ordering::Release);
+            // A closed backend has no figures left to export, and no
+            // later operation starts the export again.
+            export.state.store(CLOSED, Ordering::Release);
             export.task.stop();
         }
         let op = call.op.name();
@@ -395,14 +427,19 @@ impl<B: Backend + ?Sized> Metrics<B> {
     /// for and this thread is inside a tokio runtime.
     fn start_export(&self) {
         let Some(export) = &self.export else { return };
-        if export.started.load(Ordering::Relaxed)
+        if export.state.load(Ordering::Relaxed) != IDLE
             || tokio::runtime::Handle::try_current().is_err()
-            || export.started.swap(true, Ordering::AcqRel)
+            || export
+                .state
+                .compare_exchange(IDLE, RUNNING, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
         {
             return;
         }
+        let running = Running(Arc::clone(&export.state));
         let labels = self.labels.clone();
         let interval = export.interval;
+        let exported = Arc::new(Mutex::new(Exported::default()));
         // The purge loop is the loop needed: a weak handle, a tick per
         // interval, aborted on drop. Failures are logged here (at debug:
         // a backend that is down would repeat them every interval), so
@@ -412,9 +449,12 @@ impl<B: Backend + ?Sized> Metrics<B> {
             Arc::downgrade(&self.inner),
             interval,
             move |inner| {
+                // Dropped with the task, whatever ends it.
+                let _ = &running;
                 let labels = labels.clone();
+                let exported = Arc::clone(&exported);
                 async move {
-                    export_figures(&*inner, &labels, interval).await;
+                    export_figures(&*inner, &labels, &exported, interval).await;
                     Ok(0)
                 }
             },
@@ -424,7 +464,12 @@ impl<B: Backend + ?Sized> Metrics<B> {
 
 /// Asks the backend for its health and stats, each bounded by `limit`, and
 /// records them.
-async fn export_figures<B: Backend + ?Sized>(inner: &B, labels: &Labels, limit: Duration) {
+async fn export_figures<B: Backend + ?Sized>(
+    inner: &B,
+    labels: &Labels,
+    exported: &Mutex<Exported>,
+    limit: Duration,
+) {
     let Labels { cache, backend } = labels;
     let up = matches!(
         tokio::time::timeout(limit, inner.health()).await,
@@ -436,7 +481,7 @@ async fn export_figures<B: Backend + ?Sized>(inner: &B, labels: &Labels, limit: 
         0.0
     });
     match tokio::time::timeout(limit, inner.stats()).await {
-        Ok(Ok(stats)) => record_stats(labels, &stats),
+        Ok(Ok(stats)) => record_stats(labels, &stats, &mut exported.lock()),
         Ok(Err(error)) => {
             tracing::debug!(backend = inner.name(), %error, "metrics: could not read the backend's stats");
         }
@@ -450,21 +495,46 @@ async fn export_figures<B: Backend + ?Sized>(inner: &B, labels: &Labels, limit: 
     }
 }
 
-/// Sets the gauges and counters of [`Stats`].
-fn record_stats(labels: &Labels, stats: &Stats) {
+/// The backend's counters as last exported by one layer: each export adds
+/// what the backend counted since. (`Counter::absolute` would not do: the
+/// recorders keep the highest value it was given, so after a backend
+/// restarts from 0 its counter would stand still until it passed its old
+/// total.)
+#[derive(Debug, Default)]
+struct Exported {
+    /// By metric name, and detail name for `cachette_detail_total`.
+    last: HashMap<(&'static str, String), u64>,
+}
+
+impl Exported {
+    /// How much the counter `metric` (of the backend's detail `detail`,
+    /// if any) grew since its last export: the difference, or the whole of
+    /// `value` if it went back (the backend's counters started again from
+    /// 0).
+    fn growth(&mut self, metric: &'static str, detail: &str, value: u64) -> u64 {
+        let last = self.last.entry((metric, detail.to_owned())).or_insert(0);
+        let growth = value.checked_sub(*last).unwrap_or(value);
+        *last = value;
+        growth
+    }
+}
+
+/// Sets the gauges and advances the counters of [`Stats`].
+fn record_stats(labels: &Labels, stats: &Stats, exported: &mut Exported) {
     let Labels { cache, backend } = labels;
     let labelled = || [("cache", cache.clone()), ("backend", backend.clone())];
     gauge!(ENTRIES, &labelled()).set(stats.entries as f64);
     gauge!(BYTES, &labelled()).set(stats.bytes as f64);
     for (name, _, value) in STATS_COUNTERS {
-        counter!(name, &labelled()).absolute(value(stats));
+        counter!(name, &labelled()).increment(exported.growth(name, "", value(stats)));
     }
     for (name, value) in &stats.details {
         match name.as_str() {
-            "invalidations_received" => {
-                counter!(INVALIDATIONS_RECEIVED, &labelled()).absolute(*value)
+            "invalidations_received" => counter!(INVALIDATIONS_RECEIVED, &labelled())
+                .increment(exported.growth(INVALIDATIONS_RECEIVED, "", *value)),
+            "flushes" => {
+                counter!(FLUSHES, &labelled()).increment(exported.growth(FLUSHES, "", *value))
             }
-            "flushes" => counter!(FLUSHES, &labelled()).absolute(*value),
             _ => {
                 let detail = [
                     ("cache", cache.clone()),
@@ -475,7 +545,11 @@ fn record_stats(labels: &Labels, stats: &Stats) {
                 if GAUGE_DETAILS.contains(&last) {
                     gauge!(DETAIL_GAUGE, &detail).set(*value as f64);
                 } else {
-                    counter!(DETAIL_COUNTER, &detail).absolute(*value);
+                    counter!(DETAIL_COUNTER, &detail).increment(exported.growth(
+                        DETAIL_COUNTER,
+                        name,
+                        *value,
+                    ));
                 }
             }
         }

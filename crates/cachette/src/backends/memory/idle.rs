@@ -37,7 +37,10 @@ impl IdleTimes {
         if let Some(last) = self.last_access.get(index as usize)
             && last.load(Ordering::Relaxed) < now
         {
-            last.store(now, Ordering::Relaxed);
+            // Readers race under the read lock: a plain store could put
+            // back an earlier time than another reader's, and the entry
+            // would go idle before its time-to-idle after the last read.
+            last.fetch_max(now, Ordering::Relaxed);
         }
     }
 
