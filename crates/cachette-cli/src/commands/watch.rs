@@ -206,6 +206,9 @@ pub(crate) async fn watch(
     let mut previous: Option<(Frame, Instant)> = None;
     let mut number = 0;
     // One listener for the whole run: a Ctrl-C during a reading stops too.
+    // `ctrl_c` installs its handler when first polled, so `stop` is polled
+    // first (`biased`): the handler is in place before the first frame is
+    // drawn, not whenever the select happens to poll it.
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     while args.count.is_none_or(|count| number < count) {
@@ -214,8 +217,9 @@ pub(crate) async fn watch(
             Reading::take(backend, !args.no_scan).await
         };
         let reading = tokio::select! {
-            reading = next => reading?,
+            biased;
             _ = &mut stop => break,
+            reading = next => reading?,
         };
         number += 1;
         let now = Instant::now();
