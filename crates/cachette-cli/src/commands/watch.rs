@@ -91,6 +91,11 @@ fn figure(reading: &Reading, counter: &str, value: u64) -> (u64, &'static str) {
         .unwrap_or((value, reading.source(counter)))
 }
 
+/// The operations a frame counts: hits + misses + writes.
+fn operations(hits: u64, misses: u64, writes: u64) -> u64 {
+    hits.saturating_add(misses).saturating_add(writes)
+}
+
 impl Frame {
     fn new(
         number: u64,
@@ -106,11 +111,16 @@ impl Frame {
         let (evictions, evictions_from) = figure(reading, "evictions", stats.evictions);
         // memcached counts its writes as a detail (it cannot tell inserts
         // from updates).
-        let writes = stats.inserts + stats.updates + reading.detail("writes").unwrap_or(0);
-        let total = hits + misses;
-        let ops = hits + misses + writes;
+        let writes = stats
+            .inserts
+            .saturating_add(stats.updates)
+            .saturating_add(reading.detail("writes").unwrap_or(0));
+        // The server's counters are its own to report: sums that saturate
+        // (and a ratio in f64) rather than an overflow on absurd values.
+        let total = hits as f64 + misses as f64;
+        let ops = operations(hits, misses, writes);
         let ops_per_sec = previous.map(|(before, secs)| {
-            let before = before.hits + before.misses + before.writes;
+            let before = operations(before.hits, before.misses, before.writes);
             ops.saturating_sub(before) as f64 / secs.max(f64::EPSILON)
         });
         Frame {
@@ -120,10 +130,10 @@ impl Frame {
             hits,
             misses,
             writes,
-            hit_ratio: if total == 0 {
+            hit_ratio: if total == 0.0 {
                 0.0
             } else {
-                hits as f64 / total as f64
+                hits as f64 / total
             },
             ops_per_sec,
             entries,
@@ -242,4 +252,32 @@ pub(crate) async fn watch(
         previous = Some((frame, now));
     }
     Ok(Outcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// A server that reports counters at the top of `u64` (broken, or
+    /// hostile) makes no overflow: the sums saturate, the ratio holds.
+    #[test]
+    fn server_counters_at_the_top_of_u64_do_not_overflow() {
+        let mut stats = cachette::Stats::default();
+        stats.inserts = 1;
+        stats.details = vec![
+            ("server_keyspace_hits".to_owned(), u64::MAX),
+            ("server_keyspace_misses".to_owned(), u64::MAX),
+        ];
+        let reading = Reading {
+            backend: "redis",
+            stats,
+            sources: BTreeMap::new(),
+        };
+        let first = Frame::new(1, Duration::ZERO, &reading, None);
+        assert_eq!(first.hit_ratio, 0.5);
+        let second = Frame::new(2, Duration::from_secs(1), &reading, Some((&first, 1.0)));
+        assert_eq!(second.ops_per_sec, Some(0.0));
+    }
 }
