@@ -656,10 +656,13 @@ fn the_exposition_parser_refuses_what_the_format_forbids() {
         "# TYPE x counter\n# TYPE y counter\nx 1\ny 1\nx{a=\"b\"} 1\n",
         "# TYPE x meter\nx 1\n",
         "# TYPE x counter\nx{a=\"\\q\"} 1\n",
+        "# TYPE x counter\nx{a=\"1\"b=\"2\"} 1\n",
     ] {
         assert!(exposition::parse(bad).is_err(), "accepted: {bad:?}");
     }
     let good = "# HELP x a \\\\ b\n# TYPE x counter\nx{a=\"q\\\"\\n\\\\\"} +Inf 123\n\n";
+    exposition::parse(good).unwrap_or_else(|e| panic!("{e}"));
+    let good = "# TYPE x counter\nx{a=\"1\",b=\"2\",} 1\n";
     exposition::parse(good).unwrap_or_else(|e| panic!("{e}"));
 }
 
