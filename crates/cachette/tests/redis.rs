@@ -191,6 +191,36 @@ async fn acl_user_works_within_its_pattern_and_is_denied_outside() {
     assert!(!format!("{err} {err:?}").contains("wrong-pw"), "{err:?}");
 }
 
+/// `INFO` is in `@dangerous`, which a hardened ACL user lacks: its stats
+/// are the client's counters without the server's figures, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_of_an_acl_user_that_may_not_run_info_are_the_clients_counters() {
+    let server = RedisServer::start();
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "hardened",
+        "on",
+        ">s3cret-pw",
+        "~app:*",
+        "+@all",
+        "-@dangerous",
+    ]);
+    let url = format!(
+        "redis://hardened:s3cret-pw@127.0.0.1:{}/0?prefix=app:",
+        server.port()
+    );
+    let cache = cachette::open(&url).await.unwrap();
+    cache
+        .set("k", "v".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    assert!(cache.get("k").await.unwrap().is_some());
+    let stats = cache.stats().await.unwrap();
+    assert_eq!(stats.hits, 1);
+    assert!(stats.details.is_empty(), "{:?}", stats.details);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_never_appears_in_debug_or_errors() {
     let server = RedisServer::start();
