@@ -995,6 +995,8 @@ fn stats_and_watch_on_redis_show_the_servers_figures() {
     let text = stdout(&prometheus);
     let families = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(families["cachette_entries"].samples[0].value, 3.0);
+    // Redis reports no byte count of the prefix: no sample, rather than 0.
+    assert!(!families.contains_key("cachette_bytes"), "{text}");
     assert!(
         families["cachette_detail"]
             .samples

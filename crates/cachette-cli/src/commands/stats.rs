@@ -33,8 +33,9 @@ the backend does not know.")]
 pub(crate) struct StatsArgs {
     /// Print Prometheus' text exposition format instead of a table:
     /// `cachette_<counter>_total` counters, `cachette_entries` and
-    /// `cachette_bytes` gauges, `cachette_detail{name=…}` (untyped) for the
-    /// backend's own figures, each labelled with the backend.
+    /// `cachette_bytes` gauges (left out where the backend does not report
+    /// them), `cachette_detail{name=…}` (untyped) for the backend's own
+    /// figures, each labelled with the backend.
     #[arg(long)]
     prometheus: bool,
     /// Do not count the keys under the prefix on Redis (a SCAN, slow on a
@@ -200,11 +201,16 @@ fn prometheus(reading: &Reading) -> String {
     let mut out = String::new();
     let label = format!("backend=\"{}\"", escape_label(reading.backend));
     for (name, value) in reading.stats.counters() {
+        let source = reading.source(name);
+        // A 0 for a figure the backend does not know would read as a
+        // measurement on a dashboard: no sample says "unknown".
+        if source == NOT_REPORTED {
+            continue;
+        }
         let (metric, kind) = match name {
             "entries" | "bytes" => (format!("cachette_{name}"), "gauge"),
             _ => (format!("cachette_{name}_total"), "counter"),
         };
-        let source = reading.source(name);
         let _ = writeln!(out, "# HELP {metric} The backend's {name} ({source}).");
         let _ = writeln!(out, "# TYPE {metric} {kind}");
         let _ = writeln!(out, "{metric}{{{label}}} {value}");
