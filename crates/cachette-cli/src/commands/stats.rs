@@ -27,9 +27,9 @@ The `source` column says where each figure comes from: `this process` (the
 counters of this CLI run's client: zeros unless the command did something),
 the backend's store (`the directory`, `the database file`, `server: the
 table's totals`), the server (`server INFO stats`, `server INFO memory`,
-`server INFO keyspace`, `server stats`), or `SCAN of prefix` (Redis: the
-keys under the backend's prefix, counted with SCAN); `not reported` where
-the backend does not know.")]
+`server INFO keyspace or DBSIZE`, `server stats`), or `SCAN of prefix`
+(Redis: the keys under the backend's prefix, counted with SCAN); `not
+reported` where the backend does not know.")]
 pub(crate) struct StatsArgs {
     /// Print Prometheus' text exposition format instead of a table:
     /// `cachette_<counter>_total` counters, `cachette_entries` and
@@ -142,7 +142,8 @@ fn counter_source(backend: &str, counter: &str) -> &'static str {
 /// their `details`).
 fn detail_source(backend: &str, detail: &str) -> &'static str {
     match (backend, detail) {
-        ("redis", "db_keys") => "server INFO keyspace (every prefix)",
+        // A cluster answers DBSIZE summed over its masters instead.
+        ("redis", "db_keys") => "server INFO keyspace or DBSIZE (every prefix)",
         ("redis", "server_used_memory") => "server INFO memory",
         ("redis", name) if name.starts_with("server_") => "server INFO stats",
         ("memcached", "curr_items" | "bytes" | "evictions" | "expired_unfetched") => {
