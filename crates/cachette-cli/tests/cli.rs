@@ -990,6 +990,22 @@ fn stats_and_watch_on_redis_show_the_servers_figures() {
     );
     let no_scan = cachette(&["--url", &app, "--json", "stats", "--no-scan"]);
     assert_eq!(json_stdout(&no_scan)["sources"]["entries"], "not reported");
+    // The SCAN walks the whole database (4 keys): above --scan-limit it is
+    // left out, and the exposition has no entries sample.
+    let at_limit = cachette(&["--url", &app, "--json", "stats", "--scan-limit", "4"]);
+    assert_eq!(json_stdout(&at_limit)["entries"], 3);
+    let over = cachette(&["--url", &app, "--json", "stats", "--scan-limit", "3"]);
+    let doc = json_stdout(&over);
+    assert!(
+        doc["sources"]["entries"]
+            .as_str()
+            .is_some_and(|source| source.starts_with("not counted")),
+        "{doc}"
+    );
+    let over = cachette(&["--url", &app, "stats", "--prometheus", "--scan-limit", "3"]);
+    let text = stdout(&over);
+    let families = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(!families.contains_key("cachette_entries"), "{text}");
 
     let prometheus = cachette(&["--url", &app, "stats", "--prometheus"]);
     let text = stdout(&prometheus);

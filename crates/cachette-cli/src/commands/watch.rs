@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::time::MissedTickBehavior;
 
 use super::Outcome;
-use super::stats::Reading;
+use super::stats::{Reading, ScanArgs};
 use crate::output::{self, Printer};
 use crate::units::{self, format_bytes};
 
@@ -32,10 +32,8 @@ pub(crate) struct WatchArgs {
     /// Stop after this many frames [default: at Ctrl-C].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
-    /// Do not count the keys under the prefix on Redis (a SCAN, each
-    /// frame).
-    #[arg(long)]
-    no_scan: bool,
+    #[command(flatten)]
+    scan: ScanArgs,
 }
 
 /// Stand-ins for this process's counters: `(counter, detail)` where the
@@ -224,7 +222,7 @@ pub(crate) async fn watch(
     while args.count.is_none_or(|count| number < count) {
         let next = async {
             ticks.tick().await;
-            Reading::take(backend, !args.no_scan).await
+            Reading::take(backend, &args.scan).await
         };
         let reading = tokio::select! {
             biased;
