@@ -11,7 +11,7 @@ const AFTER_HELP: &str = "\
 Exit status:
   0  success
   1  the key is absent, or a condition kept a write from happening
-     (get, ttl, touch, set --nx/--xx)
+     (get, exists, ttl, touch, set --nx/--xx)
   2  error (a message `error: ...` is printed on stderr; under --json,
      a JSON object {\"error\": {\"kind\": ..., \"message\": ...}})
 

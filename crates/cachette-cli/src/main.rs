@@ -76,10 +76,38 @@ fn init_tracing() {
         .init();
 }
 
+/// Whether the command failed writing to a closed stdout. A broken pipe
+/// under a cachette error is a backend's connection breaking (memcached's
+/// socket), a failure that must not pass for success.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause
-            .downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-    })
+    err.chain()
+        .take_while(|cause| cause.downcast_ref::<cachette::Error>().is_none())
+        .any(|cause| {
+            cause
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_stdout_is_a_broken_pipe() {
+        let err = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(is_broken_pipe(&err.context("printing the answer")));
+    }
+
+    #[test]
+    fn a_backend_connection_broken_mid_write_is_an_error_not_a_closed_stdout() {
+        let broken = cachette::Error::new(
+            cachette::ErrorKind::Connection,
+            "memcached",
+            "127.0.0.1:11211: the connection broke",
+        )
+        .with_source(io::Error::from(io::ErrorKind::BrokenPipe));
+        let err = anyhow::Error::from(broken).context("cannot open a `memcached://` backend");
+        assert!(!is_broken_pipe(&err));
+    }
 }

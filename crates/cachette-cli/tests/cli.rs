@@ -656,10 +656,13 @@ fn the_exposition_parser_refuses_what_the_format_forbids() {
         "# TYPE x counter\n# TYPE y counter\nx 1\ny 1\nx{a=\"b\"} 1\n",
         "# TYPE x meter\nx 1\n",
         "# TYPE x counter\nx{a=\"\\q\"} 1\n",
+        "# TYPE x counter\nx{a=\"1\"b=\"2\"} 1\n",
     ] {
         assert!(exposition::parse(bad).is_err(), "accepted: {bad:?}");
     }
     let good = "# HELP x a \\\\ b\n# TYPE x counter\nx{a=\"q\\\"\\n\\\\\"} +Inf 123\n\n";
+    exposition::parse(good).unwrap_or_else(|e| panic!("{e}"));
+    let good = "# TYPE x counter\nx{a=\"1\",b=\"2\",} 1\n";
     exposition::parse(good).unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -987,11 +990,29 @@ fn stats_and_watch_on_redis_show_the_servers_figures() {
     );
     let no_scan = cachette(&["--url", &app, "--json", "stats", "--no-scan"]);
     assert_eq!(json_stdout(&no_scan)["sources"]["entries"], "not reported");
+    // The SCAN walks the whole database (4 keys): above --scan-limit it is
+    // left out, and the exposition has no entries sample.
+    let at_limit = cachette(&["--url", &app, "--json", "stats", "--scan-limit", "4"]);
+    assert_eq!(json_stdout(&at_limit)["entries"], 3);
+    let over = cachette(&["--url", &app, "--json", "stats", "--scan-limit", "3"]);
+    let doc = json_stdout(&over);
+    assert!(
+        doc["sources"]["entries"]
+            .as_str()
+            .is_some_and(|source| source.starts_with("not counted")),
+        "{doc}"
+    );
+    let over = cachette(&["--url", &app, "stats", "--prometheus", "--scan-limit", "3"]);
+    let text = stdout(&over);
+    let families = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(!families.contains_key("cachette_entries"), "{text}");
 
     let prometheus = cachette(&["--url", &app, "stats", "--prometheus"]);
     let text = stdout(&prometheus);
     let families = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(families["cachette_entries"].samples[0].value, 3.0);
+    // Redis reports no byte count of the prefix: no sample, rather than 0.
+    assert!(!families.contains_key("cachette_bytes"), "{text}");
     assert!(
         families["cachette_detail"]
             .samples
@@ -1213,6 +1234,46 @@ fn get_decodes_what_the_typed_cache_wrote() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// An envelope whose times lie past year 9999 (RFC 3339's last) is a
+/// corrupt or hostile header, not a reason to panic: `get` shows those
+/// times as counts of ms, in text and in JSON.
+#[test]
+fn get_of_an_envelope_with_times_past_year_9999_shows_them_as_ms() {
+    let dir = cachette::testing::servers::fresh_dir();
+    let url = format!("file://{}/cache", dir.display());
+    // Magic, format 1, codec 1 (json), no flags, then created, soft and
+    // hard deadlines all at u64::MAX ms, then the payload.
+    let mut envelope = vec![0xCC, b'c', b'h', b't', 1, 1, 0];
+    for _ in 0..3 {
+        envelope.extend_from_slice(&u64::MAX.to_le_bytes());
+    }
+    envelope.extend_from_slice(b"\"x\"");
+    let set = set_from_stdin(&url, "far", &envelope);
+    assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
+
+    let text = cachette(&["--url", &url, "get", "far"]);
+    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
+    assert_eq!(stdout(&text), "\"x\"\n");
+    let header = stderr(&text);
+    assert_eq!(
+        header.matches("18446744073709551615 ms after").count(),
+        3,
+        "{header}"
+    );
+    let json = cachette(&["--url", &url, "--json", "get", "far"]);
+    assert_eq!(json.status.code(), Some(0), "{}", stderr(&json));
+    let doc = json_stdout(&json);
+    assert_eq!(doc["value"], "x");
+    assert_eq!(doc["envelope"]["created_unix_ms"], u64::MAX);
+    assert!(
+        doc["envelope"]["created"]
+            .as_str()
+            .is_some_and(|created| created.starts_with("18446744073709551615 ms")),
+        "{doc}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// `watch` without `--count` runs until Ctrl-C (SIGINT), then ends
 /// cleanly with exit status 0.
 #[cfg(unix)]
@@ -1230,11 +1291,9 @@ fn watch_stops_cleanly_on_ctrl_c() {
         .spawn()
         .expect("watch starts");
     let mut frames = std::io::BufReader::new(child.stdout.take().expect("a stdout")).lines();
-    // Two frames: the Ctrl-C handler is in place once the first is drawn.
-    for _ in 0..2 {
-        let frame = frames.next().expect("a frame").expect("a line");
-        serde_json::from_str::<serde_json::Value>(&frame).expect("a JSON frame");
-    }
+    // The Ctrl-C handler is in place once the first frame is drawn.
+    let frame = frames.next().expect("a frame").expect("a line");
+    serde_json::from_str::<serde_json::Value>(&frame).expect("a JSON frame");
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

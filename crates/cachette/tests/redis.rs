@@ -147,22 +147,20 @@ async fn tls_server_conforms_with_a_generated_ca() {
     assert!(untrusted.is_err());
 }
 
+/// Creates the ACL user `user` (password `s3cret-pw`) with these rules;
+/// returns its URL without parameters.
+fn acl_user(server: &RedisServer, user: &str, rules: &[&str]) -> String {
+    let mut command = vec!["ACL", "SETUSER", user, "on", ">s3cret-pw"];
+    command.extend_from_slice(rules);
+    server.cli(&command);
+    format!("redis://{user}:s3cret-pw@127.0.0.1:{}/0", server.port())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_user_works_within_its_pattern_and_is_denied_outside() {
     let server = RedisServer::start();
-    server.cli(&[
-        "ACL",
-        "SETUSER",
-        "limited",
-        "on",
-        ">s3cret-pw",
-        "~allowed:*",
-        "+@all",
-    ]);
-    let url = format!(
-        "redis://limited:s3cret-pw@127.0.0.1:{}/0?prefix=allowed:",
-        server.port()
-    );
+    let login = acl_user(&server, "limited", &["~allowed:*", "+@all"]);
+    let url = format!("{login}?prefix=allowed:");
     let allowed = cachette::open(&url).await.unwrap();
     allowed
         .set("k", "v".into(), &SetOptions::new())
@@ -171,10 +169,7 @@ async fn acl_user_works_within_its_pattern_and_is_denied_outside() {
     assert_eq!(allowed.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
     assert_eq!(allowed.incr("n", 2, Default::default()).await.unwrap(), 2);
 
-    let url = format!(
-        "redis://limited:s3cret-pw@127.0.0.1:{}/0?prefix=other:",
-        server.port()
-    );
+    let url = format!("{login}?prefix=other:");
     let outside = cachette::open(&url).await.unwrap();
     let err = outside.get("k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
@@ -189,6 +184,25 @@ async fn acl_user_works_within_its_pattern_and_is_denied_outside() {
     let err = cachette::open(&url).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     assert!(!format!("{err} {err:?}").contains("wrong-pw"), "{err:?}");
+}
+
+/// `INFO` is in `@dangerous`, which a hardened ACL user lacks: its stats
+/// are the client's counters without the server's figures, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_of_an_acl_user_that_may_not_run_info_are_the_clients_counters() {
+    let server = RedisServer::start();
+    let login = acl_user(&server, "hardened", &["~app:*", "+@all", "-@dangerous"]);
+    let cache = cachette::open(&format!("{login}?prefix=app:"))
+        .await
+        .unwrap();
+    cache
+        .set("k", "v".into(), &SetOptions::new())
+        .await
+        .unwrap();
+    assert!(cache.get("k").await.unwrap().is_some());
+    let stats = cache.stats().await.unwrap();
+    assert_eq!(stats.hits, 1);
+    assert!(stats.details.is_empty(), "{:?}", stats.details);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -232,9 +232,21 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// A Unix time in ms as RFC 3339 (UTC, milliseconds).
+/// A Unix time in ms as RFC 3339 (UTC, milliseconds). RFC 3339 ends at
+/// year 9999 (humantime fails on later times, and `to_string` would panic
+/// on that); a later time, which only a corrupt header holds, is shown as
+/// its count of ms.
 fn timestamp(unix_ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let written = UNIX_EPOCH
+        .checked_add(Duration::from_millis(unix_ms))
+        .is_some_and(|time| write!(text, "{}", humantime::format_rfc3339_millis(time)).is_ok());
+    if written {
+        text
+    } else {
+        format!("{unix_ms} ms after the Unix epoch (past year 9999)")
+    }
 }
 
 /// The flags of an envelope, by name.

@@ -7,7 +7,9 @@
 //! backend reports its server's own figures (Redis' `INFO`, memcached's
 //! `stats`, PostgreSQL's table totals) they are shown with their source, and
 //! on Redis, which reports no entry count, the keys under the prefix are
-//! counted with a SCAN (`--no-scan` skips it).
+//! counted with a SCAN ([`ScanArgs`]: skipped on a database of more than
+//! `--scan-limit` keys, since the SCAN walks all of them, or by
+//! `--no-scan`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,20 +29,41 @@ The `source` column says where each figure comes from: `this process` (the
 counters of this CLI run's client: zeros unless the command did something),
 the backend's store (`the directory`, `the database file`, `server: the
 table's totals`), the server (`server INFO stats`, `server INFO memory`,
-`server INFO keyspace`, `server stats`), or `SCAN of prefix` (Redis: the
-keys under the backend's prefix, counted with SCAN); `not reported` where
-the backend does not know.")]
+`server INFO keyspace or DBSIZE`, `server stats`), or `SCAN of prefix`
+(Redis: the keys under the backend's prefix, counted with SCAN, which
+walks the whole database: skipped above --scan-limit keys, `not counted`);
+`not reported` where the backend does not know.")]
 pub(crate) struct StatsArgs {
     /// Print Prometheus' text exposition format instead of a table:
     /// `cachette_<counter>_total` counters, `cachette_entries` and
-    /// `cachette_bytes` gauges, `cachette_detail{name=…}` (untyped) for the
-    /// backend's own figures, each labelled with the backend.
+    /// `cachette_bytes` gauges (left out where the backend does not report
+    /// them), `cachette_detail{name=…}` (untyped) for the backend's own
+    /// figures, each labelled with the backend.
     #[arg(long)]
     prometheus: bool,
-    /// Do not count the keys under the prefix on Redis (a SCAN, slow on a
-    /// large database).
+    #[command(flatten)]
+    scan: ScanArgs,
+}
+
+/// Whether `stats` and `watch` count the keys under a Redis prefix.
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// Do not count the keys under the prefix on Redis.
     #[arg(long)]
     no_scan: bool,
+    /// Count the keys under the prefix on Redis only when the database
+    /// holds at most this many keys (a SCAN walks every key of the
+    /// database, whatever the prefix); 0 for no limit.
+    #[arg(long, value_name = "KEYS", default_value_t = 1_000_000)]
+    scan_limit: u64,
+}
+
+impl ScanArgs {
+    /// Whether a database of `db_keys` keys (`None`: not known) is within
+    /// `--scan-limit`.
+    fn within_limit(&self, db_keys: Option<u64>) -> bool {
+        self.scan_limit == 0 || db_keys.is_none_or(|keys| keys <= self.scan_limit)
+    }
 }
 
 /// Where a figure comes from when this process counted it.
@@ -48,6 +71,10 @@ const THIS_PROCESS: &str = "this process";
 
 /// The source of a store that reports no entry count.
 const NOT_REPORTED: &str = "not reported";
+
+/// The source of a Redis entry count left out because of the database's
+/// size.
+const OVER_SCAN_LIMIT: &str = "not counted: the database holds more than --scan-limit keys";
 
 /// One reading of a backend's figures, with the source of each.
 #[derive(Debug, Clone)]
@@ -64,9 +91,9 @@ pub(crate) struct Reading {
 impl Reading {
     /// Reads the backend's stats; counts its keys with a SCAN when it is
     /// Redis (which reports no entry count) and `scan` allows it.
-    pub(crate) async fn take(backend: &dyn Backend, scan: bool) -> anyhow::Result<Self> {
+    pub(crate) async fn take(backend: &dyn Backend, scan: &ScanArgs) -> anyhow::Result<Self> {
         let name = backend.name();
-        let mut stats = backend.stats().await?;
+        let stats = backend.stats().await?;
         let mut sources: BTreeMap<String, &'static str> = stats
             .counters()
             .iter()
@@ -75,21 +102,32 @@ impl Reading {
         for (detail, _) in &stats.details {
             sources.insert(detail.clone(), detail_source(name, detail));
         }
-        if scan && let Some(how) = listing_source(name) {
-            let mut keys = backend.keys("*").await?;
-            let mut count = 0;
-            while let Some(key) = keys.next().await {
-                key?;
-                count += 1;
-            }
-            stats.entries = count;
-            sources.insert("entries".to_owned(), how);
-        }
-        Ok(Reading {
+        let mut reading = Reading {
             backend: name,
             stats,
             sources,
-        })
+        };
+        let Some(how) = listing_source(name) else {
+            return Ok(reading);
+        };
+        if scan.no_scan {
+            return Ok(reading);
+        }
+        if !scan.within_limit(reading.detail("db_keys")) {
+            reading
+                .sources
+                .insert("entries".to_owned(), OVER_SCAN_LIMIT);
+            return Ok(reading);
+        }
+        let mut keys = backend.keys("*").await?;
+        let mut count = 0;
+        while let Some(key) = keys.next().await {
+            key?;
+            count += 1;
+        }
+        reading.stats.entries = count;
+        reading.sources.insert("entries".to_owned(), how);
+        Ok(reading)
     }
 
     /// The source of a counter or detail.
@@ -141,7 +179,8 @@ fn counter_source(backend: &str, counter: &str) -> &'static str {
 /// their `details`).
 fn detail_source(backend: &str, detail: &str) -> &'static str {
     match (backend, detail) {
-        ("redis", "db_keys") => "server INFO keyspace (every prefix)",
+        // A cluster answers DBSIZE summed over its masters instead.
+        ("redis", "db_keys") => "server INFO keyspace or DBSIZE (every prefix)",
         ("redis", "server_used_memory") => "server INFO memory",
         ("redis", name) if name.starts_with("server_") => "server INFO stats",
         ("memcached", "curr_items" | "bytes" | "evictions" | "expired_unfetched") => {
@@ -161,7 +200,7 @@ pub(crate) async fn stats(
     if args.prometheus && out.is_json() {
         anyhow::bail!("--prometheus and --json are two output formats: pick one");
     }
-    let reading = Reading::take(backend, !args.no_scan).await?;
+    let reading = Reading::take(backend, &args.scan).await?;
     if out.is_json() {
         output::print_json(&StatsDoc::new(&reading))?;
     } else if args.prometheus {
@@ -200,11 +239,16 @@ fn prometheus(reading: &Reading) -> String {
     let mut out = String::new();
     let label = format!("backend=\"{}\"", escape_label(reading.backend));
     for (name, value) in reading.stats.counters() {
+        let source = reading.source(name);
+        // A 0 for a figure the backend does not know would read as a
+        // measurement on a dashboard: no sample says "unknown".
+        if source == NOT_REPORTED || source == OVER_SCAN_LIMIT {
+            continue;
+        }
         let (metric, kind) = match name {
             "entries" | "bytes" => (format!("cachette_{name}"), "gauge"),
             _ => (format!("cachette_{name}_total"), "counter"),
         };
-        let source = reading.source(name);
         let _ = writeln!(out, "# HELP {metric} The backend's {name} ({source}).");
         let _ = writeln!(out, "# TYPE {metric} {kind}");
         let _ = writeln!(out, "{metric}{{{label}}} {value}");

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::time::MissedTickBehavior;
 
 use super::Outcome;
-use super::stats::Reading;
+use super::stats::{Reading, ScanArgs};
 use crate::output::{self, Printer};
 use crate::units::{self, format_bytes};
 
@@ -32,10 +32,8 @@ pub(crate) struct WatchArgs {
     /// Stop after this many frames [default: at Ctrl-C].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
-    /// Do not count the keys under the prefix on Redis (a SCAN, each
-    /// frame).
-    #[arg(long)]
-    no_scan: bool,
+    #[command(flatten)]
+    scan: ScanArgs,
 }
 
 /// Stand-ins for this process's counters: `(counter, detail)` where the
@@ -91,6 +89,11 @@ fn figure(reading: &Reading, counter: &str, value: u64) -> (u64, &'static str) {
         .unwrap_or((value, reading.source(counter)))
 }
 
+/// The operations a frame counts: hits + misses + writes.
+fn operations(hits: u64, misses: u64, writes: u64) -> u64 {
+    hits.saturating_add(misses).saturating_add(writes)
+}
+
 impl Frame {
     fn new(
         number: u64,
@@ -106,11 +109,16 @@ impl Frame {
         let (evictions, evictions_from) = figure(reading, "evictions", stats.evictions);
         // memcached counts its writes as a detail (it cannot tell inserts
         // from updates).
-        let writes = stats.inserts + stats.updates + reading.detail("writes").unwrap_or(0);
-        let total = hits + misses;
-        let ops = hits + misses + writes;
+        let writes = stats
+            .inserts
+            .saturating_add(stats.updates)
+            .saturating_add(reading.detail("writes").unwrap_or(0));
+        // The server's counters are its own to report: sums that saturate
+        // (and a ratio in f64) rather than an overflow on absurd values.
+        let total = hits as f64 + misses as f64;
+        let ops = operations(hits, misses, writes);
         let ops_per_sec = previous.map(|(before, secs)| {
-            let before = before.hits + before.misses + before.writes;
+            let before = operations(before.hits, before.misses, before.writes);
             ops.saturating_sub(before) as f64 / secs.max(f64::EPSILON)
         });
         Frame {
@@ -120,10 +128,10 @@ impl Frame {
             hits,
             misses,
             writes,
-            hit_ratio: if total == 0 {
+            hit_ratio: if total == 0.0 {
                 0.0
             } else {
-                hits as f64 / total as f64
+                hits as f64 / total
             },
             ops_per_sec,
             entries,
@@ -206,16 +214,20 @@ pub(crate) async fn watch(
     let mut previous: Option<(Frame, Instant)> = None;
     let mut number = 0;
     // One listener for the whole run: a Ctrl-C during a reading stops too.
+    // `ctrl_c` installs its handler when first polled, so `stop` is polled
+    // first (`biased`): the handler is in place before the first frame is
+    // drawn, not whenever the select happens to poll it.
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     while args.count.is_none_or(|count| number < count) {
         let next = async {
             ticks.tick().await;
-            Reading::take(backend, !args.no_scan).await
+            Reading::take(backend, &args.scan).await
         };
         let reading = tokio::select! {
-            reading = next => reading?,
+            biased;
             _ = &mut stop => break,
+            reading = next => reading?,
         };
         number += 1;
         let now = Instant::now();
@@ -238,4 +250,32 @@ pub(crate) async fn watch(
         previous = Some((frame, now));
     }
     Ok(Outcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// A server that reports counters at the top of `u64` (broken, or
+    /// hostile) makes no overflow: the sums saturate, the ratio holds.
+    #[test]
+    fn server_counters_at_the_top_of_u64_do_not_overflow() {
+        let mut stats = cachette::Stats::default();
+        stats.inserts = 1;
+        stats.details = vec![
+            ("server_keyspace_hits".to_owned(), u64::MAX),
+            ("server_keyspace_misses".to_owned(), u64::MAX),
+        ];
+        let reading = Reading {
+            backend: "redis",
+            stats,
+            sources: BTreeMap::new(),
+        };
+        let first = Frame::new(1, Duration::ZERO, &reading, None);
+        assert_eq!(first.hit_ratio, 0.5);
+        let second = Frame::new(2, Duration::from_secs(1), &reading, Some((&first, 1.0)));
+        assert_eq!(second.ops_per_sec, Some(0.0));
+    }
 }

@@ -78,7 +78,12 @@ fn parse_labels(text: &str) -> Result<(BTreeMap<String, String>, &str), String> 
             return Err(format!("label `{name}` twice"));
         }
         rest = &after[end + 1..];
-        rest = rest.strip_prefix(',').unwrap_or(rest);
+        // A comma between labels (and optionally after the last one).
+        if let Some(after) = rest.strip_prefix(',') {
+            rest = after;
+        } else if !rest.starts_with('}') {
+            return Err(format!("no `,` or `}}` after label `{name}`"));
+        }
     }
 }
 

@@ -115,7 +115,8 @@
 //!   masters of a cluster) and, outside cluster mode,
 //!   `server_used_memory` (bytes, `INFO memory`), `server_keyspace_hits`,
 //!   `server_keyspace_misses`, `server_evicted_keys` and
-//!   `server_expired_keys` (`INFO stats`: the whole server, every client).
+//!   `server_expired_keys` (`INFO stats`: the whole server, every client);
+//!   none when the ACL user may not run them (`INFO` is in `@dangerous`).
 //! - **Needs:** a tokio runtime (with I/O and time enabled): building the
 //!   backend or calling it from a plain thread or another executor is an
 //!   [`ErrorKind::Unsupported`] error, never a panic. Redis 6+ for ACL users; the scripts touch keys they do not

@@ -207,7 +207,9 @@ impl RedisBackend {
     /// sections) also gives `server_used_memory` (bytes, `INFO memory`) and
     /// `server_keyspace_hits`, `server_keyspace_misses`,
     /// `server_evicted_keys`, `server_expired_keys` (`INFO stats`, for the
-    /// whole server, every client and prefix).
+    /// whole server, every client and prefix). None when the ACL user may
+    /// not run `INFO` (it is in `@dangerous`, which hardened users lack):
+    /// the client's own counters are still worth having.
     pub(super) async fn server_figures(&self) -> Result<Vec<(String, u64)>> {
         let mut conn = self.conn();
         if self.is_cluster() {
@@ -216,14 +218,19 @@ impl RedisBackend {
                 .run("stats", async move {
                     redis::cmd("DBSIZE").query_async::<u64>(&mut conn).await
                 })
-                .await?;
-            return Ok(vec![("db_keys".to_owned(), keys)]);
+                .await;
+            return Ok(unless_refused(keys)?
+                .map(|keys| vec![("db_keys".to_owned(), keys)])
+                .unwrap_or_default());
         }
-        let info: String = self
+        let info: Result<String> = self
             .run("stats", async move {
                 redis::cmd("INFO").query_async(&mut conn).await
             })
-            .await?;
+            .await;
+        let Some(info) = unless_refused(info)? else {
+            return Ok(Vec::new());
+        };
         let db = format!(
             "db{}:",
             redis::aio::ConnectionLike::get_db(&self.inner.conn)
@@ -256,5 +263,18 @@ impl RedisBackend {
             }
         }
         Ok(figures)
+    }
+}
+
+/// The answer of a command for [`RedisBackend::server_figures`], or `None`
+/// when the ACL refused it.
+fn unless_refused<T>(answer: Result<T>) -> Result<Option<T>> {
+    match answer {
+        Ok(value) => Ok(Some(value)),
+        Err(err) if err.kind() == ErrorKind::PermissionDenied => {
+            tracing::debug!(error = %err, "the ACL user may not read the server's figures");
+            Ok(None)
+        }
+        Err(err) => Err(err),
     }
 }
