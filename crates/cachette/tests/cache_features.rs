@@ -728,6 +728,44 @@ async fn a_write_during_a_batch_load_wins_over_it() {
     assert_eq!(cache.get::<u32>("b").await.unwrap(), Some(9));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_batch_store_under_way_during_an_invalidation_does_not_outlive_it() {
+    let faulty = FaultyBackend::new(memory());
+    let cache = Cache::builder(Arc::clone(&faulty) as Arc<dyn Backend>)
+        .build()
+        .await
+        .unwrap();
+    faulty.set_delay(Some(Duration::from_millis(10)));
+    let batch = tokio::spawn({
+        let cache = cache.clone();
+        async move {
+            cache
+                .get_many_or_load(
+                    &["a", "b"],
+                    |keys| async move {
+                        Ok::<_, std::io::Error>(
+                            keys.into_iter().map(|k| (k, 1_u32)).collect::<Vec<_>>(),
+                        )
+                    },
+                    &EntryOptions::new().tags(["t"]),
+                )
+                .await
+        }
+    });
+    // The batch's store has passed its checks and is writing (slowly).
+    while faulty.calls_of("set_many") == 0 {
+        sleep(Duration::from_millis(1)).await;
+    }
+    faulty.set_delay(None);
+    cache.invalidate_tags(&["t"]).await.unwrap();
+    assert_eq!(batch.await.unwrap().unwrap(), [Some(1), Some(1)]);
+    assert_eq!(
+        cache.get_many::<u32>(&["a", "b"]).await.unwrap(),
+        [None, None],
+        "the invalidation removed what the batch wrote"
+    );
+}
+
 // --- clear ------------------------------------------------------------
 
 #[tokio::test]
