@@ -460,6 +460,50 @@ async fn the_first_successful_attempt_ends_the_throttle() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_attempt_that_finds_nothing_ends_the_throttle_too() {
+    let cache = throttled_cache(memory()).await;
+    advance(secs(5)).await; // t = 16 s: an attempt is due; the row is gone
+    let value = cache
+        .get_with("k", |_| async { None::<u32> }, &options())
+        .await
+        .unwrap();
+    assert_eq!(value, Some(1), "the attempt runs in the background");
+    settle().await;
+    assert_eq!(cache.stats().refreshes, 1);
+    // The attempt succeeded: the stale value is no longer served at once.
+    let value = cache
+        .get_with("k", |_| async { Some(3_u32) }, &options())
+        .await
+        .unwrap();
+    assert_eq!(value, Some(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_that_skips_caching_ends_the_throttle_too() {
+    let cache = throttled_cache(memory()).await;
+    advance(secs(5)).await; // t = 16 s: an attempt is due
+    let value = cache
+        .get_with(
+            "k",
+            |ctx| async move {
+                ctx.skip_caching();
+                Some(2_u32)
+            },
+            &options(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(value, Some(1), "the attempt runs in the background");
+    settle().await;
+    assert_eq!(cache.stats().refreshes, 1);
+    let value = cache
+        .get_with("k", |_| async { Some(3_u32) }, &options())
+        .await
+        .unwrap();
+    assert_eq!(value, Some(3));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_borrowing_loader_makes_the_recovery_attempt_in_the_foreground() {
     let cache = throttled_cache(memory()).await;
     let db = db(true);
