@@ -123,6 +123,24 @@ async fn the_default_key_is_the_function_path_and_every_argument() {
     assert_eq!(stored.as_deref(), Some(r#"3 Some("a:b") [true, false]"#));
 }
 
+/// cachette under another name, as a renamed dependency makes it.
+mod renamed {
+    pub(crate) use ::cachette as cache_lib;
+}
+
+#[tokio::test]
+async fn the_crate_option_names_a_renamed_cachette() {
+    #[cached(cache = shared().await, crate = "crate::renamed::cache_lib")]
+    async fn renamed_path(id: u32, name: &str) -> cachette::Result<Option<String>> {
+        Ok(Some(format!("{name}{id}")))
+    }
+
+    assert_eq!(renamed_path(1, "a").await.unwrap().as_deref(), Some("a1"));
+    let key = "cached_macro::renamed_path:1:a";
+    let stored: Option<String> = shared().await.get(key).await.unwrap();
+    assert_eq!(stored.as_deref(), Some("a1"));
+}
+
 #[tokio::test]
 async fn the_default_key_tells_apart_arguments_that_read_alike() {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
