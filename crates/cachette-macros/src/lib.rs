@@ -76,7 +76,9 @@ use proc_macro::TokenStream;
 /// and references, boxes and `Arc`s of those. An argument of another
 /// type is a compile error (``…cannot form a cache key``): implement
 /// `KeyPart` for it, or give a `key`. The default key does not name the
-/// type of an associated function: give those a `key`. Moving or renaming
+/// type of an associated function, nor the type parameters of a generic
+/// function (`f::<u32>(1)` and `f::<u64>(1)` would share an entry): give
+/// those a `key` that tells them apart. Moving or renaming
 /// the function changes its default keys (the old entries expire with
 /// their TTL).
 ///
