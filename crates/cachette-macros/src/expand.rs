@@ -4,7 +4,7 @@
 //! `cachette::__private`, which calls `get_or_load`.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, Pat};
 
@@ -126,9 +126,15 @@ fn call(
 fn default_key(krate: &syn::Path, function: &syn::Ident, arguments: &[Argument]) -> TokenStream {
     let function = function.to_string();
     let parts = arguments.iter().map(|argument| {
-        let name = &argument.name;
-        quote_spanned! {argument.ty.span()=>
-            #krate::__private::key_part(&mut __cachette_key, &#name);
+        let (name, span) = (&argument.name, argument.ty.span());
+        // The whole call spans the argument's type, so that a type that
+        // cannot form a key is reported there alone.
+        let krate = krate.to_token_stream().into_iter().map(|mut token| {
+            token.set_span(span);
+            token
+        });
+        quote_spanned! {span=>
+            #(#krate)*::__private::key_part(&mut __cachette_key, &#name);
         }
     });
     quote! {{
