@@ -458,14 +458,16 @@ async fn the_first_successful_attempt_ends_the_throttle() {
     assert_eq!(source.runs(), 1);
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_attempt_that_finds_nothing_ends_the_throttle_too() {
+/// Checks that a recovery attempt with `attempt`, a loader that succeeds
+/// without storing a value, ends the throttle all the same.
+async fn a_successful_attempt_ends_the_throttle<F, Fut>(attempt: F)
+where
+    F: FnOnce(LoadContext) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<u32>> + Send + 'static,
+{
     let cache = throttled_cache(memory()).await;
-    advance(secs(5)).await; // t = 16 s: an attempt is due; the row is gone
-    let value = cache
-        .get_with("k", |_| async { None::<u32> }, &options())
-        .await
-        .unwrap();
+    advance(secs(5)).await; // t = 16 s: an attempt is due
+    let value = cache.get_with("k", attempt, &options()).await.unwrap();
     assert_eq!(value, Some(1), "the attempt runs in the background");
     settle().await;
     assert_eq!(cache.stats().refreshes, 1);
@@ -478,28 +480,17 @@ async fn an_attempt_that_finds_nothing_ends_the_throttle_too() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_attempt_that_finds_nothing_ends_the_throttle_too() {
+    a_successful_attempt_ends_the_throttle(|_| async { None }).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_attempt_that_skips_caching_ends_the_throttle_too() {
-    let cache = throttled_cache(memory()).await;
-    advance(secs(5)).await; // t = 16 s: an attempt is due
-    let value = cache
-        .get_with(
-            "k",
-            |ctx| async move {
-                ctx.skip_caching();
-                Some(2_u32)
-            },
-            &options(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(value, Some(1), "the attempt runs in the background");
-    settle().await;
-    assert_eq!(cache.stats().refreshes, 1);
-    let value = cache
-        .get_with("k", |_| async { Some(3_u32) }, &options())
-        .await
-        .unwrap();
-    assert_eq!(value, Some(3));
+    a_successful_attempt_ends_the_throttle(|ctx| async move {
+        ctx.skip_caching();
+        Some(2)
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
