@@ -4,7 +4,7 @@
 //! `cachette::__private`, which calls `get_or_load`.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, Pat};
 
@@ -25,7 +25,7 @@ pub(crate) fn expand(options: &Options, function: ItemFn) -> syn::Result<TokenSt
     let names: Vec<_> = arguments.iter().map(|a| a.name.clone()).collect();
     let key = match &options.key {
         Some(literal) => format::expand(literal, "key", &names)?,
-        None => default_key(&sig.ident, &arguments),
+        None => default_key(&options.krate, &sig.ident, &arguments),
     };
     let tags = options
         .tags
@@ -41,8 +41,8 @@ pub(crate) fn expand(options: &Options, function: ItemFn) -> syn::Result<TokenSt
             let #owned = <#elem as ::std::borrow::ToOwned>::to_owned(#name);
         })
     });
-    let cache = &options.cache;
-    let call = call(&sig, &arguments, returns, &output, &block, cache);
+    let (cache, krate) = (&options.cache, &options.krate);
+    let call = call(&sig, &arguments, returns, &output, &block, options);
     // The arguments are rebound `mut` inside the body where they were `mut`.
     for input in &mut sig.inputs {
         if let FnArg::Typed(typed) = input
@@ -56,7 +56,7 @@ pub(crate) fn expand(options: &Options, function: ItemFn) -> syn::Result<TokenSt
         #vis #sig {
             let __cachette_cache = &(#cache);
             let __cachette_key: ::std::string::String = #key;
-            let __cachette_options = ::cachette::cache::EntryOptions::new() #setters #tags;
+            let __cachette_options = #krate::cache::EntryOptions::new() #setters #tags;
             #(#owned)*
             #call
         }
@@ -71,10 +71,11 @@ fn call(
     returns: Returns,
     output: &syn::Type,
     block: &syn::Block,
-    cache: &syn::Expr,
+    options: &Options,
 ) -> TokenStream {
+    let (cache, krate) = (&options.cache, &options.krate);
     let rebinds: Vec<_> = arguments.iter().map(rebind).collect();
-    let shape = returns.shape();
+    let shape = returns.shape(krate);
     if sig.asyncness.is_some() {
         let helper = if returns.fallible() {
             quote!(fallible)
@@ -96,7 +97,7 @@ fn call(
                 }
                 #block
             };
-            ::cachette::__private::#helper(
+            #krate::__private::#helper(
                 __cachette_cache, &__cachette_key, &__cachette_options, #shape, __cachette_body,
             )
             .await
@@ -112,7 +113,7 @@ fn call(
                 #(#rebinds)*
                 #block
             };
-            ::cachette::__private::#helper(
+            #krate::__private::#helper(
                 &__cachette_key, &__cachette_options, #shape, __cachette_body,
                 |key, loader, options| __cachette_cache.get_or_load(key, loader, options),
             )
@@ -122,12 +123,18 @@ fn call(
 
 /// `{module_path}::{function}:{argument}:…`, each argument through
 /// `cachette::KeyPart`.
-fn default_key(function: &syn::Ident, arguments: &[Argument]) -> TokenStream {
+fn default_key(krate: &syn::Path, function: &syn::Ident, arguments: &[Argument]) -> TokenStream {
     let function = function.to_string();
     let parts = arguments.iter().map(|argument| {
-        let name = &argument.name;
-        quote_spanned! {argument.ty.span()=>
-            ::cachette::__private::key_part(&mut __cachette_key, &#name);
+        let (name, span) = (&argument.name, argument.ty.span());
+        // The whole call spans the argument's type, so that a type that
+        // cannot form a key is reported there alone.
+        let krate = krate.to_token_stream().into_iter().map(|mut token| {
+            token.set_span(span);
+            token
+        });
+        quote_spanned! {span=>
+            #(#krate)*::__private::key_part(&mut __cachette_key, &#name);
         }
     });
     quote! {{

@@ -62,6 +62,7 @@ use proc_macro::TokenStream;
 /// | `key = "…{arg}…"` | the key, a format over the arguments (each through `Display`, or the format spec written: `{id:?}`). Without it the key is built from all arguments (below) |
 /// | `tags = ["…{arg}…", …]` | tags of the entry, formats like `key`, for `Cache::invalidate_tags` |
 /// | `ttl`, `soft_ttl`, `negative_ttl`, `fail_safe`, `jitter` | durations as `"60s"`, `"5m"`, `"1h 30m"` or `"250ms"`, checked when the function compiles; they set the `EntryOptions` of the same name, and an option left out takes the cache's default |
+/// | `crate = "…"` | the path of the cachette crate, `::cachette` unless given: where `Cargo.toml` renames the dependency (`cache = { package = "cachette", … }`), write `crate = "::cache"` |
 ///
 /// The key is the key given to the cache, which stores it under its
 /// namespace and version like any other.
@@ -75,7 +76,9 @@ use proc_macro::TokenStream;
 /// and references, boxes and `Arc`s of those. An argument of another
 /// type is a compile error (``…cannot form a cache key``): implement
 /// `KeyPart` for it, or give a `key`. The default key does not name the
-/// type of an associated function: give those a `key`. Moving or renaming
+/// type of an associated function, nor the type parameters of a generic
+/// function (`f::<u32>(1)` and `f::<u64>(1)` would share an entry): give
+/// those a `key` that tells them apart. Moving or renaming
 /// the function changes its default keys (the old entries expire with
 /// their TTL).
 ///

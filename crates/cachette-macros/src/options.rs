@@ -11,7 +11,7 @@ use syn::punctuated::Punctuated;
 use syn::{Expr, LitStr, Token};
 
 /// Every option the attribute knows, as the error for an unknown one lists them.
-const KNOWN: &str = "cache, key, tags, ttl, soft_ttl, negative_ttl, fail_safe, jitter";
+const KNOWN: &str = "cache, key, tags, ttl, soft_ttl, negative_ttl, fail_safe, jitter, crate";
 
 /// The duration options: the name in the attribute is the name of the
 /// `EntryOptions` setter.
@@ -27,6 +27,9 @@ pub(crate) struct Options {
     pub(crate) tags: Vec<LitStr>,
     /// `(setter, duration)`, in the order given.
     durations: Vec<(&'static str, Duration)>,
+    /// The path of the cachette crate: `::cachette`, or `crate = "…"`
+    /// where a dependency renamed it.
+    pub(crate) krate: syn::Path,
 }
 
 impl Options {
@@ -35,6 +38,7 @@ impl Options {
         let mut cache = None;
         let mut key = None;
         let mut tags = None;
+        let mut krate = None;
         let mut durations: Vec<(&'static str, Duration, Span)> = Vec::new();
         let parser =
             syn::meta::parser(|meta| {
@@ -42,6 +46,17 @@ impl Options {
                 match name.as_str() {
                     "cache" => once(&meta, &mut cache, meta.value()?.parse::<Expr>()?),
                     "key" => once(&meta, &mut key, meta.value()?.parse::<LitStr>()?),
+                    "crate" => {
+                        let literal = meta.value()?.parse::<LitStr>()?;
+                        let path = literal.parse::<syn::Path>().map_err(|_| {
+                            syn::Error::new(
+                                literal.span(),
+                                "`crate` is the path of the cachette crate, e.g. \
+                                 `crate = \"::my_cachette\"` where a dependency renamed it",
+                            )
+                        })?;
+                        once(&meta, &mut krate, path)
+                    }
                     "tags" => {
                         let content;
                         let value = meta.value()?;
@@ -79,6 +94,7 @@ impl Options {
             key,
             tags: tags.unwrap_or_default(),
             durations: durations.into_iter().map(|(s, d, _)| (s, d)).collect(),
+            krate: krate.unwrap_or_else(|| syn::parse_quote!(::cachette)),
         })
     }
 

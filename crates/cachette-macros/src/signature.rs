@@ -40,10 +40,10 @@ impl Returns {
     }
 
     /// The `__private` shape: whether "not found" is an answer.
-    pub(crate) fn shape(self) -> TokenStream {
+    pub(crate) fn shape(self, krate: &syn::Path) -> TokenStream {
         match self {
-            Returns::Value | Returns::Result => quote!(::cachette::__private::Always),
-            Returns::Option | Returns::ResultOption => quote!(::cachette::__private::Maybe),
+            Returns::Value | Returns::Result => quote!(#krate::__private::Always),
+            Returns::Option | Returns::ResultOption => quote!(#krate::__private::Maybe),
         }
     }
 }

@@ -123,6 +123,24 @@ async fn the_default_key_is_the_function_path_and_every_argument() {
     assert_eq!(stored.as_deref(), Some(r#"3 Some("a:b") [true, false]"#));
 }
 
+/// cachette under another name, as a renamed dependency makes it.
+mod renamed {
+    pub(crate) use ::cachette as cache_lib;
+}
+
+#[tokio::test]
+async fn the_crate_option_names_a_renamed_cachette() {
+    #[cached(cache = shared().await, crate = "crate::renamed::cache_lib")]
+    async fn renamed_path(id: u32, name: &str) -> cachette::Result<Option<String>> {
+        Ok(Some(format!("{name}{id}")))
+    }
+
+    assert_eq!(renamed_path(1, "a").await.unwrap().as_deref(), Some("a1"));
+    let key = "cached_macro::renamed_path:1:a";
+    let stored: Option<String> = shared().await.get(key).await.unwrap();
+    assert_eq!(stored.as_deref(), Some("a1"));
+}
+
 #[tokio::test]
 async fn the_default_key_tells_apart_arguments_that_read_alike() {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -331,8 +349,11 @@ async fn the_negative_ttl_option_caches_a_result_none() {
 #[tokio::test]
 async fn invalidating_a_tag_forgets_the_tagged_results() {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
+    // A cache of its own: an invalidation keeps the loads in flight of
+    // the other tests (run in parallel) from storing their results.
+    static CACHE: OnceCell<Cache> = OnceCell::const_new();
 
-    #[cached(cache = shared().await, key = "member:{team}:{id}", tags = ["team:{team}", "members"])]
+    #[cached(cache = plain(&CACHE).await, key = "member:{team}:{id}", tags = ["team:{team}", "members"])]
     async fn member(team: String, id: u32) -> String {
         RUNS.fetch_add(1, Ordering::SeqCst);
         format!("{team}/{id}")
@@ -341,11 +362,19 @@ async fn invalidating_a_tag_forgets_the_tagged_results() {
     member("red".into(), 1).await;
     member("blue".into(), 1).await;
     assert_eq!(runs(&RUNS), 2);
-    shared().await.invalidate_tags(&["team:red"]).await.unwrap();
+    plain(&CACHE)
+        .await
+        .invalidate_tags(&["team:red"])
+        .await
+        .unwrap();
     member("red".into(), 1).await;
     member("blue".into(), 1).await;
     assert_eq!(runs(&RUNS), 3, "only the red entry was invalidated");
-    shared().await.invalidate_tags(&["members"]).await.unwrap();
+    plain(&CACHE)
+        .await
+        .invalidate_tags(&["members"])
+        .await
+        .unwrap();
     member("blue".into(), 1).await;
     assert_eq!(runs(&RUNS), 4);
 }

@@ -317,7 +317,13 @@ impl<C: Codec> Cache<C> {
         for index in gate_indices {
             guards.push(inner.gates[index].lock.write().await);
         }
-        if inner.epoch.load(Ordering::Acquire) != epoch || inner.keys.version() != version {
+        // As a single load's store: an `invalidate_tags` waits for this
+        // store once it passed the check, so that the backend removes what
+        // it wrote.
+        let _epoch = inner.epoch_gate.read().await;
+        let superseded =
+            || inner.epoch.load(Ordering::Acquire) != epoch || inner.keys.version() != version;
+        if superseded() {
             tracing::debug!("an invalidation came while the batch loaded; not storing it");
             return;
         }
@@ -361,8 +367,15 @@ impl<C: Codec> Cache<C> {
                 tracing::warn!(%error, keys = batch.len(), "could not store the batch's loaded values");
             }
         }
-        for (copy_key, found) in kept {
-            inner.copies.remember(&copy_key, &found);
+        for (copy_key, found) in &kept {
+            inner.copies.remember(copy_key, found);
+        }
+        // A version bump between the check and here has dropped the
+        // copies already: these must go too.
+        if superseded() {
+            for (copy_key, _) in &kept {
+                inner.copies.forget(copy_key);
+            }
         }
         drop(guards);
     }

@@ -147,6 +147,15 @@ impl LocalCopies {
         Some(copy.found.clone())
     }
 
+    /// Ends the throttle of `key` (a load of it succeeded), keeping its
+    /// copy as the fallback.
+    pub(super) fn end_throttle(&self, key: &str) {
+        if let Some(copy) = self.shard(key).lock().map.get_mut(key) {
+            copy.throttled_until = None;
+            copy.next_attempt = None;
+        }
+    }
+
     pub(super) fn forget(&self, key: &str) {
         self.shard(key).lock().map.remove(key);
     }

@@ -385,7 +385,7 @@ async fn run_flight<C, T, L>(
                         // Ends a throttle: the value is new.
                         inner.copies.remember(&job.copy_key(), found);
                     }
-                    guard.answer(&tx, FlightState::done(false, outcome));
+                    succeed(&guard, &job, &tx, false, outcome);
                     return;
                 }
                 if job.recovery {
@@ -402,7 +402,7 @@ async fn run_flight<C, T, L>(
     }
     let held_lock = match lock::take(&inner, &job, &tx).await {
         lock::Taken::Answered(outcome) => {
-            guard.answer(&tx, FlightState::done(true, outcome));
+            succeed(&guard, &job, &tx, true, outcome);
             return;
         }
         lock::Taken::Held(held) => Some(held),
@@ -415,10 +415,25 @@ async fn run_flight<C, T, L>(
     }
     match outcome {
         Outcome::Failed(failure) => fail(&guard, &job, &tx, failure),
-        outcome => {
-            guard.answer(&tx, FlightState::done(false, outcome));
-        }
+        outcome => succeed(&guard, &job, &tx, false, outcome),
     }
+}
+
+/// Ends a load that produced a value or a "not found": a success ends the
+/// key's fail-safe throttle, whether or not its result was stored (a "not
+/// found", a skipped store, an entry another process changed), then
+/// answers the callers.
+fn succeed<C: Codec>(
+    guard: &FlightGuard<C>,
+    job: &Job,
+    tx: &watch::Sender<FlightState>,
+    busy_elsewhere: bool,
+    outcome: Outcome,
+) {
+    if job.resolved.fail_safe.is_some() && !matches!(outcome, Outcome::Failed(_)) {
+        guard.inner.copies.end_throttle(&job.copy_key());
+    }
+    guard.answer(tx, FlightState::done(busy_elsewhere, outcome));
 }
 
 /// Ends a failed load: throttles its key if fail-safe holds a fallback,

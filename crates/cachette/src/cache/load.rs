@@ -140,11 +140,11 @@ impl<C: Codec> Cache<C> {
     /// Single-flight still holds in this process: the first caller runs
     /// the loader, concurrent callers of the key (through any `get_or_load`
     /// form) wait for it. If that first caller is dropped mid-load (a
-    /// cancelled request), one of the waiting `get_or_load_borrowed`
-    /// callers takes over with its own loader; waiting
-    /// [`get_or_load`](Self::get_or_load) callers get an error (or their
-    /// fail-safe value). A distributed lock the dropped caller held stays
-    /// until its `lock_ttl`.
+    /// cancelled request), one of the waiting callers takes over with its
+    /// own loader (as a task of its own for a
+    /// [`get_or_load`](Self::get_or_load) caller), and the others wait for
+    /// that one, as with moka's `get_with`. A distributed lock the dropped
+    /// caller held stays until its `lock_ttl`.
     ///
     /// The trade-off — nothing runs after this call returns:
     /// - a stale value (past its soft TTL) is refreshed in the foreground:
@@ -454,11 +454,12 @@ impl<C: Codec> Cache<C> {
             match self.enter_flight(job)? {
                 Entered::Joined(rx, returned) => {
                     let waited = wait(rx, has_fallback, soft_timeout).await;
-                    if L::DETACHED || !matches!(waited, Waited::Vanished) {
+                    if !matches!(waited, Waited::Vanished) {
                         break waited;
                     }
                     // The caller that ran its loader in place was dropped
-                    // mid-load: this caller takes over with its own.
+                    // mid-load (or the runtime of the load's task shut
+                    // down): this caller takes over with its own loader.
                     job = returned;
                 }
                 Entered::Leader(leader) => {

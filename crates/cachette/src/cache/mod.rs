@@ -224,8 +224,9 @@
 //! first call after each `fail_safe_recovery` interval starts one
 //! background attempt (counted in [`CacheStats::refreshes`]) that reads the
 //! backend — adopting a fresh value another process stored — and otherwise
-//! runs the loader; its first success stores the value and ends the
-//! throttle, and each failure restarts it. A recovered backend or database
+//! runs the loader; its first success (a value, or a "not found") stores
+//! its result as any load does and ends the throttle, and each failure
+//! restarts it. A recovered backend or database
 //! is thus noticed within about one interval. When the backend fails
 //! and no such value exists, the loader still runs and its value is
 //! returned (storing it fails with a warning). Plain [`get`](Cache::get)

@@ -57,4 +57,15 @@ async fn generic<T: std::fmt::Display + Send + 'static>(value: T) -> cachette::R
     Ok(value.to_string())
 }
 
+// Where a dependency renamed cachette, `crate` names it; with the default
+// key, every path the expansion writes goes through it.
+mod renamed {
+    pub(crate) use ::cachette as cache_lib;
+}
+
+#[cached(cache = cache().await?, crate = "renamed::cache_lib")]
+async fn through_a_renamed_crate(id: u64, name: &str) -> cachette::Result<Option<String>> {
+    Ok(Some(format!("{name}{id}")))
+}
+
 fn main() {}
