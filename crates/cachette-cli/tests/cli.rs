@@ -635,7 +635,7 @@ fn stats_prints_prometheus_text() {
     }
     // The memory engine's own figure (`tags`) is a detail.
     let detail = &families["cachette_detail"];
-    assert_eq!(detail.kind, "untyped");
+    assert_eq!(detail.kind, "gauge");
     assert!(
         detail.samples.iter().any(|s| s.labels["name"] == "tags"),
         "{text}"

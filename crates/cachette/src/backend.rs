@@ -417,6 +417,28 @@ impl Stats {
         ]
     }
 
+    /// Whether the detail called `name` is a level that goes up and down
+    /// (a gauge: `entries`, `bytes`, `db_keys`, `server_used_memory`, …)
+    /// rather than a running total (a counter). Decided on the last
+    /// `.`-separated part, so that the tiered backend's `l1.entries` is a
+    /// level too. The metrics layer and the CLI's Prometheus output both
+    /// follow it.
+    pub fn detail_is_level(name: &str) -> bool {
+        const LEVELS: &[&str] = &[
+            "entries",
+            "bytes",
+            "tags",
+            "local_entries",
+            "db_keys",
+            "server_used_memory",
+            "file_bytes",
+            "curr_items",
+            "servers",
+            "servers_reachable",
+        ];
+        LEVELS.contains(&name.rsplit('.').next().unwrap_or(name))
+    }
+
     /// Hits divided by reads, or 0 before the first read.
     pub fn hit_ratio(&self) -> f64 {
         let reads = self.hits + self.misses;

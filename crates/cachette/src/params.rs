@@ -552,15 +552,25 @@ fn redact_parsed(original: &str, mut parsed: Url) -> String {
         }
         changed = true;
     }
-    if parsed.query_pairs().any(|(name, _)| is_secret_name(&name)) {
+    // A parameter's value may be a URL of its own (an S3 `endpoint`), with
+    // a password of its own: it is redacted the same way.
+    let hidden = |name: &str, value: &str| {
+        if is_secret_name(name) {
+            Some("***".to_owned())
+        } else if value.contains("://") {
+            Some(redact(value)).filter(|redacted| redacted != value)
+        } else {
+            None
+        }
+    };
+    if parsed
+        .query_pairs()
+        .any(|(name, value)| hidden(&name, &value).is_some())
+    {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(name, value)| {
-                let value = if is_secret_name(&name) {
-                    "***".into()
-                } else {
-                    value.into_owned()
-                };
+                let value = hidden(&name, &value).unwrap_or_else(|| value.into_owned());
                 (name.into_owned(), value)
             })
             .collect();

@@ -37,8 +37,10 @@ pub(crate) struct StatsArgs {
     /// Print Prometheus' text exposition format instead of a table:
     /// `cachette_<counter>_total` counters, `cachette_entries` and
     /// `cachette_bytes` gauges (left out where the backend does not report
-    /// them), `cachette_detail{name=…}` (untyped) for the backend's own
-    /// figures, each labelled with the backend.
+    /// them), and the backend's own figures as the metrics layer exports
+    /// them: `cachette_detail{name=…}` gauges for levels,
+    /// `cachette_detail_total{name=…}` counters for running totals; each
+    /// labelled with the backend.
     #[arg(long)]
     prometheus: bool,
     #[command(flatten)]
@@ -253,17 +255,31 @@ fn prometheus(reading: &Reading) -> String {
         let _ = writeln!(out, "# TYPE {metric} {kind}");
         let _ = writeln!(out, "{metric}{{{label}}} {value}");
     }
-    if !reading.stats.details.is_empty() {
-        // Details mix counters and gauges: untyped says so.
+    // The backend's own figures, as the metrics layer exports them: levels
+    // as the gauge `cachette_detail`, running totals as the counter
+    // `cachette_detail_total`.
+    for (metric, kind, level) in [
+        ("cachette_detail", "gauge", true),
+        ("cachette_detail_total", "counter", false),
+    ] {
+        let family: Vec<&(String, u64)> = reading
+            .stats
+            .details
+            .iter()
+            .filter(|(name, _)| Stats::detail_is_level(name) == level)
+            .collect();
+        if family.is_empty() {
+            continue;
+        }
         let _ = writeln!(
             out,
-            "# HELP cachette_detail The backend's own figures, by name."
+            "# HELP {metric} The backend's own figures, by name ({kind}s)."
         );
-        let _ = writeln!(out, "# TYPE cachette_detail untyped");
-        for (name, value) in &reading.stats.details {
+        let _ = writeln!(out, "# TYPE {metric} {kind}");
+        for (name, value) in family {
             let _ = writeln!(
                 out,
-                "cachette_detail{{{label},name=\"{}\"}} {value}",
+                "{metric}{{{label},name=\"{}\"}} {value}",
                 escape_label(name)
             );
         }

@@ -79,22 +79,6 @@ const STATS_COUNTERS: [(&str, &str, StatsField); 9] = [
     ),
 ];
 
-/// Backend details that are levels, not running totals: exported as the
-/// gauge `cachette_detail`. Matched on the last `.`-separated part of the
-/// name, so that the tiered backend's `l1.entries` is a gauge too.
-const GAUGE_DETAILS: &[&str] = &[
-    "entries",
-    "bytes",
-    "tags",
-    "local_entries",
-    "db_keys",
-    "server_used_memory",
-    "file_bytes",
-    "curr_items",
-    "servers",
-    "servers_reachable",
-];
-
 /// How often the backend's figures are exported unless told otherwise.
 const DEFAULT_EXPORT_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -541,8 +525,7 @@ fn record_stats(labels: &Labels, stats: &Stats, exported: &mut Exported) {
                     ("backend", backend.clone()),
                     ("name", SharedString::from(name.clone())),
                 ];
-                let last = name.rsplit('.').next().unwrap_or(name);
-                if GAUGE_DETAILS.contains(&last) {
+                if Stats::detail_is_level(name) {
                     gauge!(DETAIL_GAUGE, &detail).set(*value as f64);
                 } else {
                     counter!(DETAIL_COUNTER, &detail).increment(exported.growth(

@@ -133,6 +133,15 @@ fn redact_hides_secret_query_parameters() {
 }
 
 #[test]
+fn redact_hides_passwords_of_urls_inside_parameters() {
+    let redacted = redact("s3://bucket/cache?endpoint=http://user:SECRET@127.0.0.1:9000&region=x");
+    assert!(!redacted.contains("SECRET"), "{redacted}");
+    assert!(redacted.contains("region=x"), "{redacted}");
+    let plain = "s3://bucket/cache?endpoint=http://127.0.0.1:9000";
+    assert_eq!(redact(plain), plain);
+}
+
+#[test]
 fn redact_leaves_urls_without_secrets_as_written() {
     for url in [
         "memory://?max_entries=10&policy=lru",
