@@ -181,6 +181,43 @@ impl<C: Codec> CacheBuilder<C> {
     /// ends the throttle, so a recovered backend or database is noticed
     /// within about one `interval` instead of one throttle. An interval
     /// not below the throttle turns recovery attempts off.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use cachette::MemoryBackend;
+    /// # use cachette::cache::{Cache, EntryOptions, TokioClock};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> cachette::Result<()> {
+    /// let secs = Duration::from_secs;
+    /// let cache = Cache::builder(Arc::new(MemoryBackend::default()))
+    ///     .clock(TokioClock::default()) // tokio's paused clock, for this example
+    ///     .default_ttl(secs(10))
+    ///     .fail_safe(secs(300))
+    ///     .fail_safe_throttle(secs(60))
+    ///     .fail_safe_recovery(secs(5))
+    ///     .build()
+    ///     .await?;
+    /// let opts = EntryOptions::new();
+    /// let load = |price: u32, up: bool| {
+    ///     move |_| async move {
+    ///         if up { Ok(Some(price)) } else { Err(std::io::Error::other("database down")) }
+    ///     }
+    /// };
+    /// assert_eq!(cache.get_or_load("price", load(1, true), &opts).await?, Some(1));
+    ///
+    /// tokio::time::advance(secs(11)).await; // expired, and the database is down
+    /// assert_eq!(cache.get_or_load("price", load(2, false), &opts).await?, Some(1)); // fail-safe
+    ///
+    /// tokio::time::advance(secs(5)).await; // the database is back; an attempt is due
+    /// assert_eq!(cache.get_or_load("price", load(2, true), &opts).await?, Some(1)); // starts it
+    /// tokio::time::sleep(Duration::from_millis(1)).await; // the attempt runs in the background
+    ///
+    /// // The throttle ended 44 s early: the recovered value is served.
+    /// assert_eq!(cache.get_or_load("price", load(3, true), &opts).await?, Some(2));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn fail_safe_recovery(mut self, interval: Duration) -> Self {
         self.defaults.fail_safe_recovery = interval;
         self
