@@ -608,3 +608,74 @@ fn a_plain_program_uses_redis_through_the_blocking_api() {
     backend.health().unwrap();
     assert!(backend.delete("raw").unwrap());
 }
+
+/// A borrowing loader reads its caller's state (not `Send`, not
+/// `'static`) on the caller's own thread, and runs once for the key.
+#[test]
+fn a_borrowing_loader_runs_on_the_caller_s_thread_once() {
+    let cache = Cache::from_url("memory://").unwrap();
+    let names = vec!["Ada".to_owned()];
+    let runs = std::cell::Cell::new(0);
+    let ran_on = std::cell::Cell::new(None);
+    let load = |_ctx| {
+        runs.set(runs.get() + 1);
+        ran_on.set(Some(thread::current().id()));
+        Ok::<_, std::io::Error>(names.first().cloned())
+    };
+    let first: Option<String> = cache
+        .get_or_load_borrowed("user:0", load, &EntryOptions::new())
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("Ada"));
+    assert_eq!(ran_on.get(), Some(thread::current().id()));
+    let again: Option<String> = cache
+        .get_or_load_borrowed(
+            "user:0",
+            |_ctx| Ok::<_, std::io::Error>(Some("not loaded".to_owned())),
+            &EntryOptions::new(),
+        )
+        .unwrap();
+    assert_eq!(again.as_deref(), Some("Ada"));
+    assert_eq!(runs.get(), 1);
+}
+
+/// Callers on other threads wait for the caller running a borrowing
+/// loader: one run for all of them.
+#[test]
+fn borrowing_loaders_on_many_threads_share_one_run() {
+    let cache = Cache::from_url("memory://").unwrap();
+    let runs = AtomicUsize::new(0);
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let values: Vec<Option<u32>> = thread::scope(|scope| {
+        // Owned here: should the wait below fail, unwinding drops it, and a
+        // loader left waiting wakes (with an error) instead of hanging.
+        let release = release;
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    cache
+                        .get_or_load_borrowed(
+                            "k",
+                            |_ctx| {
+                                runs.fetch_add(1, Ordering::SeqCst);
+                                // Held until every other caller has joined.
+                                released.lock().unwrap().recv().unwrap();
+                                Ok::<_, std::io::Error>(Some(7_u32))
+                            },
+                            &EntryOptions::new(),
+                        )
+                        .unwrap()
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cache.stats().coalesced < 7 {
+            assert!(Instant::now() < deadline, "the callers never joined");
+            thread::sleep(Duration::from_millis(5));
+        }
+        release.send(()).unwrap();
+        callers.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert!(values.iter().all(|v| *v == Some(7)), "{values:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

@@ -315,6 +315,50 @@ impl<C: Codec> Cache<C> {
             .call("get_or_load", self.cache.get_or_load(key, loader, options))
     }
 
+    /// [`get_or_load`](Self::get_or_load) for a loader that borrows from
+    /// its caller (neither `'static` nor `Send`): it runs on the calling
+    /// thread, inside this call, as
+    /// [`cache::Cache::get_or_load_borrowed`](crate::cache::Cache::get_or_load_borrowed)
+    /// runs its loader in the caller's future. Single-flight still holds
+    /// across threads (other callers of the key wait for this one). The
+    /// trade-offs are the async form's: a stale value is refreshed in the
+    /// foreground (this call waits for the loader), eager refresh does not
+    /// apply; and since the loader runs inside the call, a hard timeout
+    /// cannot interrupt it, and the loader must not call the blocking API
+    /// itself (such a call answers [`ErrorKind::Unsupported`]).
+    ///
+    /// ```
+    /// # use cachette::EntryOptions;
+    /// # fn main() -> cachette::Result<()> {
+    /// let cache = cachette::blocking::Cache::from_url("memory://")?;
+    /// let names = vec!["Ada".to_owned(), "Grace".to_owned()]; // e.g. a connection, borrowed
+    /// let name: Option<String> = cache.get_or_load_borrowed(
+    ///     "user:1",
+    ///     |_ctx| Ok::<_, std::io::Error>(names.get(1).cloned()),
+    ///     &EntryOptions::new(),
+    /// )?;
+    /// assert_eq!(name.as_deref(), Some("Grace"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get_or_load_borrowed<T, F, E>(
+        &self,
+        key: &str,
+        loader: F,
+        options: &EntryOptions,
+    ) -> Result<Option<T>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(LoadContext) -> std::result::Result<Option<T>, E>,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        let in_place = |context| std::future::ready(loader(context));
+        self.driver.call(
+            "get_or_load",
+            self.cache.get_or_load_borrowed(key, in_place, options),
+        )
+    }
+
     /// [`get_or_load`](Self::get_or_load) for a loader that cannot fail:
     /// it returns the value, or `None` for "not found", and needs no error
     /// type (which `get_or_load` cannot infer for a loader that only ever
