@@ -614,7 +614,7 @@ fn a_plain_program_uses_redis_through_the_blocking_api() {
 #[test]
 fn a_borrowing_loader_runs_on_the_caller_s_thread_once() {
     let cache = Cache::from_url("memory://").unwrap();
-    let names = vec!["Ada".to_owned()];
+    let names = ["Ada".to_owned()];
     let runs = std::cell::Cell::new(0);
     let ran_on = std::cell::Cell::new(None);
     let load = |_ctx| {
