@@ -69,6 +69,19 @@ pub(crate) const NAME: &str = "object";
 /// operation's timeout usually ends it first).
 const MAX_ATTEMPTS: usize = 256;
 
+/// Waits before compare-and-swap attempt `attempt` of [`MAX_ATTEMPTS`]
+/// (not before the first): a lost race backs off with jitter.
+async fn pause_before(attempt: usize) {
+    if attempt > 0 {
+        back_off(
+            u32::try_from(attempt).unwrap_or(u32::MAX),
+            Duration::from_millis(1),
+            Duration::from_millis(100),
+        )
+        .await;
+    }
+}
+
 /// The most tags of one entry, and the longest tag (a marker's name).
 const MAX_TAGS: usize = 64;
 const MAX_TAG_LEN: usize = 256;
@@ -315,14 +328,7 @@ impl ObjectBackend {
             SetCondition::IfAbsent => {
                 let mut outcome = None;
                 for attempt in 0..MAX_ATTEMPTS {
-                    if attempt > 0 {
-                        back_off(
-                            attempt as u32,
-                            Duration::from_millis(1),
-                            Duration::from_millis(100),
-                        )
-                        .await;
-                    }
+                    pause_before(attempt).await;
                     if self.write(&path, bytes.clone(), PutMode::Create).await? {
                         outcome = Some(true);
                         break;
@@ -346,14 +352,7 @@ impl ObjectBackend {
             SetCondition::IfPresent => {
                 let mut outcome = None;
                 for attempt in 0..MAX_ATTEMPTS {
-                    if attempt > 0 {
-                        back_off(
-                            attempt as u32,
-                            Duration::from_millis(1),
-                            Duration::from_millis(100),
-                        )
-                        .await;
-                    }
+                    pause_before(attempt).await;
                     match self.read(key, &path, digest, now).await? {
                         Found::Live(_, e_tag) => {
                             if self.replace(&path, bytes.clone(), e_tag).await? {
@@ -542,14 +541,7 @@ impl Backend for ObjectBackend {
         let work = async {
             let (path, digest) = self.path_of(key)?;
             for attempt in 0..MAX_ATTEMPTS {
-                if attempt > 0 {
-                    back_off(
-                        attempt as u32,
-                        Duration::from_millis(1),
-                        Duration::from_millis(100),
-                    )
-                    .await;
-                }
+                pause_before(attempt).await;
                 let now = now_ms();
                 let (value, expires_at, tags, e_tag) =
                     match self.read(key, &path, digest, now).await? {
@@ -600,14 +592,7 @@ impl Backend for ObjectBackend {
         let work = async {
             let (path, digest) = self.path_of(key)?;
             for attempt in 0..MAX_ATTEMPTS {
-                if attempt > 0 {
-                    back_off(
-                        attempt as u32,
-                        Duration::from_millis(1),
-                        Duration::from_millis(100),
-                    )
-                    .await;
-                }
+                pause_before(attempt).await;
                 let now = now_ms();
                 let (entry, e_tag) = match self.read(key, &path, digest, now).await? {
                     Found::Live(entry, e_tag) => (entry, e_tag),
